@@ -1,0 +1,412 @@
+//! Zero-copy reader for the Vigil event encoding.
+//!
+//! Every accessor is total: bytes that do not follow the format read as
+//! "absent" rather than panicking, because a plugin must never trap on input.
+
+use crate::tag;
+
+/// One decoded value. Strings, lists and objects borrow from the event bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    /// JSON `null`.
+    Null,
+    /// JSON `true` / `false`.
+    Bool(bool),
+    /// An integer that fits in `i64`.
+    Int(i64),
+    /// An integer above `i64::MAX`.
+    UInt(u64),
+    /// A number with a fraction or exponent.
+    Float(f64),
+    /// A string.
+    Str(&'a str),
+    /// A list of values.
+    List(ListRef<'a>),
+    /// An object of key/value entries, in source order.
+    Object(ObjectRef<'a>),
+}
+
+impl<'a> Value<'a> {
+    /// The string, if this is a string.
+    pub fn as_str(&self) -> Option<&'a str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The number as `i64`, if this is an integer (or a string holding one,
+    /// as Windows event renderers often produce).
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Value::Int(i) => Some(i),
+            Value::UInt(u) => i64::try_from(u).ok(),
+            Value::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The number as `f64`, if this is any kind of number.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::Int(i) => Some(i as f64),
+            Value::UInt(u) => Some(u as f64),
+            Value::Float(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The boolean, if this is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The list, if this is one.
+    pub fn as_list(&self) -> Option<ListRef<'a>> {
+        match *self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The object, if this is one.
+    pub fn as_object(&self) -> Option<ObjectRef<'a>> {
+        match *self {
+            Value::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Follow a dotted path (`Event.EventData.Image`, `tags.0`) from here.
+    /// Numeric segments index lists. Keys that themselves contain dots are
+    /// reached with [`Value::get_path`].
+    pub fn get(&self, dotted: &str) -> Option<Value<'a>> {
+        self.walk(dotted.split('.'))
+    }
+
+    /// Follow a path given as separate segments.
+    pub fn get_path(&self, segments: &[&str]) -> Option<Value<'a>> {
+        self.walk(segments.iter().copied())
+    }
+
+    fn walk<'s>(&self, segments: impl Iterator<Item = &'s str>) -> Option<Value<'a>> {
+        let mut current = *self;
+        for segment in segments {
+            current = match current {
+                Value::Object(o) => o.get(segment)?,
+                Value::List(l) => l.get(segment.parse().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(current)
+    }
+
+    /// Render as a display string: strings as-is, scalars in JSON form,
+    /// containers as JSON text.
+    pub fn to_text(&self) -> String {
+        match self {
+            Value::Str(s) => (*s).to_owned(),
+            other => {
+                let mut out = String::new();
+                other.write_json(&mut out);
+                out
+            }
+        }
+    }
+
+    /// Append this value as JSON text to `out`.
+    pub fn write_json(&self, out: &mut String) {
+        use core::fmt::Write;
+        match self {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Value::UInt(u) => {
+                let _ = write!(out, "{u}");
+            }
+            Value::Float(f) if f.is_finite() => {
+                let _ = write!(out, "{f:?}");
+            }
+            Value::Float(_) => out.push_str("null"),
+            Value::Str(s) => write_json_string(s, out),
+            Value::List(l) => {
+                out.push('[');
+                for (i, item) in l.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.write_json(out);
+                }
+                out.push(']');
+            }
+            Value::Object(o) => {
+                out.push('{');
+                for (i, (k, v)) in o.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_json_string(k, out);
+                    out.push(':');
+                    v.write_json(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+}
+
+fn write_json_string(s: &str, out: &mut String) {
+    use core::fmt::Write;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A borrowed list.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ListRef<'a> {
+    count: u32,
+    items: &'a [u8],
+}
+
+impl<'a> ListRef<'a> {
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether the list has no items.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The item at `index`.
+    pub fn get(&self, index: usize) -> Option<Value<'a>> {
+        self.iter().nth(index)
+    }
+
+    /// The items in order.
+    pub fn iter(&self) -> impl Iterator<Item = Value<'a>> + 'a {
+        let mut rest = self.items;
+        let mut left = self.count;
+        core::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            left -= 1;
+            let (value, after) = read_value(rest)?;
+            rest = after;
+            Some(value)
+        })
+    }
+}
+
+/// A borrowed object.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ObjectRef<'a> {
+    count: u32,
+    entries: &'a [u8],
+}
+
+impl<'a> ObjectRef<'a> {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether the object has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The value of the first entry whose key is exactly `key`.
+    ///
+    /// Hot path: keys are compared as bytes and non-matching values are
+    /// skipped by their encoded size without being decoded.
+    pub fn get(&self, key: &str) -> Option<Value<'a>> {
+        let wanted = key.as_bytes();
+        let mut rest = self.entries;
+        for _ in 0..self.count {
+            let (k, after_key) = read_key(rest)?;
+            if k == wanted {
+                return read_value(after_key).map(|(v, _)| v);
+            }
+            rest = skip_value(after_key)?;
+        }
+        None
+    }
+
+    /// The entries in source order. Entries whose key is not UTF-8 are skipped.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, Value<'a>)> + 'a {
+        let mut rest = self.entries;
+        let mut left = self.count;
+        core::iter::from_fn(move || {
+            while left > 0 {
+                left -= 1;
+                let (k, after_key) = read_key(rest)?;
+                let (v, after) = read_value(after_key)?;
+                rest = after;
+                if let Ok(k) = core::str::from_utf8(k) {
+                    return Some((k, v));
+                }
+            }
+            None
+        })
+    }
+}
+
+/// One encoded event: always an object at the root.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventRef<'a> {
+    root: ObjectRef<'a>,
+}
+
+impl<'a> EventRef<'a> {
+    /// Read an encoded event. Returns `None` unless `bytes` holds exactly one
+    /// object value.
+    pub fn new(bytes: &'a [u8]) -> Option<Self> {
+        match read_value(bytes)? {
+            (Value::Object(root), []) => Some(EventRef { root }),
+            _ => None,
+        }
+    }
+
+    /// The value at a dotted path, e.g. `Event.EventData.CommandLine`.
+    pub fn get(&self, dotted: &str) -> Option<Value<'a>> {
+        Value::Object(self.root).get(dotted)
+    }
+
+    /// The string at a dotted path; `None` when absent or not a string.
+    pub fn str(&self, dotted: &str) -> Option<&'a str> {
+        self.get(dotted)?.as_str()
+    }
+
+    /// The integer at a dotted path (also accepts a string holding a number).
+    pub fn i64(&self, dotted: &str) -> Option<i64> {
+        self.get(dotted)?.as_i64()
+    }
+
+    /// The root object.
+    pub fn root(&self) -> ObjectRef<'a> {
+        self.root
+    }
+
+    /// The whole event as JSON text.
+    pub fn to_json(&self) -> String {
+        Value::Object(self.root).to_text()
+    }
+}
+
+fn split(bytes: &[u8], n: usize) -> Option<(&[u8], &[u8])> {
+    (bytes.len() >= n).then(|| bytes.split_at(n))
+}
+
+fn read_u32(bytes: &[u8]) -> Option<(u32, &[u8])> {
+    let (head, rest) = split(bytes, 4)?;
+    Some((u32::from_le_bytes(head.try_into().ok()?), rest))
+}
+
+fn read_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (head, rest) = split(bytes, 8)?;
+    Some((u64::from_le_bytes(head.try_into().ok()?), rest))
+}
+
+fn read_key(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = split(bytes, 2)?;
+    let len = u16::from_le_bytes(len.try_into().ok()?) as usize;
+    split(rest, len)
+}
+
+/// Skip one value without decoding it; returns the bytes after it.
+fn skip_value(bytes: &[u8]) -> Option<&[u8]> {
+    let (&t, rest) = bytes.split_first()?;
+    let skip = match t {
+        tag::NULL | tag::FALSE | tag::TRUE => 0,
+        tag::INT | tag::FLOAT | tag::UINT => 8,
+        tag::STRING => {
+            let (len, rest) = read_u32(rest)?;
+            return split(rest, len as usize).map(|(_, after)| after);
+        }
+        tag::LIST | tag::OBJECT => {
+            let (_count, rest) = read_u32(rest)?;
+            let (size, rest) = read_u32(rest)?;
+            return split(rest, size as usize).map(|(_, after)| after);
+        }
+        _ => return None,
+    };
+    split(rest, skip).map(|(_, after)| after)
+}
+
+/// Decode one value; returns it and the bytes after it.
+fn read_value(bytes: &[u8]) -> Option<(Value<'_>, &[u8])> {
+    let (&t, rest) = bytes.split_first()?;
+    Some(match t {
+        tag::NULL => (Value::Null, rest),
+        tag::FALSE => (Value::Bool(false), rest),
+        tag::TRUE => (Value::Bool(true), rest),
+        tag::INT => {
+            let (v, rest) = read_u64(rest)?;
+            (Value::Int(v as i64), rest)
+        }
+        tag::UINT => {
+            let (v, rest) = read_u64(rest)?;
+            (Value::UInt(v), rest)
+        }
+        tag::FLOAT => {
+            let (v, rest) = read_u64(rest)?;
+            (Value::Float(f64::from_bits(v)), rest)
+        }
+        tag::STRING => {
+            let (len, rest) = read_u32(rest)?;
+            let (s, rest) = split(rest, len as usize)?;
+            (Value::Str(core::str::from_utf8(s).ok()?), rest)
+        }
+        tag::LIST => {
+            let (count, rest) = read_u32(rest)?;
+            let (size, rest) = read_u32(rest)?;
+            let (items, rest) = split(rest, size as usize)?;
+            (Value::List(ListRef { count, items }), rest)
+        }
+        tag::OBJECT => {
+            let (count, rest) = read_u32(rest)?;
+            let (size, rest) = read_u32(rest)?;
+            let (entries, rest) = split(rest, size as usize)?;
+            (Value::Object(ObjectRef { count, entries }), rest)
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_or_garbage_bytes_read_as_absent_instead_of_panicking() {
+        assert!(EventRef::new(&[]).is_none());
+        assert!(EventRef::new(&[tag::OBJECT, 1, 0, 0, 0, 200, 0, 0, 0]).is_none());
+        assert!(EventRef::new(&[0xff]).is_none());
+        // An object claiming one entry whose key runs past the end.
+        let bytes = [tag::OBJECT, 1, 0, 0, 0, 3, 0, 0, 0, 9, 0, b'a'];
+        let event = EventRef::new(&bytes).expect("sizes are consistent");
+        assert_eq!(event.get("a"), None);
+        assert_eq!(event.root().iter().count(), 0);
+    }
+}

@@ -1,0 +1,119 @@
+//! A plugin that misbehaves on purpose, for the host's integration tests.
+//! Config `mode` selects the behaviour; see [`Mode`].
+
+use vigil_sdk::{Config, Detector, Event, Finding, Findings, PluginError, Severity, clock, log, state};
+
+/// What the plugin does with each batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One `hostile.echo` finding per event: a well-behaved baseline.
+    Echo,
+    /// Spin forever (the epoch deadline must stop it).
+    Loop,
+    /// Allocate 1 MiB blocks until memory runs out (the store limit must stop it).
+    MemoryBomb,
+    /// Panic, which traps.
+    Trap,
+    /// Write a state key outside the granted prefixes; report the result.
+    StateOutsidePrefix,
+    /// Add the batch's event count to `count/total` in state; report the total.
+    Counter,
+    /// Return far more findings than any output limit allows.
+    Flood,
+    /// Return a finding pointing at an event that is not in the batch.
+    ForeignEventId,
+    /// Print to stdout and stderr, then echo.
+    Print,
+    /// Read both clocks and report them.
+    Clock,
+}
+
+/// The hostile plugin.
+pub struct Hostile {
+    mode: Mode,
+}
+
+impl Detector for Hostile {
+    fn init(config: &Config) -> Result<Self, PluginError> {
+        let mode = match config.get("mode").unwrap_or("echo") {
+            "echo" => Mode::Echo,
+            "loop" => Mode::Loop,
+            "memory-bomb" => Mode::MemoryBomb,
+            "trap" => Mode::Trap,
+            "state-outside-prefix" => Mode::StateOutsidePrefix,
+            "counter" => Mode::Counter,
+            "flood" => Mode::Flood,
+            "foreign-event-id" => Mode::ForeignEventId,
+            "print" => Mode::Print,
+            "clock" => Mode::Clock,
+            other => return Err(PluginError::InvalidConfig(format!("unknown `mode` `{other}`"))),
+        };
+        Ok(Hostile { mode })
+    }
+
+    fn detect(&mut self, _event: &Event<'_>, _findings: &mut Findings) {}
+
+    fn detect_batch(&mut self, events: &[Event<'_>], findings: &mut Findings) {
+        let first = events.first().map_or(0, |e| e.id);
+        let report = |key: &str, value: String| Finding::new("hostile.report", "report", Severity::Info).evidence(key, value);
+        match self.mode {
+            Mode::Echo => echo(events, findings),
+            Mode::Loop => {
+                let mut n = 0u64;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            Mode::MemoryBomb => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![7u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            Mode::Trap => panic!("hostile plugin trapped on purpose"),
+            Mode::StateOutsidePrefix => {
+                let result = match state::set("forbidden/key", "x", None) {
+                    Ok(()) => "ok".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                findings.push_for(first, report("result", result));
+            }
+            Mode::Counter => {
+                let total = state::get("count/total")
+                    .ok()
+                    .flatten()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    + events.len() as u64;
+                let stored = state::set("count/total", &total.to_string(), None);
+                findings.push_for(first, report("total", total.to_string()).evidence("stored", format!("{stored:?}")));
+            }
+            Mode::Flood => {
+                for _ in 0..100_000 {
+                    findings.push_for(first, Finding::new("hostile.flood", "flood", Severity::Info));
+                }
+            }
+            Mode::ForeignEventId => findings.push_for(u64::MAX, report("id", "foreign".into())),
+            Mode::Print => {
+                println!("hello from stdout");
+                eprintln!("hello from stderr");
+                let _ = log::emit(log::Level::Info, "hello from log", &[("events", &events.len().to_string())]);
+                echo(events, findings);
+            }
+            Mode::Clock => {
+                let wall = clock::wall_now().map_or_else(|e| e.to_string(), |t| t.to_string());
+                let mono = clock::monotonic_now().map_or_else(|e| e.to_string(), |t| t.to_string());
+                findings.push_for(first, report("wall", wall).evidence("monotonic", mono));
+            }
+        }
+    }
+}
+
+fn echo(events: &[Event<'_>], findings: &mut Findings) {
+    for event in events {
+        findings.push_for(event.id, Finding::new("hostile.echo", "echo", Severity::Info));
+    }
+}
+
+vigil_sdk::export_detector!(Hostile);
