@@ -1,1 +1,31 @@
-//! placeholder
+//! Vigil: a host for sandboxed WebAssembly detection and response plugins.
+//!
+//! Where things live:
+//! - [`engine`]: the wasmtime engine (pooling, epochs) and compile cache;
+//! - [`capability`]: one module per host interface a plugin may import;
+//! - [`sandbox`]: per-call store data and the per-plugin linker;
+//! - [`manifest`] (`pack.toml`) and [`policy`] (`vigil.toml`): what a pack
+//!   requests and what the operator grants;
+//! - [`pack`]: loading a pack into a [`pack::Generation`];
+//! - [`plugin`]: one call into a plugin, limits and quarantine;
+//! - [`input`], [`dispatch`], [`output`]: events in, findings out;
+//! - [`inspect`], [`pack_test`]: the `vigil inspect` and `vigil test` commands;
+//! - [`runtime`]: the operator-scoped objects tying it together;
+//! - [`artifacts`]: components built from this workspace, the starter pack.
+
+pub mod artifacts;
+pub mod bindings;
+pub mod capability;
+pub mod dispatch;
+pub mod engine;
+pub mod input;
+pub mod inspect;
+pub mod manifest;
+pub mod output;
+pub mod pack;
+pub mod pack_test;
+pub mod plugin;
+pub mod policy;
+pub mod runtime;
+pub mod sandbox;
+pub mod state_store;

@@ -1,0 +1,76 @@
+//! `vigil:plugin/clock`: wall and monotonic time supplied by the host.
+//!
+//! Plugins get time only through this capability (the standard
+//! `wasi:clocks` imports are frozen, see `wasi.rs`), so every reading a
+//! decision depends on passes through the host where it can be recorded.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::{HasData, Linker};
+
+use crate::bindings::vigil::plugin::clock as wit;
+
+/// Per-call clock context.
+#[derive(Debug, Clone)]
+pub struct ClockCtx {
+    /// Origin of monotonic readings: when the host started.
+    origin: Instant,
+}
+
+impl ClockCtx {
+    /// A clock whose monotonic readings count from `origin`.
+    pub fn new(origin: Instant) -> Self {
+        ClockCtx { origin }
+    }
+}
+
+/// Implemented by store data that carries a [`ClockCtx`].
+pub trait ClockView {
+    /// The clock context of this store.
+    fn clock_ctx(&mut self) -> &mut ClockCtx;
+}
+
+/// Borrowed view implementing the generated `Host` trait.
+pub struct Clock<'a> {
+    ctx: &'a mut ClockCtx,
+}
+
+impl wit::Host for Clock<'_> {
+    fn wall_now(&mut self) -> Result<u64, wit::Error> {
+        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Ok(u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn monotonic_now(&mut self) -> Result<u64, wit::Error> {
+        Ok(u64::try_from(self.ctx.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+/// `HasData` marker for the clock capability.
+pub struct ClockData;
+
+impl HasData for ClockData {
+    type Data<'a> = Clock<'a>;
+}
+
+/// Link `vigil:plugin/clock`.
+pub fn add_to_linker<T: ClockView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, ClockData>(linker, |t| Clock { ctx: t.clock_ctx() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::vigil::plugin::clock::Host;
+
+    #[test]
+    fn monotonic_readings_never_go_backwards_and_wall_time_is_recent() {
+        let mut ctx = ClockCtx::new(Instant::now());
+        let mut clock = Clock { ctx: &mut ctx };
+        let a = clock.monotonic_now().expect("granted");
+        let b = clock.monotonic_now().expect("granted");
+        assert!(b >= a);
+        // 2020-01-01 in nanoseconds: any sane host clock is past it.
+        assert!(clock.wall_now().expect("granted") > 1_577_836_800_000_000_000);
+    }
+}

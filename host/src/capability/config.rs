@@ -1,0 +1,78 @@
+//! `vigil:plugin/config`: read the plugin's own configuration.
+//!
+//! The entries are the plugin's `config` table from `pack.toml`, rendered
+//! once at load (strings verbatim, other values as JSON) and shared by every
+//! call through an `Arc`.
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, Linker};
+
+use crate::bindings::vigil::plugin::config as wit;
+
+/// Per-call config context.
+#[derive(Debug, Clone)]
+pub struct ConfigCtx {
+    /// Sorted by key.
+    entries: Arc<Vec<(String, String)>>,
+}
+
+impl ConfigCtx {
+    /// A context over `entries`, which must be sorted by key.
+    pub fn new(entries: Arc<Vec<(String, String)>>) -> Self {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 <= w[1].0));
+        ConfigCtx { entries }
+    }
+}
+
+/// Implemented by store data that carries a [`ConfigCtx`].
+pub trait ConfigView {
+    /// The config context of this store.
+    fn config_ctx(&mut self) -> &mut ConfigCtx;
+}
+
+/// Borrowed view implementing the generated `Host` trait.
+pub struct Config<'a> {
+    ctx: &'a mut ConfigCtx,
+}
+
+impl wit::Host for Config<'_> {
+    fn get(&mut self, key: String) -> Result<Option<String>, wit::Error> {
+        let entries = &self.ctx.entries;
+        Ok(entries
+            .binary_search_by(|(k, _)| k.as_str().cmp(&key))
+            .ok()
+            .map(|i| entries[i].1.clone()))
+    }
+
+    fn get_all(&mut self) -> Result<Vec<(String, String)>, wit::Error> {
+        Ok(self.ctx.entries.to_vec())
+    }
+}
+
+/// `HasData` marker for the config capability.
+pub struct ConfigData;
+
+impl HasData for ConfigData {
+    type Data<'a> = Config<'a>;
+}
+
+/// Link `vigil:plugin/config`.
+pub fn add_to_linker<T: ConfigView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, ConfigData>(linker, |t| Config { ctx: t.config_ctx() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::vigil::plugin::config::Host;
+
+    #[test]
+    fn get_finds_present_keys_and_reports_absent_ones_as_none() {
+        let mut ctx = ConfigCtx::new(Arc::new(vec![("a".to_owned(), "1".to_owned()), ("b".to_owned(), "[2]".to_owned())]));
+        let mut config = Config { ctx: &mut ctx };
+        assert_eq!(config.get("b".into()), Ok(Some("[2]".into())));
+        assert_eq!(config.get("zzz".into()), Ok(None));
+        assert_eq!(config.get_all().map(|v| v.len()), Ok(2));
+    }
+}

@@ -1,0 +1,153 @@
+//! `vigil:plugin/log`: levelled, structured logs attributed to the plugin.
+//!
+//! Records are collected per call and handed back with the call's outcome
+//! (the dispatcher forwards them to the host log). A per-call budget stops a
+//! plugin from flooding the host: past it, calls return `rate-limited` and
+//! the host counts what was dropped.
+
+use wasmtime::component::{HasData, Linker};
+
+use super::clamp;
+use crate::bindings::vigil::plugin::log::{self as wit, Level};
+
+/// Longest message kept, in bytes.
+const MAX_MESSAGE_BYTES: usize = 4096;
+/// Most structured fields kept per record.
+const MAX_FIELDS: usize = 32;
+/// Longest field key or value kept, in bytes.
+const MAX_FIELD_BYTES: usize = 1024;
+
+/// Where a log record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSource {
+    /// A `log.emit` call.
+    Plugin,
+    /// The guest's WASI stdout, captured.
+    Stdout,
+    /// The guest's WASI stderr, captured.
+    Stderr,
+}
+
+/// Severity of a log record (mirrors WIT `log.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Trace.
+    Trace,
+    /// Debug.
+    Debug,
+    /// Info.
+    Info,
+    /// Warn.
+    Warn,
+    /// Error.
+    Error,
+}
+
+/// One record a plugin produced during a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    /// Where it came from.
+    pub source: LogSource,
+    /// Its level (captured stdout is `Info`, stderr `Warn`).
+    pub level: LogLevel,
+    /// The message, clamped.
+    pub message: String,
+    /// Structured fields, clamped.
+    pub fields: Vec<(String, String)>,
+}
+
+/// Per-call log context.
+#[derive(Debug)]
+pub struct LogCtx {
+    budget: usize,
+    /// Records emitted so far in this call.
+    pub records: Vec<LogRecord>,
+    /// Records refused because the budget was spent.
+    pub dropped: u64,
+}
+
+impl LogCtx {
+    /// A context allowing `budget` records per call.
+    pub fn new(budget: usize) -> Self {
+        LogCtx { budget, records: Vec::new(), dropped: 0 }
+    }
+}
+
+/// Implemented by store data that carries a [`LogCtx`].
+pub trait LogView {
+    /// The log context of this store.
+    fn log_ctx(&mut self) -> &mut LogCtx;
+}
+
+/// Borrowed view implementing the generated `Host` trait.
+pub struct Log<'a> {
+    ctx: &'a mut LogCtx,
+}
+
+impl wit::Host for Log<'_> {
+    fn emit(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> Result<(), wit::Error> {
+        if self.ctx.records.len() >= self.ctx.budget {
+            self.ctx.dropped += 1;
+            return Err(wit::Error::RateLimited);
+        }
+        let level = match level {
+            Level::Trace => LogLevel::Trace,
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        // Guest-controlled: clamp sizes before keeping anything.
+        let fields = fields
+            .into_iter()
+            .take(MAX_FIELDS)
+            .map(|(k, v)| (clamp(k, MAX_FIELD_BYTES), clamp(v, MAX_FIELD_BYTES)))
+            .collect();
+        self.ctx.records.push(LogRecord {
+            source: LogSource::Plugin,
+            level,
+            message: clamp(message, MAX_MESSAGE_BYTES),
+            fields,
+        });
+        Ok(())
+    }
+}
+
+/// `HasData` marker for the log capability.
+pub struct LogData;
+
+impl HasData for LogData {
+    type Data<'a> = Log<'a>;
+}
+
+/// Link `vigil:plugin/log`.
+pub fn add_to_linker<T: LogView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, LogData>(linker, |t| Log { ctx: t.log_ctx() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::vigil::plugin::log::Host;
+
+    #[test]
+    fn records_past_the_budget_are_rate_limited_and_counted() {
+        let mut ctx = LogCtx::new(2);
+        let mut log = Log { ctx: &mut ctx };
+        assert!(log.emit(Level::Info, "a".into(), vec![]).is_ok());
+        assert!(log.emit(Level::Warn, "b".into(), vec![("k".into(), "v".into())]).is_ok());
+        assert_eq!(log.emit(Level::Info, "c".into(), vec![]), Err(wit::Error::RateLimited));
+        assert_eq!(ctx.records.len(), 2);
+        assert_eq!(ctx.dropped, 1);
+        assert_eq!(ctx.records[1].fields, vec![("k".to_owned(), "v".to_owned())]);
+    }
+
+    #[test]
+    fn oversized_messages_are_clamped() {
+        let mut ctx = LogCtx::new(1);
+        Log { ctx: &mut ctx }
+            .emit(Level::Error, "x".repeat(MAX_MESSAGE_BYTES * 4), vec![])
+            .expect("within budget");
+        assert!(ctx.records[0].message.len() <= MAX_MESSAGE_BYTES + 3);
+    }
+}

@@ -1,0 +1,156 @@
+//! Reading events: JSON Lines from a file or stdin, encoded into batches.
+//!
+//! Events are untrusted. A line that is not a JSON object, is not UTF-8 or
+//! is longer than [`MAX_EVENT_BYTES`] is reported with its line number and
+//! counted; it never stops the run. Blank lines are not events and are
+//! skipped.
+
+use std::io::{self, BufRead, Read};
+
+use crate::bindings::vigil::plugin::types::{Event, EventBatch};
+
+/// Longest accepted event line, in bytes.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// A line that was not an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedLine {
+    /// 1-based line number.
+    pub line: u64,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+/// Reads JSON Lines and fills batches.
+#[derive(Debug)]
+pub struct BatchReader<R> {
+    reader: R,
+    line_no: u64,
+    line: Vec<u8>,
+}
+
+impl<R: BufRead> BatchReader<R> {
+    /// Read from `reader`, numbering lines from 1.
+    pub fn new(reader: R) -> Self {
+        BatchReader { reader, line_no: 0, line: Vec::new() }
+    }
+
+    /// Lines consumed so far.
+    pub fn lines_read(&self) -> u64 {
+        self.line_no
+    }
+
+    /// Clear `batch` and fill it with up to `size` events. Malformed lines go
+    /// to `malformed`. Returns `false` once the input is exhausted and the
+    /// batch is empty.
+    pub fn fill(&mut self, batch: &mut EventBatch, size: usize, malformed: &mut Vec<MalformedLine>) -> io::Result<bool> {
+        batch.data.clear();
+        batch.events.clear();
+        while batch.events.len() < size {
+            self.line.clear();
+            // Bounded read: a hostile multi-gigabyte line cannot exhaust memory.
+            let n = (&mut self.reader).take(MAX_EVENT_BYTES as u64 + 1).read_until(b'\n', &mut self.line)?;
+            if n == 0 {
+                break;
+            }
+            self.line_no += 1;
+            if self.line.last() != Some(&b'\n') && self.line.len() > MAX_EVENT_BYTES {
+                let skipped = self.skip_rest_of_line()?;
+                malformed.push(MalformedLine {
+                    line: self.line_no,
+                    reason: format!("event is {} bytes, over the {MAX_EVENT_BYTES}-byte limit", n + skipped),
+                });
+                continue;
+            }
+            let text = trim_ascii(&self.line);
+            if text.is_empty() {
+                continue;
+            }
+            let offset = batch.data.len();
+            match vigil_event::encode_json(text, &mut batch.data) {
+                Ok(()) => batch.events.push(Event {
+                    id: self.line_no,
+                    offset: offset as u32,
+                    len: (batch.data.len() - offset) as u32,
+                }),
+                Err(e) => malformed.push(MalformedLine { line: self.line_no, reason: e.to_string() }),
+            }
+        }
+        Ok(!batch.events.is_empty())
+    }
+
+    fn skip_rest_of_line(&mut self) -> io::Result<usize> {
+        let mut skipped = 0;
+        loop {
+            let buf = self.reader.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(skipped);
+            }
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.reader.consume(i + 1);
+                    return Ok(skipped + i + 1);
+                }
+                None => {
+                    let len = buf.len();
+                    self.reader.consume(len);
+                    skipped += len;
+                }
+            }
+        }
+    }
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(input: &str, size: usize) -> (Vec<Vec<u64>>, Vec<MalformedLine>) {
+        let mut reader = BatchReader::new(input.as_bytes());
+        let mut batch = EventBatch { data: Vec::new(), events: Vec::new() };
+        let mut malformed = Vec::new();
+        let mut batches = Vec::new();
+        while reader.fill(&mut batch, size, &mut malformed).expect("in-memory read") {
+            batches.push(batch.events.iter().map(|e| e.id).collect());
+        }
+        (batches, malformed)
+    }
+
+    #[test]
+    fn malformed_lines_are_reported_with_their_number_and_the_rest_still_flows() {
+        let input = "{\"a\":1}\nnot json\n\n[1,2]\n{\"b\":2}\n{\"c\":3}";
+        let (batches, malformed) = read_all(input, 2);
+        assert_eq!(batches, vec![vec![1, 5], vec![6]]);
+        assert_eq!(malformed.iter().map(|m| m.line).collect::<Vec<_>>(), vec![2, 4]);
+        assert!(malformed[0].reason.contains("invalid JSON"), "{:?}", malformed[0]);
+        assert!(malformed[1].reason.contains("JSON object"), "{:?}", malformed[1]);
+    }
+
+    #[test]
+    fn an_oversized_line_is_skipped_without_losing_the_next_one() {
+        let big = format!("{{\"x\":\"{}\"}}", "a".repeat(MAX_EVENT_BYTES + 10));
+        let input = format!("{big}\n{{\"ok\":true}}\n");
+        let (batches, malformed) = read_all(&input, 10);
+        assert_eq!(batches, vec![vec![2]]);
+        assert_eq!(malformed.len(), 1);
+        assert_eq!(malformed[0].line, 1);
+        assert!(malformed[0].reason.contains("limit"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_malformed_not_fatal() {
+        let mut input = b"{\"a\":\"".to_vec();
+        input.extend_from_slice(&[0xff, 0xfe]);
+        input.extend_from_slice(b"\"}\n{\"b\":1}\n");
+        let mut reader = BatchReader::new(&input[..]);
+        let mut batch = EventBatch { data: Vec::new(), events: Vec::new() };
+        let mut malformed = Vec::new();
+        assert!(reader.fill(&mut batch, 10, &mut malformed).expect("read"));
+        assert_eq!(batch.events.len(), 1);
+        assert_eq!(malformed[0].line, 1);
+    }
+}

@@ -1,0 +1,87 @@
+//! Findings as they leave the host: one JSON object per line.
+//!
+//! ```json
+//! {"pack":"starter","plugin":"ioc-match","rule_id":"vigil.ioc.domain",
+//!  "title":"Contact with a known-bad domain","severity":"high",
+//!  "techniques":["T1071.004"],"evidence":{"QueryName":"a.kxvrnet.top"},
+//!  "event":{"source":"events.jsonl","line":42}}
+//! ```
+
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::bindings::vigil::plugin::types::{Finding, Severity};
+
+/// A finding with its provenance, as written to the output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingRecord {
+    /// Pack name.
+    pub pack: String,
+    /// Plugin id.
+    pub plugin: String,
+    /// Rule id.
+    pub rule_id: String,
+    /// Title.
+    pub title: String,
+    /// `info`, `low`, `medium`, `high` or `critical`.
+    pub severity: String,
+    /// ATT&CK technique ids.
+    pub techniques: Vec<String>,
+    /// Evidence in the plugin's order.
+    #[serde(serialize_with = "ordered_map", deserialize_with = "pairs_from_map")]
+    pub evidence: Vec<(String, String)>,
+    /// The triggering event.
+    pub event: EventPosition,
+}
+
+/// Where an event came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventPosition {
+    /// Input name (file path or `-` for stdin).
+    pub source: String,
+    /// 1-based line number.
+    pub line: u64,
+}
+
+/// Lower-case name of a severity.
+pub fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+impl FindingRecord {
+    /// Attach provenance to a plugin's finding.
+    pub fn new(pack: &str, plugin: &str, source: &str, f: Finding) -> Self {
+        FindingRecord {
+            pack: pack.to_owned(),
+            plugin: plugin.to_owned(),
+            rule_id: f.rule_id,
+            title: f.title,
+            severity: severity_name(f.severity).to_owned(),
+            techniques: f.techniques,
+            evidence: f.evidence.into_iter().map(|e| (e.key, e.value)).collect(),
+            event: EventPosition { source: source.to_owned(), line: f.event_id },
+        }
+    }
+}
+
+fn ordered_map<S: Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    let mut map = s.serialize_map(Some(pairs.len()))?;
+    for (k, v) in pairs {
+        map.serialize_entry(k, v)?;
+    }
+    map.end()
+}
+
+fn pairs_from_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    let map = serde_json::Map::deserialize(d)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+        .collect())
+}

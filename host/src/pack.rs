@@ -1,0 +1,353 @@
+//! Loading a pack into a [`Generation`]: read the manifest, compile each
+//! component, check its imports against the effective grant, link only
+//! what was granted, and pre-instantiate.
+//!
+//! Scope: per pack, validated once at load. Loading never runs plugin code,
+//! which is what lets `vigil check` validate a pack safely. Every problem
+//! in the pack is collected, so one `vigil check` lists all of them.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use wasmtime::Engine;
+use wasmtime::component::types::ComponentItem;
+
+use crate::bindings::DetectorPre;
+use crate::capability::{Capability, ImportKind, classify_import};
+use crate::engine::{ComponentCache, sha256_hex};
+use crate::manifest::{ManifestError, PackManifest, PluginManifest, World};
+use crate::plugin::LoadedPlugin;
+use crate::policy::Policy;
+use crate::sandbox::{CallTemplate, linker_for};
+use crate::state_store::{StateQuota, StateStore};
+
+/// Where a pack's files come from.
+#[derive(Debug, Clone)]
+pub enum PackSource {
+    /// A directory holding `pack.toml` and the files it names.
+    Dir(PathBuf),
+    /// Files compiled into the binary (the bundled starter pack).
+    Embedded {
+        /// Shown in messages instead of a directory.
+        label: &'static str,
+        /// Relative path and contents of each file.
+        files: &'static [(&'static str, &'static [u8])],
+    },
+}
+
+impl PackSource {
+    /// Read a file of the pack. `rel` must already be a contained path.
+    pub fn read(&self, rel: &str) -> std::io::Result<Cow<'static, [u8]>> {
+        match self {
+            PackSource::Dir(dir) => std::fs::read(dir.join(rel)).map(Cow::Owned),
+            PackSource::Embedded { files, .. } => files
+                .iter()
+                .find(|(name, _)| *name == rel)
+                .map(|(_, bytes)| Cow::Borrowed(*bytes))
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "not in the embedded pack")),
+        }
+    }
+
+    /// How to name `rel` in messages.
+    pub fn display(&self, rel: &str) -> String {
+        match self {
+            PackSource::Dir(dir) => dir.join(rel).display().to_string(),
+            PackSource::Embedded { label, .. } => format!("{label}/{rel}"),
+        }
+    }
+}
+
+/// Why a pack (or one of its plugins) cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `pack.toml` is unreadable or invalid.
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    /// A file the manifest names cannot be read.
+    #[error("{file}: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The component bytes are not a valid component.
+    #[error("pack `{pack}`, plugin `{plugin}`: {file} is not a valid Wasm component: {message}")]
+    Compile {
+        /// Pack name.
+        pack: String,
+        /// Plugin id.
+        plugin: String,
+        /// Component file.
+        file: String,
+        /// Compiler message.
+        message: String,
+    },
+    /// The component imports a capability outside its effective grant.
+    #[error(
+        "pack `{pack}`, plugin `{plugin}`: imports `{interface}` but capability `{capability}` is not granted \
+         ({why}); refusing to load"
+    )]
+    NotGranted {
+        /// Pack name.
+        pack: String,
+        /// Plugin id.
+        plugin: String,
+        /// Imported interface.
+        interface: String,
+        /// The capability it belongs to.
+        capability: Capability,
+        /// What is missing and how to fix it.
+        why: String,
+    },
+    /// The component imports something Vigil never provides.
+    #[error(
+        "pack `{pack}`, plugin `{plugin}`: imports `{interface}`, which Vigil does not provide \
+         (capabilities: log, config, state, clock; standard WASI is linked deny-all)"
+    )]
+    UnknownImport {
+        /// Pack name.
+        pack: String,
+        /// Plugin id.
+        plugin: String,
+        /// Imported interface.
+        interface: String,
+    },
+    /// The component does not export the world the manifest declares.
+    #[error("pack `{pack}`, plugin `{plugin}`: does not implement the `{world}` world: {message}")]
+    WrongWorld {
+        /// Pack name.
+        pack: String,
+        /// Plugin id.
+        plugin: String,
+        /// Declared world.
+        world: &'static str,
+        /// What did not match.
+        message: String,
+    },
+    /// The plugin's state store cannot be opened.
+    #[error("pack `{pack}`, plugin `{plugin}`: {message}")]
+    State {
+        /// Pack name.
+        pack: String,
+        /// Plugin id.
+        plugin: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Every problem found while loading a pack.
+#[derive(Debug)]
+pub struct LoadErrors(pub Vec<LoadError>);
+
+impl fmt::Display for LoadErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadErrors {}
+
+/// What `vigil check` reports per plugin.
+#[derive(Debug, Clone)]
+pub struct PluginReport {
+    /// Plugin id.
+    pub id: String,
+    /// Declared world.
+    pub world: World,
+    /// Capabilities requested in `pack.toml`.
+    pub requested: Vec<Capability>,
+    /// Effective capabilities (requested ∩ granted).
+    pub effective: Vec<Capability>,
+    /// Capabilities the component actually imports.
+    pub imported: Vec<Capability>,
+    /// SHA-256 of the component.
+    pub digest: String,
+}
+
+/// A loaded pack: its manifest and ready-to-call detectors.
+#[derive(Debug)]
+pub struct Generation {
+    /// The pack manifest.
+    pub manifest: PackManifest,
+    /// Where the pack came from.
+    pub source: PackSource,
+    /// Detectors in manifest order.
+    pub detectors: Vec<Arc<LoadedPlugin>>,
+    /// One report per plugin, detectors and responders alike.
+    pub reports: Vec<PluginReport>,
+}
+
+/// Shared inputs of a load.
+#[derive(Debug, Clone)]
+pub struct LoadContext<'a> {
+    /// The engine plugins run on.
+    pub engine: &'a Engine,
+    /// Compiled-component cache.
+    pub cache: &'a ComponentCache,
+    /// Operator policy.
+    pub policy: &'a Policy,
+    /// Directory for plugin state.
+    pub state_dir: &'a Path,
+    /// Origin of monotonic clock readings.
+    pub clock_origin: Instant,
+}
+
+impl Generation {
+    /// Load the pack at `source` under `ctx.policy`.
+    pub fn load(ctx: &LoadContext<'_>, source: PackSource) -> Result<Generation, LoadErrors> {
+        let manifest_bytes = source
+            .read("pack.toml")
+            .map_err(|e| LoadErrors(vec![LoadError::Read { file: source.display("pack.toml"), source: e }]))?;
+        let text = String::from_utf8_lossy(&manifest_bytes);
+        let manifest = PackManifest::parse(&source.display("pack.toml"), &text).map_err(|e| LoadErrors(vec![e.into()]))?;
+
+        let mut errors = Vec::new();
+        let mut detectors = Vec::new();
+        let mut reports = Vec::new();
+        for plugin in &manifest.plugins {
+            match load_plugin(ctx, &source, &manifest, plugin) {
+                Ok((loaded, report)) => {
+                    detectors.extend(loaded);
+                    reports.push(report);
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Generation { manifest, source, detectors, reports })
+        } else {
+            Err(LoadErrors(errors))
+        }
+    }
+}
+
+fn load_plugin(
+    ctx: &LoadContext<'_>,
+    source: &PackSource,
+    manifest: &PackManifest,
+    plugin: &PluginManifest,
+) -> Result<(Option<Arc<LoadedPlugin>>, PluginReport), Vec<LoadError>> {
+    let (pack, id) = (manifest.name.as_str(), plugin.id.as_str());
+    let file = source.display(&plugin.component);
+    let bytes = source
+        .read(&plugin.component)
+        .map_err(|e| vec![LoadError::Read { file: file.clone(), source: e }])?;
+    let component = ctx.cache.load(ctx.engine, &bytes).map_err(|e| {
+        vec![LoadError::Compile { pack: pack.into(), plugin: id.into(), file: file.clone(), message: format!("{e:#}") }]
+    })?;
+
+    // First check: every import must be granted (or be WASI/types).
+    let effective = ctx.policy.effective(pack, id, &plugin.capabilities);
+    let granted_by_policy = ctx.policy.grant(pack, id).map(|g| g.capabilities.clone()).unwrap_or_default();
+    let mut errors = Vec::new();
+    let mut imported = Vec::new();
+    for (name, _) in component.component_type().imports(ctx.engine) {
+        match classify_import(name) {
+            ImportKind::Capability(cap) => {
+                imported.push(cap);
+                if !effective.contains(&cap) {
+                    let why = match (plugin.capabilities.contains(&cap), granted_by_policy.contains(&cap)) {
+                        (false, _) => format!("not requested: add \"{cap}\" to the plugin's `capabilities` in pack.toml"),
+                        (true, _) => format!(
+                            "requested but not granted: add \"{cap}\" to `capabilities` under \
+                             [packs.{pack}.plugins.{id}] in the operator policy"
+                        ),
+                    };
+                    errors.push(LoadError::NotGranted {
+                        pack: pack.into(),
+                        plugin: id.into(),
+                        interface: name.to_owned(),
+                        capability: cap,
+                        why,
+                    });
+                }
+            }
+            ImportKind::Types | ImportKind::Wasi => {}
+            ImportKind::Unknown => errors.push(LoadError::UnknownImport {
+                pack: pack.into(),
+                plugin: id.into(),
+                interface: name.to_owned(),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    imported.sort();
+
+    let report = PluginReport {
+        id: id.to_owned(),
+        world: plugin.world,
+        requested: plugin.capabilities.clone(),
+        effective: effective.clone(),
+        imported,
+        digest: sha256_hex(&bytes),
+    };
+    let wrong_world = |world: &'static str, message: String| {
+        vec![LoadError::WrongWorld { pack: pack.into(), plugin: id.into(), world, message }]
+    };
+    if plugin.world == World::Responder {
+        // The host side of responders arrives with response actions; check
+        // the exports now so a pack is not accepted today and refused later.
+        let exports: Vec<(String, bool)> = component
+            .component_type()
+            .exports(ctx.engine)
+            .map(|(n, item)| (n.to_owned(), matches!(item.ty, ComponentItem::ComponentFunc(_))))
+            .collect();
+        for needed in ["init", "respond"] {
+            if !exports.iter().any(|(n, is_func)| n == needed && *is_func) {
+                return Err(wrong_world("responder", format!("missing export `{needed}`")));
+            }
+        }
+        return Ok((None, report));
+    }
+
+    // Second check happens at call time inside each capability; here we link
+    // exactly the effective capabilities and nothing else.
+    let linker = linker_for(ctx.engine, &effective).map_err(|e| wrong_world("detector", format!("{e:#}")))?;
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| wrong_world("detector", format!("{e:#}")))?;
+    let pre = DetectorPre::new(instance_pre).map_err(|e| wrong_world("detector", format!("{e:#}")))?;
+
+    let state = if effective.contains(&Capability::State) {
+        let path = ctx.state_dir.join(pack).join(format!("{id}.state.jsonl"));
+        let store = StateStore::open(&path, StateQuota::default())
+            .map_err(|e| vec![LoadError::State { pack: pack.into(), plugin: id.into(), message: e.to_string() }])?;
+        let prefixes = ctx.policy.grant(pack, id).map(|g| g.state.key_prefixes.clone()).unwrap_or_default();
+        Some((Arc::new(store), Arc::from(prefixes)))
+    } else {
+        None
+    };
+    let limits = ctx.policy.limits(pack, id);
+    let template = CallTemplate {
+        memory_bytes: limits.memory_bytes as usize,
+        log_budget: limits.log_records_per_call,
+        config: Arc::new(plugin.config_entries()),
+        clock_origin: ctx.clock_origin,
+        state,
+    };
+    let loaded = LoadedPlugin {
+        pack: Arc::from(pack),
+        id: Arc::from(id),
+        digest: report.digest.clone(),
+        effective,
+        limits,
+        engine: ctx.engine.clone(),
+        pre,
+        template,
+        health: Mutex::default(),
+    };
+    Ok((Some(Arc::new(loaded)), report))
+}

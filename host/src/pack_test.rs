@@ -1,0 +1,156 @@
+//! `vigil test`: run a pack's test cases and diff findings.
+//!
+//! Each case runs on a fresh generation with empty state (a temporary state
+//! directory), so cases are independent of each other and of earlier runs.
+//! A finding is identified by `(plugin, rule_id, event line)`; expected
+//! files list exactly the findings that must appear:
+//!
+//! ```json
+//! [{"plugin": "brute-force", "rule_id": "vigil.auth.brute-force-success", "event": 14}]
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::dispatch;
+use crate::output::FindingRecord;
+use crate::pack::PackSource;
+use crate::runtime::Runtime;
+
+/// One expected (or actual) finding, as compared.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingKey {
+    /// Plugin id.
+    pub plugin: String,
+    /// Rule id.
+    pub rule_id: String,
+    /// 1-based line of the triggering event in the case's events file.
+    pub event: u64,
+}
+
+impl fmt::Display for FindingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} at event line {}", self.plugin, self.rule_id, self.event)
+    }
+}
+
+/// The result of one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseResult {
+    /// Case name.
+    pub name: String,
+    /// Expected but not produced.
+    pub missing: Vec<FindingKey>,
+    /// Produced but not expected.
+    pub unexpected: Vec<FindingKey>,
+    /// The case could not run (bad files, load failure, plugin failure).
+    pub error: Option<String>,
+}
+
+impl CaseResult {
+    /// Whether the case passed.
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.missing.is_empty() && self.unexpected.is_empty()
+    }
+}
+
+impl fmt::Display for CaseResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.passed() {
+            return write!(f, "ok   {}", self.name);
+        }
+        write!(f, "FAIL {}", self.name)?;
+        if let Some(e) = &self.error {
+            write!(f, "\n     error: {e}")?;
+        }
+        for m in &self.missing {
+            write!(f, "\n     - missing:    {m}")?;
+        }
+        for u in &self.unexpected {
+            write!(f, "\n     + unexpected: {u}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Run every test case of the pack at `source`.
+pub fn run_cases(runtime: &Runtime, source: &PackSource) -> Result<Vec<CaseResult>, String> {
+    let generation = runtime.load(source.clone()).map_err(|e| e.to_string())?;
+    let cases = generation.manifest.tests.clone();
+    drop(generation);
+    Ok(cases.iter().map(|case| run_case(runtime, source, &case.name, &case.events, &case.expected)).collect())
+}
+
+fn run_case(runtime: &Runtime, source: &PackSource, name: &str, events: &str, expected: &str) -> CaseResult {
+    let mut result = CaseResult { name: name.to_owned(), missing: Vec::new(), unexpected: Vec::new(), error: None };
+    let outcome = (|| -> Result<(Vec<FindingKey>, Vec<FindingKey>), String> {
+        let expected_bytes = source.read(expected).map_err(|e| format!("{}: {e}", source.display(expected)))?;
+        let expected: Vec<FindingKey> =
+            serde_json::from_slice(&expected_bytes).map_err(|e| format!("{}: {e}", source.display(expected)))?;
+        let event_bytes = source.read(events).map_err(|e| format!("{}: {e}", source.display(events)))?;
+        let state = tempfile::tempdir().map_err(|e| format!("temporary state dir: {e}"))?;
+        let generation = runtime.load_with_state_dir(source.clone(), state.path()).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        let stats = dispatch::run(&generation, &event_bytes[..], events, runtime.policy.batch_size(), &mut out)
+            .map_err(|e| e.to_string())?;
+        if stats.failed_calls > 0 || stats.malformed > 0 {
+            return Err(format!("{} failed plugin calls, {} malformed lines (see log above)", stats.failed_calls, stats.malformed));
+        }
+        let actual = out
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let r: FindingRecord = serde_json::from_slice(l).map_err(|e| e.to_string())?;
+                Ok(FindingKey { plugin: r.plugin, rule_id: r.rule_id, event: r.event.line })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok((expected, actual))
+    })();
+    match outcome {
+        Ok((expected, actual)) => {
+            let (missing, unexpected) = diff(expected, actual);
+            result.missing = missing;
+            result.unexpected = unexpected;
+        }
+        Err(e) => result.error = Some(e),
+    }
+    result
+}
+
+/// Multiset difference both ways.
+fn diff(expected: Vec<FindingKey>, actual: Vec<FindingKey>) -> (Vec<FindingKey>, Vec<FindingKey>) {
+    let mut counts: BTreeMap<FindingKey, i64> = BTreeMap::new();
+    for k in expected {
+        *counts.entry(k).or_default() += 1;
+    }
+    for k in actual {
+        *counts.entry(k).or_default() -= 1;
+    }
+    let (mut missing, mut unexpected) = (Vec::new(), Vec::new());
+    for (k, n) in counts {
+        let target = if n > 0 { &mut missing } else { &mut unexpected };
+        for _ in 0..n.unsigned_abs() {
+            target.push(k.clone());
+        }
+    }
+    (missing, unexpected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(rule: &str, event: u64) -> FindingKey {
+        FindingKey { plugin: "p".into(), rule_id: rule.into(), event }
+    }
+
+    #[test]
+    fn diff_counts_duplicates_both_ways() {
+        let (missing, unexpected) = diff(vec![key("a", 1), key("a", 1), key("b", 2)], vec![key("a", 1), key("c", 3)]);
+        assert_eq!(missing, vec![key("a", 1), key("b", 2)]);
+        assert_eq!(unexpected, vec![key("c", 3)]);
+    }
+}

@@ -1,0 +1,229 @@
+//! A loaded plugin and one call into it.
+//!
+//! Every call gets a fresh store and instance from the pre-linked
+//! component, an epoch deadline and a memory cap. A trap, a blown deadline
+//! or a bad output fails that call only; after `quarantine_after`
+//! consecutive failures the plugin is quarantined and skipped.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::{Engine, Store, Trap};
+
+use crate::bindings::DetectorPre;
+use crate::bindings::vigil::plugin::types::{EventBatch, Finding, PluginError};
+use crate::capability::Capability;
+use crate::capability::log::{LogLevel, LogRecord, LogSource};
+use crate::engine::deadline_ticks;
+use crate::policy::Limits;
+use crate::sandbox::{CallState, CallTemplate};
+
+/// Why one call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The epoch deadline interrupted the call.
+    #[error("exceeded its deadline of {0:?}")]
+    Deadline(Duration),
+    /// The guest tried to grow memory past its cap.
+    #[error("exceeded its memory cap of {} MiB", .0 >> 20)]
+    MemoryLimit(u64),
+    /// Any other trap.
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// Creating the instance failed.
+    #[error("could not be instantiated: {0}")]
+    Instantiate(String),
+    /// `init` returned an error.
+    #[error("init failed: {0}")]
+    Init(String),
+    /// `detect` returned an error.
+    #[error("returned an error: {0}")]
+    Plugin(String),
+    /// More findings than `max_findings_per_batch`.
+    #[error("returned {count} findings, more than the limit of {max} per batch")]
+    TooManyFindings {
+        /// Findings returned.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// More text than `max_output_bytes`.
+    #[error("returned {bytes} bytes of findings, more than the limit of {max}")]
+    OutputTooLarge {
+        /// Bytes returned.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A finding pointed at an event not in the batch.
+    #[error("returned a finding for event {0}, which is not in the batch")]
+    UnknownEvent(u64),
+}
+
+/// The result of one call.
+#[derive(Debug)]
+pub struct CallOutcome {
+    /// Findings, or why the call failed.
+    pub result: Result<Vec<Finding>, CallError>,
+    /// Log records and captured stdout/stderr of the call, in order.
+    pub logs: Vec<LogRecord>,
+    /// Log records refused for exceeding the budget.
+    pub logs_dropped: u64,
+    /// Wall time of the call, instantiation included.
+    pub elapsed: Duration,
+    /// Set when this call's failure quarantined the plugin.
+    pub quarantined_now: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    consecutive_failures: u32,
+    quarantine_reason: Option<String>,
+}
+
+/// A detector plugin ready to be called.
+pub struct LoadedPlugin {
+    /// Pack name.
+    pub pack: Arc<str>,
+    /// Plugin id.
+    pub id: Arc<str>,
+    /// SHA-256 of the component bytes.
+    pub digest: String,
+    /// Effective capabilities (requested ∩ granted), the only ones linked.
+    pub effective: Vec<Capability>,
+    /// Resolved limits.
+    pub limits: Limits,
+    pub(crate) engine: Engine,
+    pub(crate) pre: DetectorPre<CallState>,
+    pub(crate) template: CallTemplate,
+    pub(crate) health: Mutex<Health>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("pack", &self.pack)
+            .field("id", &self.id)
+            .field("effective", &self.effective)
+            .finish_non_exhaustive()
+    }
+}
+
+fn plugin_error_text(e: &PluginError) -> String {
+    match e {
+        PluginError::InvalidConfig(m) => format!("invalid config: {m}"),
+        PluginError::InvalidEvent(m) => format!("invalid event: {m}"),
+        PluginError::Internal(m) => format!("internal error: {m}"),
+    }
+}
+
+impl LoadedPlugin {
+    /// `pack/plugin`, for messages.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.pack, self.id)
+    }
+
+    /// Why the plugin is quarantined, if it is.
+    pub fn quarantine_reason(&self) -> Option<String> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner()).quarantine_reason.clone()
+    }
+
+    /// Run `batch` through a fresh instance: `init(config)` then `detect`.
+    pub fn detect(&self, batch: &EventBatch) -> CallOutcome {
+        let started = Instant::now();
+        let mut store = Store::new(&self.engine, CallState::new(&self.template));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
+        store.epoch_deadline_trap();
+
+        let result = self.call(&mut store, batch).and_then(|findings| self.check_output(batch, findings));
+        if let Some(store) = &self.template.state
+            && let Err(e) = store.0.flush()
+        {
+            tracing::error!(plugin = %self.label(), error = %e, "plugin state could not be saved");
+        }
+
+        let data = store.into_data();
+        let mut logs = data.log.records;
+        let (stdout, stderr) = data.wasi.captured();
+        for (bytes, source, level) in [(stdout, LogSource::Stdout, LogLevel::Info), (stderr, LogSource::Stderr, LogLevel::Warn)] {
+            for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
+                logs.push(LogRecord { source, level, message: line.to_owned(), fields: Vec::new() });
+            }
+        }
+        let quarantined_now = self.record_health(&result);
+        CallOutcome { result, logs, logs_dropped: data.log.dropped, elapsed: started.elapsed(), quarantined_now }
+    }
+
+    fn call(&self, store: &mut Store<CallState>, batch: &EventBatch) -> Result<Vec<Finding>, CallError> {
+        let classify = |store: &Store<CallState>, e: wasmtime::Error| -> CallError {
+            if store.data().limiter.memory_exceeded {
+                CallError::MemoryLimit(self.limits.memory_bytes)
+            } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                CallError::Deadline(self.limits.deadline)
+            } else {
+                CallError::Trap(format!("{e:#}"))
+            }
+        };
+        let detector = self
+            .pre
+            .instantiate(&mut *store)
+            .map_err(|e| match classify(store, e) {
+                CallError::Trap(m) => CallError::Instantiate(m),
+                other => other,
+            })?;
+        detector
+            .call_init(&mut *store, &self.template.config)
+            .map_err(|e| classify(store, e))?
+            .map_err(|e| CallError::Init(plugin_error_text(&e)))?;
+        detector
+            .call_detect(&mut *store, batch)
+            .map_err(|e| classify(store, e))?
+            .map_err(|e| CallError::Plugin(plugin_error_text(&e)))
+    }
+
+    /// Guest-controlled output: enforce limits and event references.
+    fn check_output(&self, batch: &EventBatch, findings: Vec<Finding>) -> Result<Vec<Finding>, CallError> {
+        let max = self.limits.max_findings_per_batch;
+        if findings.len() > max {
+            return Err(CallError::TooManyFindings { count: findings.len(), max });
+        }
+        let bytes: usize = findings
+            .iter()
+            .map(|f| {
+                f.rule_id.len()
+                    + f.title.len()
+                    + f.techniques.iter().map(String::len).sum::<usize>()
+                    + f.evidence.iter().map(|e| e.key.len() + e.value.len()).sum::<usize>()
+            })
+            .sum();
+        if bytes > self.limits.max_output_bytes {
+            return Err(CallError::OutputTooLarge { bytes, max: self.limits.max_output_bytes });
+        }
+        // Batch ids are strictly increasing, so a binary search suffices.
+        if let Some(bad) = findings.iter().find(|f| batch.events.binary_search_by_key(&f.event_id, |e| e.id).is_err()) {
+            return Err(CallError::UnknownEvent(bad.event_id));
+        }
+        Ok(findings)
+    }
+
+    /// Update the failure streak; returns whether the plugin was just quarantined.
+    fn record_health(&self, result: &Result<Vec<Finding>, CallError>) -> bool {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(_) => {
+                health.consecutive_failures = 0;
+                false
+            }
+            Err(e) => {
+                health.consecutive_failures += 1;
+                if health.quarantine_reason.is_none() && health.consecutive_failures >= self.limits.quarantine_after {
+                    health.quarantine_reason =
+                        Some(format!("{} consecutive failed calls, the last one {e}", health.consecutive_failures));
+                    return true;
+                }
+                false
+            }
+        }
+    }
+}

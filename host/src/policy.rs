@@ -1,0 +1,268 @@
+//! The operator's policy (`vigil.toml`): what each pack's plugins are
+//! granted and the limits they run under.
+//!
+//! Deny by default: a plugin with no entry is granted nothing, an empty
+//! list grants nothing, and only capabilities both requested in
+//! `pack.toml` and granted here are effective.
+//!
+//! ```toml
+//! state_dir = ".vigil"          # plugin state and compiled-component cache
+//! batch_size = 256              # events per plugin call
+//!
+//! [limits]                      # defaults for every plugin
+//! deadline_ms = 250             # wall-clock budget per call (init + detect)
+//! memory_mb = 64                # linear memory cap per instance
+//! max_findings_per_batch = 10000
+//! max_output_bytes = 4194304    # total bytes of strings in one call's findings
+//! quarantine_after = 3          # consecutive failed calls before quarantine
+//! log_records_per_call = 100
+//!
+//! [packs.starter.plugins.brute-force]
+//! capabilities = ["log", "state"]
+//! state = { key_prefixes = ["fail/"] }
+//! limits = { deadline_ms = 500 } # per-plugin overrides
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::capability::Capability;
+use crate::engine::MAX_PLUGIN_MEMORY_BYTES;
+
+/// A parsed `vigil.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Directory for plugin state and the compiled-component cache
+    /// (default `.vigil` in the working directory).
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// Events per plugin call (default 256).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// Default limits for every plugin.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Grants by pack name.
+    #[serde(default)]
+    pub packs: BTreeMap<String, PackGrants>,
+}
+
+/// Grants for one pack.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackGrants {
+    /// Grants by plugin id.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginGrant>,
+}
+
+/// What one plugin is granted.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginGrant {
+    /// Granted capabilities (effective only if also requested).
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+    /// Scope of the `state` grant.
+    #[serde(default)]
+    pub state: StateGrant,
+    /// Overrides of the default limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Scope of a `state` grant.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateGrant {
+    /// Key prefixes the plugin may read and write; empty means no keys.
+    #[serde(default)]
+    pub key_prefixes: Vec<String>,
+}
+
+/// Limits as written in the policy; unset fields fall back.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Wall-clock budget per call in milliseconds.
+    pub deadline_ms: Option<u64>,
+    /// Linear memory cap per instance in MiB.
+    pub memory_mb: Option<u64>,
+    /// Most findings one call may return.
+    pub max_findings_per_batch: Option<usize>,
+    /// Most bytes of text one call's findings may carry.
+    pub max_output_bytes: Option<usize>,
+    /// Consecutive failed calls before the plugin is quarantined.
+    pub quarantine_after: Option<u32>,
+    /// Log records allowed per call.
+    pub log_records_per_call: Option<usize>,
+}
+
+/// Resolved limits for one plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget per call.
+    pub deadline: Duration,
+    /// Linear memory cap per instance, in bytes.
+    pub memory_bytes: u64,
+    /// Most findings one call may return.
+    pub max_findings_per_batch: usize,
+    /// Most bytes of text one call's findings may carry.
+    pub max_output_bytes: usize,
+    /// Consecutive failed calls before quarantine.
+    pub quarantine_after: u32,
+    /// Log records allowed per call.
+    pub log_records_per_call: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_millis(250),
+            memory_bytes: 64 << 20,
+            max_findings_per_batch: 10_000,
+            max_output_bytes: 4 << 20,
+            quarantine_after: 3,
+            log_records_per_call: 100,
+        }
+    }
+}
+
+impl Limits {
+    fn with(self, c: &LimitsConfig) -> Limits {
+        Limits {
+            deadline: c.deadline_ms.map_or(self.deadline, Duration::from_millis),
+            memory_bytes: c.memory_mb.map_or(self.memory_bytes, |mb| mb.saturating_mul(1 << 20)),
+            max_findings_per_batch: c.max_findings_per_batch.unwrap_or(self.max_findings_per_batch),
+            max_output_bytes: c.max_output_bytes.unwrap_or(self.max_output_bytes),
+            quarantine_after: c.quarantine_after.unwrap_or(self.quarantine_after),
+            log_records_per_call: c.log_records_per_call.unwrap_or(self.log_records_per_call),
+        }
+    }
+}
+
+/// A problem with the policy file.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct PolicyError {
+    /// The policy file.
+    pub file: String,
+    /// What is wrong, with position where known, and how to fix it.
+    pub message: String,
+}
+
+/// Default events per call.
+pub const DEFAULT_BATCH_SIZE: usize = 256;
+
+impl Policy {
+    /// Parse and validate `text`, read from `file` (used in messages).
+    pub fn parse(file: &str, text: &str) -> Result<Self, PolicyError> {
+        let policy: Policy = toml::from_str(text).map_err(|e| PolicyError {
+            file: file.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        policy.validate(file)?;
+        Ok(policy)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), PolicyError> {
+        let err = |message: String| Err(PolicyError { file: file.to_owned(), message });
+        if self.batch_size == Some(0) {
+            return err("`batch_size` must be at least 1".into());
+        }
+        let mut all = vec![("[limits]".to_owned(), &self.limits)];
+        for (pack, grants) in &self.packs {
+            for (plugin, grant) in &grants.plugins {
+                all.push((format!("[packs.{pack}.plugins.{plugin}.limits]"), &grant.limits));
+            }
+        }
+        for (at, limits) in all {
+            if let Some(mb) = limits.memory_mb
+                && (mb == 0 || mb << 20 > MAX_PLUGIN_MEMORY_BYTES)
+            {
+                return err(format!("{at} memory_mb = {mb}: must be between 1 and {}", MAX_PLUGIN_MEMORY_BYTES >> 20));
+            }
+            if limits.deadline_ms == Some(0) {
+                return err(format!("{at} deadline_ms must be at least 1"));
+            }
+            if limits.quarantine_after == Some(0) {
+                return err(format!("{at} quarantine_after must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Events per call.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE)
+    }
+
+    /// State directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| PathBuf::from(".vigil"))
+    }
+
+    /// The grant entry for a plugin, if the operator wrote one.
+    pub fn grant(&self, pack: &str, plugin: &str) -> Option<&PluginGrant> {
+        self.packs.get(pack)?.plugins.get(plugin)
+    }
+
+    /// Limits for a plugin: built-in defaults, then `[limits]`, then the
+    /// plugin's own overrides.
+    pub fn limits(&self, pack: &str, plugin: &str) -> Limits {
+        let base = Limits::default().with(&self.limits);
+        match self.grant(pack, plugin) {
+            Some(g) => base.with(&g.limits),
+            None => base,
+        }
+    }
+
+    /// Effective capabilities: requested ∩ granted, in request order.
+    pub fn effective(&self, pack: &str, plugin: &str, requested: &[Capability]) -> Vec<Capability> {
+        let granted = self.grant(pack, plugin).map(|g| g.capabilities.as_slice()).unwrap_or(&[]);
+        requested.iter().copied().filter(|c| granted.contains(c)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+[limits]
+deadline_ms = 100
+[packs.p.plugins.a]
+capabilities = ["log", "state"]
+state = { key_prefixes = ["x/"] }
+limits = { memory_mb = 16 }
+"#;
+
+    #[test]
+    fn effective_grant_is_the_intersection_of_request_and_grant() {
+        let policy = Policy::parse("vigil.toml", POLICY).expect("valid");
+        assert_eq!(policy.effective("p", "a", &[Capability::State, Capability::Clock]), vec![Capability::State]);
+        assert!(policy.effective("p", "unknown", &[Capability::Log]).is_empty());
+        assert!(policy.effective("other", "a", &[Capability::Log]).is_empty());
+    }
+
+    #[test]
+    fn limits_layer_defaults_then_policy_then_plugin() {
+        let policy = Policy::parse("vigil.toml", POLICY).expect("valid");
+        let a = policy.limits("p", "a");
+        assert_eq!(a.deadline, Duration::from_millis(100));
+        assert_eq!(a.memory_bytes, 16 << 20);
+        assert_eq!(policy.limits("p", "b").memory_bytes, Limits::default().memory_bytes);
+    }
+
+    #[test]
+    fn typos_and_impossible_limits_are_reported_with_location() {
+        let err = Policy::parse("vigil.toml", &POLICY.replace("key_prefixes", "key_prefix")).unwrap_err();
+        assert!(err.to_string().contains("key_prefix"), "{err}");
+        let err = Policy::parse("vigil.toml", &POLICY.replace("memory_mb = 16", "memory_mb = 999999")).unwrap_err();
+        assert!(err.to_string().contains("[packs.p.plugins.a.limits] memory_mb"), "{err}");
+    }
+}

@@ -1,0 +1,59 @@
+//! The host runtime: operator-scoped objects shared by every pack load.
+//!
+//! Scope: operator configuration, built once per process. Per-pack state
+//! lives in [`Generation`], per-call state in `sandbox::CallState`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use wasmtime::Engine;
+
+use crate::engine::{ComponentCache, build_engine};
+use crate::pack::{Generation, LoadContext, LoadErrors, PackSource};
+use crate::policy::Policy;
+
+/// Engine, cache and policy: everything needed to load packs.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// The engine every plugin runs on.
+    pub engine: Engine,
+    /// Compiled-component cache (under the state dir).
+    pub cache: ComponentCache,
+    /// The operator policy.
+    pub policy: Policy,
+    /// Plugin state directory.
+    pub state_dir: PathBuf,
+    clock_origin: Instant,
+}
+
+impl Runtime {
+    /// A runtime for `policy`, keeping state and the compile cache in `state_dir`.
+    pub fn new(policy: Policy, state_dir: impl Into<PathBuf>) -> wasmtime::Result<Self> {
+        let state_dir = state_dir.into();
+        Ok(Runtime {
+            engine: build_engine()?,
+            cache: ComponentCache::in_dir(state_dir.join("cache")),
+            policy,
+            state_dir,
+            clock_origin: Instant::now(),
+        })
+    }
+
+    /// Load `source` with plugin state kept in this runtime's state dir.
+    pub fn load(&self, source: PackSource) -> Result<Generation, LoadErrors> {
+        self.load_with_state_dir(source, &self.state_dir)
+    }
+
+    /// Load `source` keeping plugin state in `state_dir` instead (used by
+    /// `vigil test`, which gives every case a fresh, empty state).
+    pub fn load_with_state_dir(&self, source: PackSource, state_dir: &Path) -> Result<Generation, LoadErrors> {
+        let ctx = LoadContext {
+            engine: &self.engine,
+            cache: &self.cache,
+            policy: &self.policy,
+            state_dir,
+            clock_origin: self.clock_origin,
+        };
+        Generation::load(&ctx, source)
+    }
+}
