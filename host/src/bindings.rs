@@ -10,4 +10,6 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "detector",
+    // Tests compare call results and findings directly.
+    additional_derives: [PartialEq, Eq],
 });

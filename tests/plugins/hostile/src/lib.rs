@@ -1,7 +1,7 @@
 //! A plugin that misbehaves on purpose, for the host's integration tests.
 //! Config `mode` selects the behaviour; see [`Mode`].
 
-use vigil_sdk::{Config, Detector, Event, Finding, Findings, PluginError, Severity, clock, log, state};
+use vigil_sdk::{Config, Detector, Event, Finding, Findings, PluginError, Severity, clock, config, log, state};
 
 /// What the plugin does with each batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,11 @@ pub enum Mode {
     Print,
     /// Read both clocks and report them.
     Clock,
+    /// Read `mode` through the `config` capability and report it.
+    Config,
+    /// Try to reach the host through WASI: a file, the environment, the
+    /// arguments, the directory listing; report what came back.
+    Escape,
 }
 
 /// The hostile plugin.
@@ -46,6 +51,8 @@ impl Detector for Hostile {
             "foreign-event-id" => Mode::ForeignEventId,
             "print" => Mode::Print,
             "clock" => Mode::Clock,
+            "config" => Mode::Config,
+            "escape" => Mode::Escape,
             other => return Err(PluginError::InvalidConfig(format!("unknown `mode` `{other}`"))),
         };
         Ok(Hostile { mode })
@@ -105,6 +112,24 @@ impl Detector for Hostile {
                 let wall = clock::wall_now().map_or_else(|e| e.to_string(), |t| t.to_string());
                 let mono = clock::monotonic_now().map_or_else(|e| e.to_string(), |t| t.to_string());
                 findings.push_for(first, report("wall", wall).evidence("monotonic", mono));
+            }
+            Mode::Config => {
+                let mode = config::get("mode").map_or_else(|e| e.to_string(), |v| format!("{v:?}"));
+                findings.push_for(first, report("mode", mode));
+            }
+            Mode::Escape => {
+                let file = std::fs::read_to_string("/etc/passwd").map_or_else(|e| format!("error: {e}"), |_| "read".into());
+                let dir = std::fs::read_dir(".").map_or_else(|e| format!("error: {e}"), |_| "listed".into());
+                let env = std::env::vars().count().to_string();
+                let args = std::env::args().count().to_string();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+                    .to_string();
+                findings.push_for(
+                    first,
+                    report("file", file).evidence("dir", dir).evidence("env", env).evidence("args", args).evidence("wasi_time", now),
+                );
             }
         }
     }
