@@ -1,0 +1,152 @@
+//! The `vigil` binary as a user runs it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn vigil(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .current_dir(cwd)
+        .env("VIGIL_LOG", "warn")
+        .output()
+        .expect("running vigil")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A copy of the assembled starter pack and its policy in a temp dir.
+fn starter_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(Path::new(vigil::artifacts::STARTER_PACK_DIR), &dir.path().join("pack"));
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read pack dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn run_with_no_arguments_uses_the_embedded_starter_pack_and_sample_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = vigil(&["run"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let findings: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each stdout line is a JSON finding"))
+        .collect();
+    let truth: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(Path::new(vigil::artifacts::STARTER_PACK_DIR).join("events.truth.json")).expect("truth"))
+            .expect("truth is JSON");
+    let key = |plugin: &serde_json::Value, rule: &serde_json::Value, line: &serde_json::Value| (plugin.to_string(), rule.to_string(), line.as_u64());
+    let mut got: Vec<_> = findings.iter().map(|f| key(&f["plugin"], &f["rule_id"], &f["event"]["line"])).collect();
+    let mut want: Vec<_> = truth.iter().map(|t| key(&t["plugin"], &t["rule_id"], &t["line"])).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "the starter pack finds exactly the planted attacks");
+    let stderr = text(&out.stderr);
+    let summary = stderr.lines().last().expect("a summary line");
+    assert!(summary.contains("events read") && summary.contains("findings") && summary.contains(" s"), "{summary}");
+}
+
+#[test]
+fn malformed_event_lines_are_reported_with_their_number_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, "{\"a\":1}\n{\"broken\": \n[1,2,3]\n{\"b\":2}\n").expect("write");
+    let out = vigil(&["run", "--input", "events.jsonl"], dir.path());
+    assert!(out.status.success(), "a malformed line does not stop the run");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("events.jsonl:2: skipped malformed event"), "{stderr}");
+    assert!(stderr.contains("events.jsonl:3: skipped malformed event: an event must be a JSON object"), "{stderr}");
+    assert!(stderr.contains("2 events read"), "{stderr}");
+    assert!(stderr.contains("2 malformed lines"), "{stderr}");
+}
+
+#[test]
+fn check_lists_every_plugin_with_imports_and_grants() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = vigil(&["check"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("pack starter 0.1.0: ok"), "{stdout}");
+    let brute = stdout.lines().find(|l| l.contains("brute-force")).expect("brute-force line");
+    assert!(brute.contains("imports: log, state") && brute.contains("granted: log, state"), "{brute}");
+}
+
+#[test]
+fn check_refuses_a_pack_whose_policy_does_not_grant_what_it_imports() {
+    let dir = starter_copy();
+    std::fs::write(dir.path().join("deny.toml"), "[packs.starter.plugins.brute-force]\ncapabilities = [\"log\"]\n").expect("write");
+    let out = vigil(&["check", "pack", "--policy", "deny.toml"], dir.path());
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("pack `starter`, plugin `brute-force`: imports `vigil:plugin/state@0.1.0`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_typo_in_pack_toml_is_reported_with_file_and_line() {
+    let dir = starter_copy();
+    let manifest = dir.path().join("pack/pack.toml");
+    let text_before = std::fs::read_to_string(&manifest).expect("read");
+    std::fs::write(&manifest, text_before.replacen("world = \"detector\"", "wrld = \"detector\"", 1)).expect("write");
+    let out = vigil(&["check", "pack", "--policy", "pack/starter-policy.toml"], dir.path());
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("pack.toml") && stderr.contains("wrld") && stderr.contains("line"), "{stderr}");
+}
+
+#[test]
+fn test_command_passes_on_the_starter_pack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = vigil(&["test"], dir.path());
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("3 passed, 0 failed"));
+}
+
+#[test]
+fn test_command_fails_with_a_diff_when_an_expected_finding_is_missing() {
+    let dir = starter_copy();
+    let expected = dir.path().join("pack/cases/ioc-match/expected.json");
+    let mut cases: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&expected).expect("read")).expect("json");
+    cases.push(serde_json::json!({"plugin": "ioc-match", "rule_id": "vigil.ioc.hash", "event": 1}));
+    std::fs::write(&expected, serde_json::to_vec(&cases).expect("json")).expect("write");
+    let out = vigil(&["test", "pack", "--policy", "pack/starter-policy.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("FAIL ioc-match"), "{stdout}");
+    assert!(stdout.contains("- missing:    ioc-match vigil.ioc.hash at event line 1"), "{stdout}");
+    assert!(stdout.contains("ok   brute-force"), "other cases still run: {stdout}");
+}
+
+#[test]
+fn inspect_prints_the_world_and_capability_imports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = vigil::artifacts::component_path("brute-force").expect("built");
+    let out = vigil(&["inspect", wasm], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("world: detector"), "{stdout}");
+    assert!(stdout.contains("vigil:plugin/state@0.1.0") && stdout.contains("vigil:plugin/log@0.1.0"), "{stdout}");
+}
+
+#[test]
+fn inspect_of_a_non_component_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("x.wasm"), b"not wasm").expect("write");
+    let out = vigil(&["inspect", "x.wasm"], dir.path());
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("x.wasm: not a valid Wasm component"), "{}", text(&out.stderr));
+}
