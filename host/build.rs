@@ -20,10 +20,15 @@ const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "plugin";
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let workspace = manifest_dir.parent().expect("host/ sits in the workspace root").to_path_buf();
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace root")
+        .to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let target_root = env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), PathBuf::from);
+    let target_root =
+        env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), PathBuf::from);
     let plugin_target = target_root.join("plugins");
 
     let plugins = discover_plugins(&workspace);
@@ -35,7 +40,11 @@ fn main() {
     for (name, dir) in &plugins {
         let file = format!("{}.wasm", name.replace('-', "_"));
         let path = wasm_dir.join(&file);
-        assert!(path.exists(), "nested build did not produce {}", path.display());
+        assert!(
+            path.exists(),
+            "nested build did not produce {}",
+            path.display()
+        );
         emit_rerun_from_dep_info(&wasm_dir.join(format!("{}.d", name.replace('-', "_"))));
         // Only the example plugins under `plugins/` belong in the starter pack.
         let example = dir.parent() == Some(workspace.join("plugins").as_path());
@@ -47,26 +56,43 @@ fn main() {
     let starter_files = assemble_starter_pack(&starter_src, &starter_dir, &components);
 
     let mut code = String::new();
-    writeln!(code, "/// `(crate name, .wasm path)` of every plugin built from this workspace.").unwrap();
+    writeln!(
+        code,
+        "/// `(crate name, .wasm path)` of every plugin built from this workspace."
+    )
+    .unwrap();
     writeln!(code, "pub const COMPONENTS: &[(&str, &str)] = &[").unwrap();
     for (name, _, path, _) in &components {
         writeln!(code, "    ({name:?}, {:?}),", path.display().to_string()).unwrap();
     }
     writeln!(code, "];").unwrap();
     writeln!(code, "/// The assembled starter pack directory.").unwrap();
-    writeln!(code, "pub const STARTER_PACK_DIR: &str = {:?};", starter_dir.display().to_string()).unwrap();
+    writeln!(
+        code,
+        "pub const STARTER_PACK_DIR: &str = {:?};",
+        starter_dir.display().to_string()
+    )
+    .unwrap();
     writeln!(code, "/// The starter pack's files, embedded.").unwrap();
     writeln!(code, "pub const STARTER_PACK_FILES: &[(&str, &[u8])] = &[").unwrap();
     for rel in &starter_files {
         let abs = starter_dir.join(rel);
-        writeln!(code, "    ({rel:?}, include_bytes!({:?})),", abs.display().to_string()).unwrap();
+        writeln!(
+            code,
+            "    ({rel:?}, include_bytes!({:?})),",
+            abs.display().to_string()
+        )
+        .unwrap();
     }
     writeln!(code, "];").unwrap();
     fs::write(out_dir.join("artifacts.rs"), code).expect("writing artifacts.rs");
 
     println!("cargo:rerun-if-changed={}", starter_src.display());
     println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
-    println!("cargo:rerun-if-changed={}", workspace.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("Cargo.lock").display()
+    );
 }
 
 /// `(package name, crate dir)` of every crate under `plugins/` and `tests/plugins/`.
@@ -75,13 +101,21 @@ fn discover_plugins(workspace: &Path) -> Vec<(String, PathBuf)> {
     for parent in ["plugins", "tests/plugins"] {
         let dir = workspace.join(parent);
         println!("cargo:rerun-if-changed={}", dir.display());
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let manifest = entry.path().join("Cargo.toml");
-            let Ok(text) = fs::read_to_string(&manifest) else { continue };
+            let Ok(text) = fs::read_to_string(&manifest) else {
+                continue;
+            };
             let name = text
                 .lines()
-                .find_map(|l| l.trim().strip_prefix("name = ").map(|v| v.trim_matches('"').to_owned()))
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix("name = ")
+                        .map(|v| v.trim_matches('"').to_owned())
+                })
                 .unwrap_or_else(|| panic!("{}: no `name = \"...\"` line", manifest.display()));
             println!("cargo:rerun-if-changed={}", manifest.display());
             found.push((name, entry.path()));
@@ -98,7 +132,8 @@ fn check_target_installed() {
         .output()
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    let installed = sysroot.is_some_and(|s| Path::new(&s).join("lib/rustlib").join(TARGET).exists());
+    let installed =
+        sysroot.is_some_and(|s| Path::new(&s).join("lib/rustlib").join(TARGET).exists());
     if !installed {
         panic!(
             "\n\nThe `{TARGET}` Rust target is not installed, so the plugins cannot be built.\n\
@@ -112,7 +147,14 @@ fn build_plugins(workspace: &Path, plugin_target: &Path, plugins: &[(String, Pat
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--target", TARGET, "--profile", PROFILE, "--target-dir"])
+        .args([
+            "build",
+            "--target",
+            TARGET,
+            "--profile",
+            PROFILE,
+            "--target-dir",
+        ])
         .arg(plugin_target);
     for (name, _) in plugins {
         cmd.args(["-p", name]);
@@ -134,14 +176,23 @@ fn build_plugins(workspace: &Path, plugin_target: &Path, plugins: &[(String, Pat
             cmd.env_remove(&key);
         }
     }
-    let status = cmd.status().expect("running the nested cargo build of the plugins");
-    assert!(status.success(), "building the plugins for {TARGET} failed (see the errors above)");
+    let status = cmd
+        .status()
+        .expect("running the nested cargo build of the plugins");
+    assert!(
+        status.success(),
+        "building the plugins for {TARGET} failed (see the errors above)"
+    );
 }
 
 fn emit_rerun_from_dep_info(dep_file: &Path) {
-    let Ok(text) = fs::read_to_string(dep_file) else { return };
+    let Ok(text) = fs::read_to_string(dep_file) else {
+        return;
+    };
     // Make-style: `target: dep dep \`; paths escape spaces with `\ `.
-    let Some((_, deps)) = text.split_once(": ") else { return };
+    let Some((_, deps)) = text.split_once(": ") else {
+        return;
+    };
     let deps = deps.replace("\\\n", " ").replace("\\ ", "\u{0}");
     for dep in deps.split_whitespace() {
         println!("cargo:rerun-if-changed={}", dep.replace('\u{0}', " "));
@@ -150,7 +201,11 @@ fn emit_rerun_from_dep_info(dep_file: &Path) {
 
 /// Copy `src` (recursively) and the components into `dest`; returns the
 /// relative paths of all files, sorted.
-fn assemble_starter_pack(src: &Path, dest: &Path, components: &[(String, String, PathBuf, bool)]) -> Vec<String> {
+fn assemble_starter_pack(
+    src: &Path,
+    dest: &Path,
+    components: &[(String, String, PathBuf, bool)],
+) -> Vec<String> {
     let _ = fs::remove_dir_all(dest);
     let mut files = Vec::new();
     copy_tree(src, dest, Path::new(""), &mut files);
@@ -164,7 +219,10 @@ fn assemble_starter_pack(src: &Path, dest: &Path, components: &[(String, String,
 
 fn copy_tree(src: &Path, dest: &Path, rel: &Path, files: &mut Vec<String>) {
     fs::create_dir_all(dest.join(rel)).expect("creating the starter pack directory");
-    let mut entries: Vec<_> = fs::read_dir(src.join(rel)).expect("reading plugins/starter-pack").flatten().collect();
+    let mut entries: Vec<_> = fs::read_dir(src.join(rel))
+        .expect("reading plugins/starter-pack")
+        .flatten()
+        .collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let name = entry.file_name();

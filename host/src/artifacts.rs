@@ -14,7 +14,10 @@ pub fn component_path(name: &str) -> Option<&'static str> {
 
 /// The bundled starter pack, embedded in the binary.
 pub fn starter_pack() -> PackSource {
-    PackSource::Embedded { label: "<embedded starter pack>", files: STARTER_PACK_FILES }
+    PackSource::Embedded {
+        label: "<embedded starter pack>",
+        files: STARTER_PACK_FILES,
+    }
 }
 
 /// Embedded file of the starter pack.
@@ -23,7 +26,9 @@ fn starter_file(rel: &str) -> &'static [u8] {
         .iter()
         .find(|(n, _)| *n == rel)
         .map(|(_, b)| *b)
-        .unwrap_or_else(|| panic!("the starter pack has no {rel}: host/build.rs embeds plugins/starter-pack"))
+        .unwrap_or_else(|| {
+            panic!("the starter pack has no {rel}: host/build.rs embeds plugins/starter-pack")
+        })
 }
 
 /// The sample events bundled with the starter pack.
@@ -38,6 +43,9 @@ pub const STARTER_POLICY_FILE: &str = "starter-policy.toml";
 /// `--policy` is given and no `vigil.toml` exists.
 pub fn starter_policy() -> Policy {
     let text = String::from_utf8_lossy(starter_file(STARTER_POLICY_FILE));
-    Policy::parse(&format!("<embedded starter pack>/{STARTER_POLICY_FILE}"), &text)
-        .expect("the bundled starter policy is valid (tested)")
+    Policy::parse(
+        &format!("<embedded starter pack>/{STARTER_POLICY_FILE}"),
+        &text,
+    )
+    .expect("the bundled starter policy is valid (tested)")
 }

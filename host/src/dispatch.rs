@@ -46,11 +46,20 @@ impl RunStats {
 
 /// Run every event of `input` (named `source` in output) through the
 /// generation's detectors, writing findings to `out` as JSON Lines.
-pub fn run(generation: &Generation, input: impl BufRead, source: &str, batch_size: usize, out: &mut impl Write) -> io::Result<RunStats> {
+pub fn run(
+    generation: &Generation,
+    input: impl BufRead,
+    source: &str,
+    batch_size: usize,
+    out: &mut impl Write,
+) -> io::Result<RunStats> {
     let started = Instant::now();
     let mut stats = RunStats::default();
     let mut reader = BatchReader::new(input);
-    let mut batch = EventBatch { data: Vec::new(), events: Vec::new() };
+    let mut batch = EventBatch {
+        data: Vec::new(),
+        events: Vec::new(),
+    };
     let mut malformed = Vec::new();
     let mut records: Vec<FindingRecord> = Vec::new();
     while reader.fill(&mut batch, batch_size, &mut malformed)? || !malformed.is_empty() {
@@ -82,7 +91,13 @@ pub fn run(generation: &Generation, input: impl BufRead, source: &str, batch_siz
     Ok(stats)
 }
 
-fn call_plugin(plugin: &LoadedPlugin, batch: &EventBatch, source: &str, stats: &mut RunStats, records: &mut Vec<FindingRecord>) {
+fn call_plugin(
+    plugin: &LoadedPlugin,
+    batch: &EventBatch,
+    source: &str,
+    stats: &mut RunStats,
+    records: &mut Vec<FindingRecord>,
+) {
     let outcome = plugin.detect(batch);
     let label = plugin.label();
     for log in &outcome.logs {
@@ -91,7 +106,11 @@ fn call_plugin(plugin: &LoadedPlugin, batch: &EventBatch, source: &str, stats: &
             LogSource::Stdout => "stdout",
             LogSource::Stderr => "stderr",
         };
-        let fields = log.fields.iter().map(|(k, v)| format!(" {k}={v:?}")).collect::<String>();
+        let fields = log
+            .fields
+            .iter()
+            .map(|(k, v)| format!(" {k}={v:?}"))
+            .collect::<String>();
         match log.level {
             LogLevel::Trace => tracing::trace!("[{label} {stream}] {}{fields}", log.message),
             LogLevel::Debug => tracing::debug!("[{label} {stream}] {}{fields}", log.message),
@@ -101,7 +120,10 @@ fn call_plugin(plugin: &LoadedPlugin, batch: &EventBatch, source: &str, stats: &
         }
     }
     if outcome.logs_dropped > 0 {
-        tracing::warn!("[{label}] dropped {} log records over the per-call budget", outcome.logs_dropped);
+        tracing::warn!(
+            "[{label}] dropped {} log records over the per-call budget",
+            outcome.logs_dropped
+        );
     }
     match outcome.result {
         Ok(findings) => records.extend(
@@ -111,13 +133,20 @@ fn call_plugin(plugin: &LoadedPlugin, batch: &EventBatch, source: &str, stats: &
         ),
         Err(e) => {
             stats.failed_calls += 1;
-            let (first, last) = (batch.events.first().map_or(0, |e| e.id), batch.events.last().map_or(0, |e| e.id));
-            tracing::error!("plugin {label} {e} (batch of {source} lines {first}-{last}); continuing with a fresh instance");
+            let (first, last) = (
+                batch.events.first().map_or(0, |e| e.id),
+                batch.events.last().map_or(0, |e| e.id),
+            );
+            tracing::error!(
+                "plugin {label} {e} (batch of {source} lines {first}-{last}); continuing with a fresh instance"
+            );
         }
     }
     if outcome.quarantined_now {
         let reason = plugin.quarantine_reason().unwrap_or_default();
-        tracing::error!("plugin {label} QUARANTINED after {reason}; it gets no more events in this run");
+        tracing::error!(
+            "plugin {label} QUARANTINED after {reason}; it gets no more events in this run"
+        );
         stats.quarantined.push(format!("{label}: {reason}"));
     }
 }

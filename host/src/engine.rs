@@ -77,7 +77,10 @@ pub fn deadline_ticks(deadline: Duration) -> u64 {
 
 /// Hex SHA-256 of a byte string; identifies components in caches and reports.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Compiled components on disk, keyed by the component's SHA-256 and the
@@ -90,7 +93,9 @@ pub struct ComponentCache {
 impl ComponentCache {
     /// A cache in `dir` (created on first store).
     pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
-        ComponentCache { dir: Some(dir.into()) }
+        ComponentCache {
+            dir: Some(dir.into()),
+        }
     }
 
     /// No caching: every load compiles.
@@ -143,7 +148,12 @@ fn load_artifact(engine: &Engine, artifact: &Path, checksum: &Path) -> Option<Co
     component.ok()
 }
 
-fn store_artifact(dir: &Path, component: &Component, artifact: &Path, checksum: &Path) -> std::io::Result<()> {
+fn store_artifact(
+    dir: &Path,
+    component: &Component,
+    artifact: &Path,
+    checksum: &Path,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let bytes = component.serialize().map_err(std::io::Error::other)?;
     // Write to a temporary name and rename, so a concurrent reader never sees

@@ -32,7 +32,11 @@ pub struct BatchReader<R> {
 impl<R: BufRead> BatchReader<R> {
     /// Read from `reader`, numbering lines from 1.
     pub fn new(reader: R) -> Self {
-        BatchReader { reader, line_no: 0, line: Vec::new() }
+        BatchReader {
+            reader,
+            line_no: 0,
+            line: Vec::new(),
+        }
     }
 
     /// Lines consumed so far.
@@ -43,13 +47,20 @@ impl<R: BufRead> BatchReader<R> {
     /// Clear `batch` and fill it with up to `size` events. Malformed lines go
     /// to `malformed`. Returns `false` once the input is exhausted and the
     /// batch is empty.
-    pub fn fill(&mut self, batch: &mut EventBatch, size: usize, malformed: &mut Vec<MalformedLine>) -> io::Result<bool> {
+    pub fn fill(
+        &mut self,
+        batch: &mut EventBatch,
+        size: usize,
+        malformed: &mut Vec<MalformedLine>,
+    ) -> io::Result<bool> {
         batch.data.clear();
         batch.events.clear();
         while batch.events.len() < size {
             self.line.clear();
             // Bounded read: a hostile multi-gigabyte line cannot exhaust memory.
-            let n = (&mut self.reader).take(MAX_EVENT_BYTES as u64 + 1).read_until(b'\n', &mut self.line)?;
+            let n = (&mut self.reader)
+                .take(MAX_EVENT_BYTES as u64 + 1)
+                .read_until(b'\n', &mut self.line)?;
             if n == 0 {
                 break;
             }
@@ -58,7 +69,10 @@ impl<R: BufRead> BatchReader<R> {
                 let skipped = self.skip_rest_of_line()?;
                 malformed.push(MalformedLine {
                     line: self.line_no,
-                    reason: format!("event is {} bytes, over the {MAX_EVENT_BYTES}-byte limit", n + skipped),
+                    reason: format!(
+                        "event is {} bytes, over the {MAX_EVENT_BYTES}-byte limit",
+                        n + skipped
+                    ),
                 });
                 continue;
             }
@@ -73,7 +87,10 @@ impl<R: BufRead> BatchReader<R> {
                     offset: offset as u32,
                     len: (batch.data.len() - offset) as u32,
                 }),
-                Err(e) => malformed.push(MalformedLine { line: self.line_no, reason: e.to_string() }),
+                Err(e) => malformed.push(MalformedLine {
+                    line: self.line_no,
+                    reason: e.to_string(),
+                }),
             }
         }
         Ok(!batch.events.is_empty())
@@ -111,10 +128,16 @@ mod tests {
 
     fn read_all(input: &str, size: usize) -> (Vec<Vec<u64>>, Vec<MalformedLine>) {
         let mut reader = BatchReader::new(input.as_bytes());
-        let mut batch = EventBatch { data: Vec::new(), events: Vec::new() };
+        let mut batch = EventBatch {
+            data: Vec::new(),
+            events: Vec::new(),
+        };
         let mut malformed = Vec::new();
         let mut batches = Vec::new();
-        while reader.fill(&mut batch, size, &mut malformed).expect("in-memory read") {
+        while reader
+            .fill(&mut batch, size, &mut malformed)
+            .expect("in-memory read")
+        {
             batches.push(batch.events.iter().map(|e| e.id).collect());
         }
         (batches, malformed)
@@ -125,9 +148,20 @@ mod tests {
         let input = "{\"a\":1}\nnot json\n\n[1,2]\n{\"b\":2}\n{\"c\":3}";
         let (batches, malformed) = read_all(input, 2);
         assert_eq!(batches, vec![vec![1, 5], vec![6]]);
-        assert_eq!(malformed.iter().map(|m| m.line).collect::<Vec<_>>(), vec![2, 4]);
-        assert!(malformed[0].reason.contains("invalid JSON"), "{:?}", malformed[0]);
-        assert!(malformed[1].reason.contains("JSON object"), "{:?}", malformed[1]);
+        assert_eq!(
+            malformed.iter().map(|m| m.line).collect::<Vec<_>>(),
+            vec![2, 4]
+        );
+        assert!(
+            malformed[0].reason.contains("invalid JSON"),
+            "{:?}",
+            malformed[0]
+        );
+        assert!(
+            malformed[1].reason.contains("JSON object"),
+            "{:?}",
+            malformed[1]
+        );
     }
 
     #[test]
@@ -147,7 +181,10 @@ mod tests {
         input.extend_from_slice(&[0xff, 0xfe]);
         input.extend_from_slice(b"\"}\n{\"b\":1}\n");
         let mut reader = BatchReader::new(&input[..]);
-        let mut batch = EventBatch { data: Vec::new(), events: Vec::new() };
+        let mut batch = EventBatch {
+            data: Vec::new(),
+            events: Vec::new(),
+        };
         let mut malformed = Vec::new();
         assert!(reader.fill(&mut batch, 10, &mut malformed).expect("read"));
         assert_eq!(batch.events.len(), 1);

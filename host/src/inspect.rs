@@ -40,7 +40,10 @@ fn kind(item: &ComponentItem) -> &'static str {
 pub fn inspect(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Inspection> {
     let component = Component::new(engine, bytes)?;
     let ty = component.component_type();
-    let exports: Vec<(String, &'static str)> = ty.exports(engine).map(|(n, item)| (n.to_owned(), kind(&item.ty))).collect();
+    let exports: Vec<(String, &'static str)> = ty
+        .exports(engine)
+        .map(|(n, item)| (n.to_owned(), kind(&item.ty)))
+        .collect();
     let has = |name: &str| exports.iter().any(|(n, k)| n == name && *k == "func");
     let world = if has("init") && has("detect") {
         "detector"
@@ -66,7 +69,12 @@ pub fn inspect(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Inspection> {
         };
         list.push(name.to_owned());
     }
-    for list in [&mut inspection.capabilities, &mut inspection.wasi, &mut inspection.types, &mut inspection.unknown] {
+    for list in [
+        &mut inspection.capabilities,
+        &mut inspection.wasi,
+        &mut inspection.types,
+        &mut inspection.unknown,
+    ] {
         list.sort();
     }
     Ok(inspection)
@@ -80,7 +88,11 @@ impl std::fmt::Display for Inspection {
             ("capability imports (need grants)", &self.capabilities, ""),
             ("WASI imports (linked deny-all)", &self.wasi, ""),
             ("type-only imports", &self.types, ""),
-            ("imports Vigil does not provide (cannot load)", &self.unknown, ""),
+            (
+                "imports Vigil does not provide (cannot load)",
+                &self.unknown,
+                "",
+            ),
         ];
         for (title, items, _) in sections {
             if items.is_empty() && title.starts_with("imports Vigil") {

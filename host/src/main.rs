@@ -100,10 +100,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { pack, input, output, host, batch_size } => {
+        Command::Run {
+            pack,
+            input,
+            output,
+            host,
+            batch_size,
+        } => {
             let source = pack_source(pack.as_deref());
             let runtime = runtime(&host, &source)?;
-            let generation = runtime.load(source).map_err(|e| anyhow::anyhow!("pack refused:\n{e}"))?;
+            let generation = runtime
+                .load(source)
+                .map_err(|e| anyhow::anyhow!("pack refused:\n{e}"))?;
             let batch_size = batch_size.unwrap_or_else(|| runtime.policy.batch_size());
             if batch_size == 0 {
                 bail!("--batch-size must be at least 1");
@@ -115,11 +123,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => Box::new(BufWriter::new(io::stdout().lock())),
             };
             let stats = match input.as_deref() {
-                None => vigil::dispatch::run(&generation, artifacts::starter_events(), "events.jsonl", batch_size, &mut out)?,
-                Some(p) if p == Path::new("-") => vigil::dispatch::run(&generation, io::stdin().lock(), "-", batch_size, &mut out)?,
+                None => vigil::dispatch::run(
+                    &generation,
+                    artifacts::starter_events(),
+                    "events.jsonl",
+                    batch_size,
+                    &mut out,
+                )?,
+                Some(p) if p == Path::new("-") => vigil::dispatch::run(
+                    &generation,
+                    io::stdin().lock(),
+                    "-",
+                    batch_size,
+                    &mut out,
+                )?,
                 Some(p) => {
-                    let file = File::open(p).with_context(|| format!("opening events file {}", p.display()))?;
-                    vigil::dispatch::run(&generation, BufReader::new(file), &p.display().to_string(), batch_size, &mut out)?
+                    let file = File::open(p)
+                        .with_context(|| format!("opening events file {}", p.display()))?;
+                    vigil::dispatch::run(
+                        &generation,
+                        BufReader::new(file),
+                        &p.display().to_string(),
+                        batch_size,
+                        &mut out,
+                    )?
                 }
             };
             out.flush()?;
@@ -154,7 +181,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(errors) => {
-                    eprintln!("pack refused ({} problem{}):", errors.0.len(), if errors.0.len() == 1 { "" } else { "s" });
+                    eprintln!(
+                        "pack refused ({} problem{}):",
+                        errors.0.len(),
+                        if errors.0.len() == 1 { "" } else { "s" }
+                    );
                     for e in &errors.0 {
                         eprintln!("  - {e}");
                     }
@@ -163,10 +194,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Inspect { file, json } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let engine = vigil::engine::build_engine().map_err(anyhow::Error::from)?;
-            let inspection = vigil::inspect::inspect(&engine, &bytes)
-                .map_err(|e| anyhow::anyhow!("{}: not a valid Wasm component: {e:#}", file.display()))?;
+            let inspection = vigil::inspect::inspect(&engine, &bytes).map_err(|e| {
+                anyhow::anyhow!("{}: not a valid Wasm component: {e:#}", file.display())
+            })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&inspection)?);
             } else {
@@ -177,13 +210,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Test { pack, host } => {
             let source = pack_source(pack.as_deref());
             let runtime = runtime(&host, &source)?;
-            let results = vigil::pack_test::run_cases(&runtime, &source).map_err(|e| anyhow::anyhow!("pack refused:\n{e}"))?;
+            let results = vigil::pack_test::run_cases(&runtime, &source)
+                .map_err(|e| anyhow::anyhow!("pack refused:\n{e}"))?;
             let failed = results.iter().filter(|r| !r.passed()).count();
             for r in &results {
                 println!("{r}");
             }
             println!("{} passed, {} failed", results.len() - failed, failed);
-            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
@@ -212,6 +250,7 @@ fn runtime(args: &HostArgs, source: &PackSource) -> Result<Runtime> {
 }
 
 fn read_policy(path: &Path) -> Result<Policy> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading policy {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading policy {}", path.display()))?;
     Ok(Policy::parse(&path.display().to_string(), &text)?)
 }

@@ -120,7 +120,9 @@ pub fn is_valid_name(name: &str) -> bool {
 /// Whether `path` is relative and never leaves its base directory.
 pub fn is_contained_path(path: &str) -> bool {
     let p = Path::new(path);
-    !path.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    !path.is_empty()
+        && p.components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 impl PackManifest {
@@ -135,7 +137,12 @@ impl PackManifest {
     }
 
     fn validate(&self, file: &str) -> Result<(), ManifestError> {
-        let invalid = |message: String| Err(ManifestError::Invalid { file: file.to_owned(), message });
+        let invalid = |message: String| {
+            Err(ManifestError::Invalid {
+                file: file.to_owned(),
+                message,
+            })
+        };
         if !is_valid_name(&self.name) {
             return invalid(format!(
                 "pack name `{}` is not allowed: use lower-case letters, digits, `-` and `_` (it names state files)",
@@ -151,7 +158,10 @@ impl PackManifest {
                 ));
             }
             if !ids.insert(plugin.id.as_str()) {
-                return invalid(format!("plugin id `{}` appears twice; ids must be unique in a pack", plugin.id));
+                return invalid(format!(
+                    "plugin id `{}` appears twice; ids must be unique in a pack",
+                    plugin.id
+                ));
             }
             if !is_contained_path(&plugin.component) {
                 return invalid(format!(
@@ -161,7 +171,10 @@ impl PackManifest {
             }
             let mut seen = BTreeSet::new();
             if let Some(dup) = plugin.capabilities.iter().find(|c| !seen.insert(**c)) {
-                return invalid(format!("plugin `{}`: capability `{dup}` is requested twice", plugin.id));
+                return invalid(format!(
+                    "plugin `{}`: capability `{dup}` is requested twice",
+                    plugin.id
+                ));
             }
         }
         for case in &self.tests {
@@ -227,7 +240,9 @@ config = { list = ["x", "y"], n = 3, s = "text" }
     #[test]
     fn a_typo_in_a_field_name_is_an_error_with_its_line() {
         let text = GOOD.replace("capabilities", "capabilties");
-        let err = PackManifest::parse("pack.toml", &text).unwrap_err().to_string();
+        let err = PackManifest::parse("pack.toml", &text)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("pack.toml:"), "{err}");
         assert!(err.contains("capabilties"), "{err}");
         assert!(err.contains("line 8"), "{err}");
@@ -235,19 +250,26 @@ config = { list = ["x", "y"], n = 3, s = "text" }
 
     #[test]
     fn unknown_capabilities_and_worlds_are_rejected() {
-        let err = PackManifest::parse("pack.toml", &GOOD.replace(r#"["log"]"#, r#"["network"]"#)).unwrap_err();
+        let err = PackManifest::parse("pack.toml", &GOOD.replace(r#"["log"]"#, r#"["network"]"#))
+            .unwrap_err();
         assert!(err.to_string().contains("network"), "{err}");
-        let err = PackManifest::parse("pack.toml", &GOOD.replace("\"detector\"", "\"detectr\"")).unwrap_err();
+        let err = PackManifest::parse("pack.toml", &GOOD.replace("\"detector\"", "\"detectr\""))
+            .unwrap_err();
         assert!(err.to_string().contains("detectr"), "{err}");
     }
 
     #[test]
     fn paths_escaping_the_pack_and_unsafe_names_are_rejected() {
         for bad in ["../a.wasm", "/etc/passwd", ""] {
-            let err = PackManifest::parse("pack.toml", &GOOD.replace("\"a.wasm\"", &format!("{bad:?}"))).unwrap_err();
+            let err = PackManifest::parse(
+                "pack.toml",
+                &GOOD.replace("\"a.wasm\"", &format!("{bad:?}")),
+            )
+            .unwrap_err();
             assert!(err.to_string().contains("inside the pack"), "{bad}: {err}");
         }
-        let err = PackManifest::parse("pack.toml", &GOOD.replace("id = \"a\"", "id = \"../x\"")).unwrap_err();
+        let err = PackManifest::parse("pack.toml", &GOOD.replace("id = \"a\"", "id = \"../x\""))
+            .unwrap_err();
         assert!(err.to_string().contains("plugin id"), "{err}");
     }
 }

@@ -65,7 +65,10 @@ impl FindingRecord {
             severity: severity_name(f.severity).to_owned(),
             techniques: f.techniques,
             evidence: f.evidence.into_iter().map(|e| (e.key, e.value)).collect(),
-            event: EventPosition { source: source.to_owned(), line: f.event_id },
+            event: EventPosition {
+                source: source.to_owned(),
+                line: f.event_id,
+            },
         }
     }
 }
@@ -78,7 +81,9 @@ fn ordered_map<S: Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok,
     map.end()
 }
 
-fn pairs_from_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+fn pairs_from_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, String)>, D::Error> {
     let map = serde_json::Map::deserialize(d)?;
     Ok(map
         .into_iter()

@@ -47,7 +47,9 @@ impl PackSource {
                 .iter()
                 .find(|(name, _)| *name == rel)
                 .map(|(_, bytes)| Cow::Borrowed(*bytes))
-                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "not in the embedded pack")),
+                .ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "not in the embedded pack")
+                }),
         }
     }
 
@@ -206,11 +208,15 @@ pub struct LoadContext<'a> {
 impl Generation {
     /// Load the pack at `source` under `ctx.policy`.
     pub fn load(ctx: &LoadContext<'_>, source: PackSource) -> Result<Generation, LoadErrors> {
-        let manifest_bytes = source
-            .read("pack.toml")
-            .map_err(|e| LoadErrors(vec![LoadError::Read { file: source.display("pack.toml"), source: e }]))?;
+        let manifest_bytes = source.read("pack.toml").map_err(|e| {
+            LoadErrors(vec![LoadError::Read {
+                file: source.display("pack.toml"),
+                source: e,
+            }])
+        })?;
         let text = String::from_utf8_lossy(&manifest_bytes);
-        let manifest = PackManifest::parse(&source.display("pack.toml"), &text).map_err(|e| LoadErrors(vec![e.into()]))?;
+        let manifest = PackManifest::parse(&source.display("pack.toml"), &text)
+            .map_err(|e| LoadErrors(vec![e.into()]))?;
 
         let mut errors = Vec::new();
         let mut detectors = Vec::new();
@@ -225,7 +231,12 @@ impl Generation {
             }
         }
         if errors.is_empty() {
-            Ok(Generation { manifest, source, detectors, reports })
+            Ok(Generation {
+                manifest,
+                source,
+                detectors,
+                reports,
+            })
         } else {
             Err(LoadErrors(errors))
         }
@@ -240,16 +251,28 @@ fn load_plugin(
 ) -> Result<(Option<Arc<LoadedPlugin>>, PluginReport), Vec<LoadError>> {
     let (pack, id) = (manifest.name.as_str(), plugin.id.as_str());
     let file = source.display(&plugin.component);
-    let bytes = source
-        .read(&plugin.component)
-        .map_err(|e| vec![LoadError::Read { file: file.clone(), source: e }])?;
+    let bytes = source.read(&plugin.component).map_err(|e| {
+        vec![LoadError::Read {
+            file: file.clone(),
+            source: e,
+        }]
+    })?;
     let component = ctx.cache.load(ctx.engine, &bytes).map_err(|e| {
-        vec![LoadError::Compile { pack: pack.into(), plugin: id.into(), file: file.clone(), message: format!("{e:#}") }]
+        vec![LoadError::Compile {
+            pack: pack.into(),
+            plugin: id.into(),
+            file: file.clone(),
+            message: format!("{e:#}"),
+        }]
     })?;
 
     // First check: every import must be granted (or be WASI/types).
     let effective = ctx.policy.effective(pack, id, &plugin.capabilities);
-    let granted_by_policy = ctx.policy.grant(pack, id).map(|g| g.capabilities.clone()).unwrap_or_default();
+    let granted_by_policy = ctx
+        .policy
+        .grant(pack, id)
+        .map(|g| g.capabilities.clone())
+        .unwrap_or_default();
     let mut errors = Vec::new();
     let mut imported = Vec::new();
     for (name, _) in component.component_type().imports(ctx.engine) {
@@ -257,8 +280,13 @@ fn load_plugin(
             ImportKind::Capability(cap) => {
                 imported.push(cap);
                 if !effective.contains(&cap) {
-                    let why = match (plugin.capabilities.contains(&cap), granted_by_policy.contains(&cap)) {
-                        (false, _) => format!("not requested: add \"{cap}\" to the plugin's `capabilities` in pack.toml"),
+                    let why = match (
+                        plugin.capabilities.contains(&cap),
+                        granted_by_policy.contains(&cap),
+                    ) {
+                        (false, _) => format!(
+                            "not requested: add \"{cap}\" to the plugin's `capabilities` in pack.toml"
+                        ),
                         (true, _) => format!(
                             "requested but not granted: add \"{cap}\" to `capabilities` under \
                              [packs.{pack}.plugins.{id}] in the operator policy"
@@ -295,7 +323,12 @@ fn load_plugin(
         digest: sha256_hex(&bytes),
     };
     let wrong_world = |world: &'static str, message: String| {
-        vec![LoadError::WrongWorld { pack: pack.into(), plugin: id.into(), world, message }]
+        vec![LoadError::WrongWorld {
+            pack: pack.into(),
+            plugin: id.into(),
+            world,
+            message,
+        }]
     };
     if plugin.world == World::Responder {
         // The host side of responders arrives with response actions; check
@@ -303,11 +336,19 @@ fn load_plugin(
         let exports: Vec<(String, bool)> = component
             .component_type()
             .exports(ctx.engine)
-            .map(|(n, item)| (n.to_owned(), matches!(item.ty, ComponentItem::ComponentFunc(_))))
+            .map(|(n, item)| {
+                (
+                    n.to_owned(),
+                    matches!(item.ty, ComponentItem::ComponentFunc(_)),
+                )
+            })
             .collect();
         for needed in ["init", "respond"] {
             if !exports.iter().any(|(n, is_func)| n == needed && *is_func) {
-                return Err(wrong_world("responder", format!("missing export `{needed}`")));
+                return Err(wrong_world(
+                    "responder",
+                    format!("missing export `{needed}`"),
+                ));
             }
         }
         return Ok((None, report));
@@ -315,17 +356,28 @@ fn load_plugin(
 
     // Second check happens at call time inside each capability; here we link
     // exactly the effective capabilities and nothing else.
-    let linker = linker_for(ctx.engine, &effective).map_err(|e| wrong_world("detector", format!("{e:#}")))?;
+    let linker = linker_for(ctx.engine, &effective)
+        .map_err(|e| wrong_world("detector", format!("{e:#}")))?;
     let instance_pre = linker
         .instantiate_pre(&component)
         .map_err(|e| wrong_world("detector", format!("{e:#}")))?;
-    let pre = DetectorPre::new(instance_pre).map_err(|e| wrong_world("detector", format!("{e:#}")))?;
+    let pre =
+        DetectorPre::new(instance_pre).map_err(|e| wrong_world("detector", format!("{e:#}")))?;
 
     let state = if effective.contains(&Capability::State) {
         let path = ctx.state_dir.join(pack).join(format!("{id}.state.jsonl"));
-        let store = StateStore::open(&path, StateQuota::default())
-            .map_err(|e| vec![LoadError::State { pack: pack.into(), plugin: id.into(), message: e.to_string() }])?;
-        let prefixes = ctx.policy.grant(pack, id).map(|g| g.state.key_prefixes.clone()).unwrap_or_default();
+        let store = StateStore::open(&path, StateQuota::default()).map_err(|e| {
+            vec![LoadError::State {
+                pack: pack.into(),
+                plugin: id.into(),
+                message: e.to_string(),
+            }]
+        })?;
+        let prefixes = ctx
+            .policy
+            .grant(pack, id)
+            .map(|g| g.state.key_prefixes.clone())
+            .unwrap_or_default();
         Some((Arc::new(store), Arc::from(prefixes)))
     } else {
         None

@@ -33,7 +33,11 @@ pub struct FindingKey {
 
 impl fmt::Display for FindingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} at event line {}", self.plugin, self.rule_id, self.event)
+        write!(
+            f,
+            "{} {} at event line {}",
+            self.plugin, self.rule_id, self.event
+        )
     }
 }
 
@@ -81,30 +85,63 @@ pub fn run_cases(runtime: &Runtime, source: &PackSource) -> Result<Vec<CaseResul
     let generation = runtime.load(source.clone()).map_err(|e| e.to_string())?;
     let cases = generation.manifest.tests.clone();
     drop(generation);
-    Ok(cases.iter().map(|case| run_case(runtime, source, &case.name, &case.events, &case.expected)).collect())
+    Ok(cases
+        .iter()
+        .map(|case| run_case(runtime, source, &case.name, &case.events, &case.expected))
+        .collect())
 }
 
-fn run_case(runtime: &Runtime, source: &PackSource, name: &str, events: &str, expected: &str) -> CaseResult {
-    let mut result = CaseResult { name: name.to_owned(), missing: Vec::new(), unexpected: Vec::new(), error: None };
+fn run_case(
+    runtime: &Runtime,
+    source: &PackSource,
+    name: &str,
+    events: &str,
+    expected: &str,
+) -> CaseResult {
+    let mut result = CaseResult {
+        name: name.to_owned(),
+        missing: Vec::new(),
+        unexpected: Vec::new(),
+        error: None,
+    };
     let outcome = (|| -> Result<(Vec<FindingKey>, Vec<FindingKey>), String> {
-        let expected_bytes = source.read(expected).map_err(|e| format!("{}: {e}", source.display(expected)))?;
-        let expected: Vec<FindingKey> =
-            serde_json::from_slice(&expected_bytes).map_err(|e| format!("{}: {e}", source.display(expected)))?;
-        let event_bytes = source.read(events).map_err(|e| format!("{}: {e}", source.display(events)))?;
+        let expected_bytes = source
+            .read(expected)
+            .map_err(|e| format!("{}: {e}", source.display(expected)))?;
+        let expected: Vec<FindingKey> = serde_json::from_slice(&expected_bytes)
+            .map_err(|e| format!("{}: {e}", source.display(expected)))?;
+        let event_bytes = source
+            .read(events)
+            .map_err(|e| format!("{}: {e}", source.display(events)))?;
         let state = tempfile::tempdir().map_err(|e| format!("temporary state dir: {e}"))?;
-        let generation = runtime.load_with_state_dir(source.clone(), state.path()).map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        let stats = dispatch::run(&generation, &event_bytes[..], events, runtime.policy.batch_size(), &mut out)
+        let generation = runtime
+            .load_with_state_dir(source.clone(), state.path())
             .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        let stats = dispatch::run(
+            &generation,
+            &event_bytes[..],
+            events,
+            runtime.policy.batch_size(),
+            &mut out,
+        )
+        .map_err(|e| e.to_string())?;
         if stats.failed_calls > 0 || stats.malformed > 0 {
-            return Err(format!("{} failed plugin calls, {} malformed lines (see log above)", stats.failed_calls, stats.malformed));
+            return Err(format!(
+                "{} failed plugin calls, {} malformed lines (see log above)",
+                stats.failed_calls, stats.malformed
+            ));
         }
         let actual = out
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
             .map(|l| {
                 let r: FindingRecord = serde_json::from_slice(l).map_err(|e| e.to_string())?;
-                Ok(FindingKey { plugin: r.plugin, rule_id: r.rule_id, event: r.event.line })
+                Ok(FindingKey {
+                    plugin: r.plugin,
+                    rule_id: r.rule_id,
+                    event: r.event.line,
+                })
             })
             .collect::<Result<Vec<_>, String>>()?;
         Ok((expected, actual))
@@ -144,12 +181,19 @@ mod tests {
     use super::*;
 
     fn key(rule: &str, event: u64) -> FindingKey {
-        FindingKey { plugin: "p".into(), rule_id: rule.into(), event }
+        FindingKey {
+            plugin: "p".into(),
+            rule_id: rule.into(),
+            event,
+        }
     }
 
     #[test]
     fn diff_counts_duplicates_both_ways() {
-        let (missing, unexpected) = diff(vec![key("a", 1), key("a", 1), key("b", 2)], vec![key("a", 1), key("c", 3)]);
+        let (missing, unexpected) = diff(
+            vec![key("a", 1), key("a", 1), key("b", 2)],
+            vec![key("a", 1), key("c", 3)],
+        );
         assert_eq!(missing, vec![key("a", 1), key("b", 2)]);
         assert_eq!(unexpected, vec![key("c", 3)]);
     }

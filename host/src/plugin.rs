@@ -125,7 +125,11 @@ impl LoadedPlugin {
 
     /// Why the plugin is quarantined, if it is.
     pub fn quarantine_reason(&self) -> Option<String> {
-        self.health.lock().unwrap_or_else(|p| p.into_inner()).quarantine_reason.clone()
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .quarantine_reason
+            .clone()
     }
 
     /// Run `batch` through a fresh instance: `init(config)` then `detect`.
@@ -136,7 +140,9 @@ impl LoadedPlugin {
         store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
         store.epoch_deadline_trap();
 
-        let result = self.call(&mut store, batch).and_then(|findings| self.check_output(batch, findings));
+        let result = self
+            .call(&mut store, batch)
+            .and_then(|findings| self.check_output(batch, findings));
         if let Some(store) = &self.template.state
             && let Err(e) = store.0.flush()
         {
@@ -146,16 +152,37 @@ impl LoadedPlugin {
         let data = store.into_data();
         let mut logs = data.log.records;
         let (stdout, stderr) = data.wasi.captured();
-        for (bytes, source, level) in [(stdout, LogSource::Stdout, LogLevel::Info), (stderr, LogSource::Stderr, LogLevel::Warn)] {
-            for line in String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()) {
-                logs.push(LogRecord { source, level, message: line.to_owned(), fields: Vec::new() });
+        for (bytes, source, level) in [
+            (stdout, LogSource::Stdout, LogLevel::Info),
+            (stderr, LogSource::Stderr, LogLevel::Warn),
+        ] {
+            for line in String::from_utf8_lossy(&bytes)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+            {
+                logs.push(LogRecord {
+                    source,
+                    level,
+                    message: line.to_owned(),
+                    fields: Vec::new(),
+                });
             }
         }
         let quarantined_now = self.record_health(&result);
-        CallOutcome { result, logs, logs_dropped: data.log.dropped, elapsed: started.elapsed(), quarantined_now }
+        CallOutcome {
+            result,
+            logs,
+            logs_dropped: data.log.dropped,
+            elapsed: started.elapsed(),
+            quarantined_now,
+        }
     }
 
-    fn call(&self, store: &mut Store<CallState>, batch: &EventBatch) -> Result<Vec<Finding>, CallError> {
+    fn call(
+        &self,
+        store: &mut Store<CallState>,
+        batch: &EventBatch,
+    ) -> Result<Vec<Finding>, CallError> {
         let classify = |store: &Store<CallState>, e: wasmtime::Error| -> CallError {
             if store.data().limiter.memory_exceeded {
                 CallError::MemoryLimit(self.limits.memory_bytes)
@@ -183,10 +210,17 @@ impl LoadedPlugin {
     }
 
     /// Guest-controlled output: enforce limits and event references.
-    fn check_output(&self, batch: &EventBatch, findings: Vec<Finding>) -> Result<Vec<Finding>, CallError> {
+    fn check_output(
+        &self,
+        batch: &EventBatch,
+        findings: Vec<Finding>,
+    ) -> Result<Vec<Finding>, CallError> {
         let max = self.limits.max_findings_per_batch;
         if findings.len() > max {
-            return Err(CallError::TooManyFindings { count: findings.len(), max });
+            return Err(CallError::TooManyFindings {
+                count: findings.len(),
+                max,
+            });
         }
         let bytes: usize = findings
             .iter()
@@ -194,14 +228,25 @@ impl LoadedPlugin {
                 f.rule_id.len()
                     + f.title.len()
                     + f.techniques.iter().map(String::len).sum::<usize>()
-                    + f.evidence.iter().map(|e| e.key.len() + e.value.len()).sum::<usize>()
+                    + f.evidence
+                        .iter()
+                        .map(|e| e.key.len() + e.value.len())
+                        .sum::<usize>()
             })
             .sum();
         if bytes > self.limits.max_output_bytes {
-            return Err(CallError::OutputTooLarge { bytes, max: self.limits.max_output_bytes });
+            return Err(CallError::OutputTooLarge {
+                bytes,
+                max: self.limits.max_output_bytes,
+            });
         }
         // Batch ids are strictly increasing, so a binary search suffices.
-        if let Some(bad) = findings.iter().find(|f| batch.events.binary_search_by_key(&f.event_id, |e| e.id).is_err()) {
+        if let Some(bad) = findings.iter().find(|f| {
+            batch
+                .events
+                .binary_search_by_key(&f.event_id, |e| e.id)
+                .is_err()
+        }) {
             return Err(CallError::UnknownEvent(bad.event_id));
         }
         Ok(findings)
@@ -217,9 +262,13 @@ impl LoadedPlugin {
             }
             Err(e) => {
                 health.consecutive_failures += 1;
-                if health.quarantine_reason.is_none() && health.consecutive_failures >= self.limits.quarantine_after {
-                    health.quarantine_reason =
-                        Some(format!("{} consecutive failed calls, the last one {e}", health.consecutive_failures));
+                if health.quarantine_reason.is_none()
+                    && health.consecutive_failures >= self.limits.quarantine_after
+                {
+                    health.quarantine_reason = Some(format!(
+                        "{} consecutive failed calls, the last one {e}",
+                        health.consecutive_failures
+                    ));
                     return true;
                 }
                 false

@@ -136,8 +136,12 @@ impl Limits {
     fn with(self, c: &LimitsConfig) -> Limits {
         Limits {
             deadline: c.deadline_ms.map_or(self.deadline, Duration::from_millis),
-            memory_bytes: c.memory_mb.map_or(self.memory_bytes, |mb| mb.saturating_mul(1 << 20)),
-            max_findings_per_batch: c.max_findings_per_batch.unwrap_or(self.max_findings_per_batch),
+            memory_bytes: c
+                .memory_mb
+                .map_or(self.memory_bytes, |mb| mb.saturating_mul(1 << 20)),
+            max_findings_per_batch: c
+                .max_findings_per_batch
+                .unwrap_or(self.max_findings_per_batch),
             max_output_bytes: c.max_output_bytes.unwrap_or(self.max_output_bytes),
             quarantine_after: c.quarantine_after.unwrap_or(self.quarantine_after),
             log_records_per_call: c.log_records_per_call.unwrap_or(self.log_records_per_call),
@@ -170,21 +174,32 @@ impl Policy {
     }
 
     fn validate(&self, file: &str) -> Result<(), PolicyError> {
-        let err = |message: String| Err(PolicyError { file: file.to_owned(), message });
+        let err = |message: String| {
+            Err(PolicyError {
+                file: file.to_owned(),
+                message,
+            })
+        };
         if self.batch_size == Some(0) {
             return err("`batch_size` must be at least 1".into());
         }
         let mut all = vec![("[limits]".to_owned(), &self.limits)];
         for (pack, grants) in &self.packs {
             for (plugin, grant) in &grants.plugins {
-                all.push((format!("[packs.{pack}.plugins.{plugin}.limits]"), &grant.limits));
+                all.push((
+                    format!("[packs.{pack}.plugins.{plugin}.limits]"),
+                    &grant.limits,
+                ));
             }
         }
         for (at, limits) in all {
             if let Some(mb) = limits.memory_mb
                 && (mb == 0 || mb << 20 > MAX_PLUGIN_MEMORY_BYTES)
             {
-                return err(format!("{at} memory_mb = {mb}: must be between 1 and {}", MAX_PLUGIN_MEMORY_BYTES >> 20));
+                return err(format!(
+                    "{at} memory_mb = {mb}: must be between 1 and {}",
+                    MAX_PLUGIN_MEMORY_BYTES >> 20
+                ));
             }
             if limits.deadline_ms == Some(0) {
                 return err(format!("{at} deadline_ms must be at least 1"));
@@ -203,7 +218,9 @@ impl Policy {
 
     /// State directory.
     pub fn state_dir(&self) -> PathBuf {
-        self.state_dir.clone().unwrap_or_else(|| PathBuf::from(".vigil"))
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".vigil"))
     }
 
     /// The grant entry for a plugin, if the operator wrote one.
@@ -223,8 +240,15 @@ impl Policy {
 
     /// Effective capabilities: requested ∩ granted, in request order.
     pub fn effective(&self, pack: &str, plugin: &str, requested: &[Capability]) -> Vec<Capability> {
-        let granted = self.grant(pack, plugin).map(|g| g.capabilities.as_slice()).unwrap_or(&[]);
-        requested.iter().copied().filter(|c| granted.contains(c)).collect()
+        let granted = self
+            .grant(pack, plugin)
+            .map(|g| g.capabilities.as_slice())
+            .unwrap_or(&[]);
+        requested
+            .iter()
+            .copied()
+            .filter(|c| granted.contains(c))
+            .collect()
     }
 }
 
@@ -244,9 +268,20 @@ limits = { memory_mb = 16 }
     #[test]
     fn effective_grant_is_the_intersection_of_request_and_grant() {
         let policy = Policy::parse("vigil.toml", POLICY).expect("valid");
-        assert_eq!(policy.effective("p", "a", &[Capability::State, Capability::Clock]), vec![Capability::State]);
-        assert!(policy.effective("p", "unknown", &[Capability::Log]).is_empty());
-        assert!(policy.effective("other", "a", &[Capability::Log]).is_empty());
+        assert_eq!(
+            policy.effective("p", "a", &[Capability::State, Capability::Clock]),
+            vec![Capability::State]
+        );
+        assert!(
+            policy
+                .effective("p", "unknown", &[Capability::Log])
+                .is_empty()
+        );
+        assert!(
+            policy
+                .effective("other", "a", &[Capability::Log])
+                .is_empty()
+        );
     }
 
     #[test]
@@ -255,14 +290,26 @@ limits = { memory_mb = 16 }
         let a = policy.limits("p", "a");
         assert_eq!(a.deadline, Duration::from_millis(100));
         assert_eq!(a.memory_bytes, 16 << 20);
-        assert_eq!(policy.limits("p", "b").memory_bytes, Limits::default().memory_bytes);
+        assert_eq!(
+            policy.limits("p", "b").memory_bytes,
+            Limits::default().memory_bytes
+        );
     }
 
     #[test]
     fn typos_and_impossible_limits_are_reported_with_location() {
-        let err = Policy::parse("vigil.toml", &POLICY.replace("key_prefixes", "key_prefix")).unwrap_err();
+        let err =
+            Policy::parse("vigil.toml", &POLICY.replace("key_prefixes", "key_prefix")).unwrap_err();
         assert!(err.to_string().contains("key_prefix"), "{err}");
-        let err = Policy::parse("vigil.toml", &POLICY.replace("memory_mb = 16", "memory_mb = 999999")).unwrap_err();
-        assert!(err.to_string().contains("[packs.p.plugins.a.limits] memory_mb"), "{err}");
+        let err = Policy::parse(
+            "vigil.toml",
+            &POLICY.replace("memory_mb = 16", "memory_mb = 999999"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("[packs.p.plugins.a.limits] memory_mb"),
+            "{err}"
+        );
     }
 }

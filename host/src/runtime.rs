@@ -46,7 +46,11 @@ impl Runtime {
 
     /// Load `source` keeping plugin state in `state_dir` instead (used by
     /// `vigil test`, which gives every case a fresh, empty state).
-    pub fn load_with_state_dir(&self, source: PackSource, state_dir: &Path) -> Result<Generation, LoadErrors> {
+    pub fn load_with_state_dir(
+        &self,
+        source: PackSource,
+        state_dir: &Path,
+    ) -> Result<Generation, LoadErrors> {
         let ctx = LoadContext {
             engine: &self.engine,
             cache: &self.cache,

@@ -29,7 +29,12 @@ pub struct CallLimiter {
 }
 
 impl ResourceLimiter for CallLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.memory_exceeded = true;
             return Ok(false);
@@ -37,7 +42,12 @@ impl ResourceLimiter for CallLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -76,12 +86,18 @@ impl CallState {
     /// Fresh store data for one call.
     pub fn new(template: &CallTemplate) -> Self {
         CallState {
-            limiter: CallLimiter { memory_bytes: template.memory_bytes, memory_exceeded: false },
+            limiter: CallLimiter {
+                memory_bytes: template.memory_bytes,
+                memory_exceeded: false,
+            },
             wasi: WasiSandbox::new(),
             log: LogCtx::new(template.log_budget),
             config: ConfigCtx::new(template.config.clone()),
             clock: ClockCtx::new(template.clock_origin),
-            state: template.state.as_ref().map(|(store, prefixes)| StateCtx::new(store.clone(), prefixes.clone())),
+            state: template
+                .state
+                .as_ref()
+                .map(|(store, prefixes)| StateCtx::new(store.clone(), prefixes.clone())),
         }
     }
 }
@@ -114,7 +130,9 @@ impl StateView for CallState {
     fn state_ctx(&mut self) -> &mut StateCtx {
         // Only reachable through the state interface, which is linked only
         // when the grant includes `state` (and then the context exists).
-        self.state.as_mut().expect("state capability linked without a state grant")
+        self.state
+            .as_mut()
+            .expect("state capability linked without a state grant")
     }
 }
 
@@ -124,7 +142,11 @@ pub fn linker_for(engine: &Engine, granted: &[Capability]) -> wasmtime::Result<L
     let mut linker = Linker::new(engine);
     capability::wasi::add_to_linker(&mut linker)?;
     // `types` declares data types only: no authority to grant.
-    linker.instance(&format!("{}/types@{}", capability::PACKAGE, capability::PACKAGE_VERSION))?;
+    linker.instance(&format!(
+        "{}/types@{}",
+        capability::PACKAGE,
+        capability::PACKAGE_VERSION
+    ))?;
     for cap in granted {
         match cap {
             Capability::Log => capability::log::add_to_linker(&mut linker)?,

@@ -30,7 +30,11 @@ pub struct StateQuota {
 
 impl Default for StateQuota {
     fn default() -> Self {
-        StateQuota { max_keys: 100_000, max_key_bytes: 512, max_value_bytes: 64 * 1024 }
+        StateQuota {
+            max_keys: 100_000,
+            max_key_bytes: 512,
+            max_value_bytes: 64 * 1024,
+        }
     }
 }
 
@@ -86,13 +90,18 @@ pub struct StateStore {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl StateStore {
     /// Open (or create) the store at `path`, replaying its operations.
     pub fn open(path: &Path, quota: StateQuota) -> Result<Self, StateStoreError> {
-        let io = |source| StateStoreError::Io { path: path.to_owned(), source };
+        let io = |source| StateStoreError::Io {
+            path: path.to_owned(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -103,7 +112,13 @@ impl StateStore {
                 let line = line.map_err(io)?;
                 match serde_json::from_str::<Op>(&line) {
                     Ok(Op::Set { k, v, exp }) => {
-                        entries.insert(k, Entry { value: v, expires_ms: exp });
+                        entries.insert(
+                            k,
+                            Entry {
+                                value: v,
+                                expires_ms: exp,
+                            },
+                        );
                     }
                     Ok(Op::Del { k }) => {
                         entries.remove(&k);
@@ -124,11 +139,18 @@ impl StateStore {
         if compact {
             write_snapshot(path, &entries).map_err(io)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
         Ok(StateStore {
             path: path.to_owned(),
             quota,
-            inner: Mutex::new(Inner { entries, writer: BufWriter::new(file) }),
+            inner: Mutex::new(Inner {
+                entries,
+                writer: BufWriter::new(file),
+            }),
         })
     }
 
@@ -143,11 +165,19 @@ impl StateStore {
         let now = now_ms();
         let inner = self.lock();
         let entry = inner.entries.get(key)?;
-        entry.expires_ms.is_none_or(|exp| exp > now).then(|| entry.value.clone())
+        entry
+            .expires_ms
+            .is_none_or(|exp| exp > now)
+            .then(|| entry.value.clone())
     }
 
     /// Store `value` under `key`, expiring after `ttl_seconds` if given.
-    pub fn set(&self, key: &str, value: &str, ttl_seconds: Option<u64>) -> Result<(), StateStoreError> {
+    pub fn set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_seconds: Option<u64>,
+    ) -> Result<(), StateStoreError> {
         if key.len() > self.quota.max_key_bytes {
             return Err(StateStoreError::Quota("key too long"));
         }
@@ -158,16 +188,28 @@ impl StateStore {
         let mut inner = self.lock();
         if !inner.entries.contains_key(key) && inner.entries.len() >= self.quota.max_keys {
             // Make room from expired entries before refusing.
-            inner.entries.retain(|_, e| e.expires_ms.is_none_or(|exp| exp > now));
+            inner
+                .entries
+                .retain(|_, e| e.expires_ms.is_none_or(|exp| exp > now));
             if inner.entries.len() >= self.quota.max_keys {
                 return Err(StateStoreError::Quota("too many keys"));
             }
         }
         // Guest-controlled TTL: saturate instead of overflowing.
         let expires_ms = ttl_seconds.map(|t| now.saturating_add(t.saturating_mul(1000)));
-        let op = Op::Set { k: key.to_owned(), v: value.to_owned(), exp: expires_ms };
+        let op = Op::Set {
+            k: key.to_owned(),
+            v: value.to_owned(),
+            exp: expires_ms,
+        };
         self.append(&mut inner, &op)?;
-        inner.entries.insert(key.to_owned(), Entry { value: value.to_owned(), expires_ms });
+        inner.entries.insert(
+            key.to_owned(),
+            Entry {
+                value: value.to_owned(),
+                expires_ms,
+            },
+        );
         Ok(())
     }
 
@@ -185,11 +227,17 @@ impl StateStore {
         self.lock()
             .writer
             .flush()
-            .map_err(|source| StateStoreError::Io { path: self.path.clone(), source })
+            .map_err(|source| StateStoreError::Io {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     fn append(&self, inner: &mut Inner, op: &Op) -> Result<(), StateStoreError> {
-        let io = |source| StateStoreError::Io { path: self.path.clone(), source };
+        let io = |source| StateStoreError::Io {
+            path: self.path.clone(),
+            source,
+        };
         let mut line = serde_json::to_vec(op).map_err(|e| io(std::io::Error::other(e)))?;
         line.push(b'\n');
         inner.writer.write_all(&line).map_err(io)
@@ -209,7 +257,11 @@ fn write_snapshot(path: &Path, entries: &HashMap<String, Entry>) -> std::io::Res
     let tmp = path.with_extension("jsonl.compact");
     let mut out = BufWriter::new(File::create(&tmp)?);
     for (k, e) in entries {
-        let op = Op::Set { k: k.clone(), v: e.value.clone(), exp: e.expires_ms };
+        let op = Op::Set {
+            k: k.clone(),
+            v: e.value.clone(),
+            exp: e.expires_ms,
+        };
         serde_json::to_writer(&mut out, &op).map_err(std::io::Error::other)?;
         out.write_all(b"\n")?;
     }
@@ -240,7 +292,11 @@ mod tests {
     fn a_torn_last_line_is_skipped_not_fatal() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("p.state.jsonl");
-        std::fs::write(&path, "{\"op\":\"set\",\"k\":\"a\",\"v\":\"1\"}\n{\"op\":\"set\",\"k\":\"b\",").expect("write");
+        std::fs::write(
+            &path,
+            "{\"op\":\"set\",\"k\":\"a\",\"v\":\"1\"}\n{\"op\":\"set\",\"k\":\"b\",",
+        )
+        .expect("write");
         let store = StateStore::open(&path, StateQuota::default()).expect("open");
         assert_eq!(store.get("a").as_deref(), Some("1"));
         assert_eq!(store.get("b"), None);
@@ -257,12 +313,27 @@ mod tests {
     #[test]
     fn quotas_refuse_oversized_values_and_too_many_keys() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let quota = StateQuota { max_keys: 1, max_key_bytes: 8, max_value_bytes: 4 };
+        let quota = StateQuota {
+            max_keys: 1,
+            max_key_bytes: 8,
+            max_value_bytes: 4,
+        };
         let store = StateStore::open(&dir.path().join("s"), quota).expect("open");
-        assert!(matches!(store.set("k", "12345", None), Err(StateStoreError::Quota(_))));
-        assert!(matches!(store.set("much-too-long-key", "1", None), Err(StateStoreError::Quota(_))));
+        assert!(matches!(
+            store.set("k", "12345", None),
+            Err(StateStoreError::Quota(_))
+        ));
+        assert!(matches!(
+            store.set("much-too-long-key", "1", None),
+            Err(StateStoreError::Quota(_))
+        ));
         store.set("k", "1", None).expect("first key fits");
-        store.set("k", "2", None).expect("overwriting is not a new key");
-        assert!(matches!(store.set("j", "1", None), Err(StateStoreError::Quota(_))));
+        store
+            .set("k", "2", None)
+            .expect("overwriting is not a new key");
+        assert!(matches!(
+            store.set("j", "1", None),
+            Err(StateStoreError::Quota(_))
+        ));
     }
 }

@@ -19,7 +19,10 @@ fn text(bytes: &[u8]) -> String {
 /// A copy of the assembled starter pack and its policy in a temp dir.
 fn starter_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(Path::new(vigil::artifacts::STARTER_PACK_DIR), &dir.path().join("pack"));
+    copy_dir(
+        Path::new(vigil::artifacts::STARTER_PACK_DIR),
+        &dir.path().join("pack"),
+    );
     dir
 }
 
@@ -44,18 +47,34 @@ fn run_with_no_arguments_uses_the_embedded_starter_pack_and_sample_events() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("each stdout line is a JSON finding"))
         .collect();
-    let truth: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(Path::new(vigil::artifacts::STARTER_PACK_DIR).join("events.truth.json")).expect("truth"))
-            .expect("truth is JSON");
-    let key = |plugin: &serde_json::Value, rule: &serde_json::Value, line: &serde_json::Value| (plugin.to_string(), rule.to_string(), line.as_u64());
-    let mut got: Vec<_> = findings.iter().map(|f| key(&f["plugin"], &f["rule_id"], &f["event"]["line"])).collect();
-    let mut want: Vec<_> = truth.iter().map(|t| key(&t["plugin"], &t["rule_id"], &t["line"])).collect();
+    let truth: Vec<serde_json::Value> = serde_json::from_slice(
+        &std::fs::read(Path::new(vigil::artifacts::STARTER_PACK_DIR).join("events.truth.json"))
+            .expect("truth"),
+    )
+    .expect("truth is JSON");
+    let key = |plugin: &serde_json::Value, rule: &serde_json::Value, line: &serde_json::Value| {
+        (plugin.to_string(), rule.to_string(), line.as_u64())
+    };
+    let mut got: Vec<_> = findings
+        .iter()
+        .map(|f| key(&f["plugin"], &f["rule_id"], &f["event"]["line"]))
+        .collect();
+    let mut want: Vec<_> = truth
+        .iter()
+        .map(|t| key(&t["plugin"], &t["rule_id"], &t["line"]))
+        .collect();
     got.sort();
     want.sort();
-    assert_eq!(got, want, "the starter pack finds exactly the planted attacks");
+    assert_eq!(
+        got, want,
+        "the starter pack finds exactly the planted attacks"
+    );
     let stderr = text(&out.stderr);
     let summary = stderr.lines().last().expect("a summary line");
-    assert!(summary.contains("events read") && summary.contains("findings") && summary.contains(" s"), "{summary}");
+    assert!(
+        summary.contains("events read") && summary.contains("findings") && summary.contains(" s"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -64,10 +83,19 @@ fn malformed_event_lines_are_reported_with_their_number_and_counted() {
     let input = dir.path().join("events.jsonl");
     std::fs::write(&input, "{\"a\":1}\n{\"broken\": \n[1,2,3]\n{\"b\":2}\n").expect("write");
     let out = vigil(&["run", "--input", "events.jsonl"], dir.path());
-    assert!(out.status.success(), "a malformed line does not stop the run");
+    assert!(
+        out.status.success(),
+        "a malformed line does not stop the run"
+    );
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("events.jsonl:2: skipped malformed event"), "{stderr}");
-    assert!(stderr.contains("events.jsonl:3: skipped malformed event: an event must be a JSON object"), "{stderr}");
+    assert!(
+        stderr.contains("events.jsonl:2: skipped malformed event"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("events.jsonl:3: skipped malformed event: an event must be a JSON object"),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 events read"), "{stderr}");
     assert!(stderr.contains("2 malformed lines"), "{stderr}");
 }
@@ -79,14 +107,24 @@ fn check_lists_every_plugin_with_imports_and_grants() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("pack starter 0.1.0: ok"), "{stdout}");
-    let brute = stdout.lines().find(|l| l.contains("brute-force")).expect("brute-force line");
-    assert!(brute.contains("imports: log, state") && brute.contains("granted: log, state"), "{brute}");
+    let brute = stdout
+        .lines()
+        .find(|l| l.contains("brute-force"))
+        .expect("brute-force line");
+    assert!(
+        brute.contains("imports: log, state") && brute.contains("granted: log, state"),
+        "{brute}"
+    );
 }
 
 #[test]
 fn check_refuses_a_pack_whose_policy_does_not_grant_what_it_imports() {
     let dir = starter_copy();
-    std::fs::write(dir.path().join("deny.toml"), "[packs.starter.plugins.brute-force]\ncapabilities = [\"log\"]\n").expect("write");
+    std::fs::write(
+        dir.path().join("deny.toml"),
+        "[packs.starter.plugins.brute-force]\ncapabilities = [\"log\"]\n",
+    )
+    .expect("write");
     let out = vigil(&["check", "pack", "--policy", "deny.toml"], dir.path());
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
@@ -101,18 +139,33 @@ fn a_typo_in_pack_toml_is_reported_with_file_and_line() {
     let dir = starter_copy();
     let manifest = dir.path().join("pack/pack.toml");
     let text_before = std::fs::read_to_string(&manifest).expect("read");
-    std::fs::write(&manifest, text_before.replacen("world = \"detector\"", "wrld = \"detector\"", 1)).expect("write");
-    let out = vigil(&["check", "pack", "--policy", "pack/starter-policy.toml"], dir.path());
+    std::fs::write(
+        &manifest,
+        text_before.replacen("world = \"detector\"", "wrld = \"detector\"", 1),
+    )
+    .expect("write");
+    let out = vigil(
+        &["check", "pack", "--policy", "pack/starter-policy.toml"],
+        dir.path(),
+    );
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("pack.toml") && stderr.contains("wrld") && stderr.contains("line"), "{stderr}");
+    assert!(
+        stderr.contains("pack.toml") && stderr.contains("wrld") && stderr.contains("line"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn test_command_passes_on_the_starter_pack() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = vigil(&["test"], dir.path());
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert!(text(&out.stdout).contains("3 passed, 0 failed"));
 }
 
@@ -120,15 +173,25 @@ fn test_command_passes_on_the_starter_pack() {
 fn test_command_fails_with_a_diff_when_an_expected_finding_is_missing() {
     let dir = starter_copy();
     let expected = dir.path().join("pack/cases/ioc-match/expected.json");
-    let mut cases: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&expected).expect("read")).expect("json");
+    let mut cases: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&expected).expect("read")).expect("json");
     cases.push(serde_json::json!({"plugin": "ioc-match", "rule_id": "vigil.ioc.hash", "event": 1}));
     std::fs::write(&expected, serde_json::to_vec(&cases).expect("json")).expect("write");
-    let out = vigil(&["test", "pack", "--policy", "pack/starter-policy.toml"], dir.path());
+    let out = vigil(
+        &["test", "pack", "--policy", "pack/starter-policy.toml"],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("FAIL ioc-match"), "{stdout}");
-    assert!(stdout.contains("- missing:    ioc-match vigil.ioc.hash at event line 1"), "{stdout}");
-    assert!(stdout.contains("ok   brute-force"), "other cases still run: {stdout}");
+    assert!(
+        stdout.contains("- missing:    ioc-match vigil.ioc.hash at event line 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok   brute-force"),
+        "other cases still run: {stdout}"
+    );
 }
 
 #[test]
@@ -139,7 +202,10 @@ fn inspect_prints_the_world_and_capability_imports() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.starts_with("world: detector"), "{stdout}");
-    assert!(stdout.contains("vigil:plugin/state@0.1.0") && stdout.contains("vigil:plugin/log@0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("vigil:plugin/state@0.1.0") && stdout.contains("vigil:plugin/log@0.1.0"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -148,5 +214,9 @@ fn inspect_of_a_non_component_says_so() {
     std::fs::write(dir.path().join("x.wasm"), b"not wasm").expect("write");
     let out = vigil(&["inspect", "x.wasm"], dir.path());
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("x.wasm: not a valid Wasm component"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("x.wasm: not a valid Wasm component"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -53,7 +53,11 @@ pub mod log {
 
     /// Write one record. Errors (budget exhausted, revoked) are returned so a
     /// plugin may stop logging; ignoring them is safe.
-    pub fn emit(level: Level, message: &str, fields: &[(&str, &str)]) -> Result<(), CapabilityError> {
+    pub fn emit(
+        level: Level,
+        message: &str,
+        fields: &[(&str, &str)],
+    ) -> Result<(), CapabilityError> {
         imp::emit(level, message, fields)
     }
 
@@ -72,7 +76,11 @@ pub mod log {
         use super::{CapabilityError, Level};
         use crate::bindings::vigil::plugin::log as wit;
 
-        pub fn emit(level: Level, message: &str, fields: &[(&str, &str)]) -> Result<(), CapabilityError> {
+        pub fn emit(
+            level: Level,
+            message: &str,
+            fields: &[(&str, &str)],
+        ) -> Result<(), CapabilityError> {
             let level = match level {
                 Level::Trace => wit::Level::Trace,
                 Level::Debug => wit::Level::Debug,
@@ -169,7 +177,9 @@ pub mod state {
 
     #[cfg(not(target_arch = "wasm32"))]
     mod imp {
-        pub use crate::testing::native::{state_delete as delete, state_get as get, state_set as set};
+        pub use crate::testing::native::{
+            state_delete as delete, state_get as get, state_set as set,
+        };
     }
 }
 
@@ -203,6 +213,8 @@ pub mod clock {
 
     #[cfg(not(target_arch = "wasm32"))]
     mod imp {
-        pub use crate::testing::native::{clock_monotonic_now as monotonic_now, clock_wall_now as wall_now};
+        pub use crate::testing::native::{
+            clock_monotonic_now as monotonic_now, clock_wall_now as wall_now,
+        };
     }
 }

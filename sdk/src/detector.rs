@@ -182,9 +182,14 @@ pub fn export_init<P: Detector>(config: wit::ConfigEntries) -> Result<(), wit::P
 
 /// Export glue for `detect`.
 #[doc(hidden)]
-pub fn export_detect<P: Detector>(batch: wit::EventBatch) -> Result<Vec<wit::Finding>, wit::PluginError> {
-    let events = decode_batch(&batch.data, batch.events.iter().map(|e| (e.id, e.offset, e.len)))
-        .map_err(to_wit_error)?;
+pub fn export_detect<P: Detector>(
+    batch: wit::EventBatch,
+) -> Result<Vec<wit::Finding>, wit::PluginError> {
+    let events = decode_batch(
+        &batch.data,
+        batch.events.iter().map(|e| (e.id, e.offset, e.len)),
+    )
+    .map_err(to_wit_error)?;
     PLUGIN.with(|slot| {
         let mut slot = slot.borrow_mut();
         let plugin = slot
@@ -193,7 +198,11 @@ pub fn export_detect<P: Detector>(batch: wit::EventBatch) -> Result<Vec<wit::Fin
             .ok_or_else(|| wit::PluginError::Internal("detect called before init".into()))?;
         let mut findings = Findings::default();
         plugin.detect_batch(&events, &mut findings);
-        Ok(findings.into_vec().into_iter().map(to_wit_finding).collect())
+        Ok(findings
+            .into_vec()
+            .into_iter()
+            .map(to_wit_finding)
+            .collect())
     })
 }
 
@@ -208,7 +217,11 @@ pub(crate) fn decode_batch(
             data.get(start..start + len as usize)
                 .and_then(EventRef::new)
                 .map(|fields| Event::new(id, fields))
-                .ok_or_else(|| PluginError::InvalidEvent(format!("event {id}: bytes out of range or not an object")))
+                .ok_or_else(|| {
+                    PluginError::InvalidEvent(format!(
+                        "event {id}: bytes out of range or not an object"
+                    ))
+                })
         })
         .collect()
 }

@@ -57,8 +57,9 @@ impl TestHost {
         for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
             self.next_id += 1;
             let start = data.len();
-            vigil_event::encode_json(line.as_bytes(), &mut data)
-                .map_err(|e| PluginError::InvalidEvent(format!("test event {}: {e}", self.next_id)))?;
+            vigil_event::encode_json(line.as_bytes(), &mut data).map_err(|e| {
+                PluginError::InvalidEvent(format!("test event {}: {e}", self.next_id))
+            })?;
             spans.push((self.next_id, start as u32, (data.len() - start) as u32));
         }
         let events = decode_batch(&data, spans.into_iter())?;
@@ -97,7 +98,11 @@ pub mod native {
         with(|h| *h = NativeHost::default());
     }
 
-    pub fn log_emit(level: Level, message: &str, _fields: &[(&str, &str)]) -> Result<(), CapabilityError> {
+    pub fn log_emit(
+        level: Level,
+        message: &str,
+        _fields: &[(&str, &str)],
+    ) -> Result<(), CapabilityError> {
         with(|h| h.logs.push((level, message.to_owned())));
         Ok(())
     }
@@ -117,9 +122,14 @@ pub mod native {
         }))
     }
 
-    pub fn state_set(key: &str, value: &str, ttl_seconds: Option<u64>) -> Result<(), CapabilityError> {
+    pub fn state_set(
+        key: &str,
+        value: &str,
+        ttl_seconds: Option<u64>,
+    ) -> Result<(), CapabilityError> {
         with(|h| {
-            let expiry = ttl_seconds.map(|t| h.wall_ns.saturating_add(t.saturating_mul(1_000_000_000)));
+            let expiry =
+                ttl_seconds.map(|t| h.wall_ns.saturating_add(t.saturating_mul(1_000_000_000)));
             h.state.insert(key.to_owned(), (value.to_owned(), expiry));
         });
         Ok(())

@@ -34,8 +34,9 @@ pub struct PluginSpec<'a> {
 
 /// Path of a component built by `host/build.rs`.
 pub fn component(crate_name: &str) -> &'static str {
-    vigil::artifacts::component_path(crate_name)
-        .unwrap_or_else(|| panic!("no component built for `{crate_name}`: is it under plugins/ or tests/plugins/?"))
+    vigil::artifacts::component_path(crate_name).unwrap_or_else(|| {
+        panic!("no component built for `{crate_name}`: is it under plugins/ or tests/plugins/?")
+    })
 }
 
 impl TestPack {
@@ -55,7 +56,11 @@ impl TestPack {
             ));
         }
         std::fs::write(pack_dir.join("pack.toml"), manifest).expect("write pack.toml");
-        TestPack { dir, pack_dir, state_dir }
+        TestPack {
+            dir,
+            pack_dir,
+            state_dir,
+        }
     }
 
     /// A runtime for this pack under `policy` (TOML text).
@@ -79,14 +84,27 @@ impl TestPack {
 
 /// `n` small JSON events, one per line.
 pub fn events(n: usize) -> String {
-    (1..=n).map(|i| format!("{{\"n\":{i},\"Event\":{{\"EventData\":{{\"Image\":\"x.exe\"}}}}}}\n")).collect()
+    (1..=n)
+        .map(|i| format!("{{\"n\":{i},\"Event\":{{\"EventData\":{{\"Image\":\"x.exe\"}}}}}}\n"))
+        .collect()
 }
 
 /// Run `jsonl` through `generation` in batches of `batch_size`; returns the
 /// stats and the findings written.
-pub fn run(generation: &Generation, jsonl: &str, batch_size: usize) -> (RunStats, Vec<FindingRecord>) {
+pub fn run(
+    generation: &Generation,
+    jsonl: &str,
+    batch_size: usize,
+) -> (RunStats, Vec<FindingRecord>) {
     let mut out = Vec::new();
-    let stats = vigil::dispatch::run(generation, jsonl.as_bytes(), "test.jsonl", batch_size, &mut out).expect("in-memory run");
+    let stats = vigil::dispatch::run(
+        generation,
+        jsonl.as_bytes(),
+        "test.jsonl",
+        batch_size,
+        &mut out,
+    )
+    .expect("in-memory run");
     let findings = out
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
@@ -97,5 +115,9 @@ pub fn run(generation: &Generation, jsonl: &str, batch_size: usize) -> (RunStats
 
 /// The value of evidence `key` of a finding.
 pub fn evidence<'a>(finding: &'a FindingRecord, key: &str) -> Option<&'a str> {
-    finding.evidence.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    finding
+        .evidence
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }

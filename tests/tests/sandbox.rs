@@ -2,12 +2,17 @@
 
 use vigil::capability::Capability;
 use vigil::pack::LoadError;
-use vigil_tests::{PluginSpec, TestPack, evidence, events, run};
+use vigil_tests::{PluginSpec, TestPack, events, evidence, run};
 
 const ALL_CAPS: &str = r#""log", "config", "state", "clock""#;
 
 fn hostile(id: &'static str, config: &'static str) -> PluginSpec<'static> {
-    PluginSpec { id, crate_name: "hostile", capabilities: ALL_CAPS, config }
+    PluginSpec {
+        id,
+        crate_name: "hostile",
+        capabilities: ALL_CAPS,
+        config,
+    }
 }
 
 /// Grants every capability to plugins `ids` of pack `t`, plus `extra` TOML.
@@ -31,22 +36,44 @@ fn ungranted_import_is_refused_at_load_naming_pack_plugin_and_interface() {
         .0
         .iter()
         .filter_map(|e| match e {
-            LoadError::NotGranted { pack, plugin, interface, capability, .. } => {
-                Some((pack.as_str(), plugin.as_str(), interface.as_str(), *capability))
-            }
+            LoadError::NotGranted {
+                pack,
+                plugin,
+                interface,
+                capability,
+                ..
+            } => Some((
+                pack.as_str(),
+                plugin.as_str(),
+                interface.as_str(),
+                *capability,
+            )),
             _ => None,
         })
         .collect();
-    assert_eq!(refused, vec![("t", "h", "vigil:plugin/state@0.1.0", Capability::State)]);
+    assert_eq!(
+        refused,
+        vec![("t", "h", "vigil:plugin/state@0.1.0", Capability::State)]
+    );
     let message = errors.to_string();
     assert!(message.contains("pack `t`, plugin `h`"), "{message}");
-    assert!(message.contains("[packs.t.plugins.h]"), "message says where to grant it: {message}");
+    assert!(
+        message.contains("[packs.t.plugins.h]"),
+        "message says where to grant it: {message}"
+    );
 }
 
 #[test]
 fn a_capability_granted_but_not_requested_is_still_refused() {
-    let pack = TestPack::new(&[PluginSpec { id: "h", crate_name: "hostile", capabilities: r#""log", "config", "clock""#, config: "" }]);
-    let errors = pack.load(&policy(&["h"], "")).expect_err("state not requested in pack.toml");
+    let pack = TestPack::new(&[PluginSpec {
+        id: "h",
+        crate_name: "hostile",
+        capabilities: r#""log", "config", "clock""#,
+        config: "",
+    }]);
+    let errors = pack
+        .load(&policy(&["h"], ""))
+        .expect_err("state not requested in pack.toml");
     assert!(errors.to_string().contains("not requested"), "{errors}");
 }
 
@@ -54,7 +81,11 @@ fn a_capability_granted_but_not_requested_is_still_refused() {
 fn no_policy_entry_means_nothing_is_granted() {
     let pack = TestPack::new(&[hostile("h", "")]);
     let errors = pack.load("").expect_err("deny by default");
-    assert_eq!(errors.0.len(), 4, "one refusal per imported capability: {errors}");
+    assert_eq!(
+        errors.0.len(),
+        4,
+        "one refusal per imported capability: {errors}"
+    );
 }
 
 #[test]
@@ -62,14 +93,20 @@ fn key_outside_granted_prefixes_returns_access_denied_to_the_plugin() {
     let pack = TestPack::new(&[hostile("h", r#"mode = "state-outside-prefix""#)]);
     let (_rt, generation) = pack.load(&policy(&["h"], "")).expect("loads");
     let (stats, findings) = run(&generation, &events(3), 10);
-    assert_eq!(stats.failed_calls, 0, "a denied key is an error value, not a trap");
+    assert_eq!(
+        stats.failed_calls, 0,
+        "a denied key is an error value, not a trap"
+    );
     assert_eq!(findings.len(), 1);
     assert_eq!(evidence(&findings[0], "result"), Some("access denied"));
 }
 
 #[test]
 fn endless_loop_is_stopped_by_the_deadline_and_the_host_carries_on() {
-    let pack = TestPack::new(&[hostile("spin", r#"mode = "loop""#), hostile("echo", r#"mode = "echo""#)]);
+    let pack = TestPack::new(&[
+        hostile("spin", r#"mode = "loop""#),
+        hostile("echo", r#"mode = "echo""#),
+    ]);
     let extra = "limits = { deadline_ms = 50, quarantine_after = 2 }";
     let (_rt, generation) = pack.load(&policy(&["spin", "echo"], extra)).expect("loads");
     let (stats, findings) = run(&generation, &events(12), 4);
@@ -78,37 +115,73 @@ fn endless_loop_is_stopped_by_the_deadline_and_the_host_carries_on() {
     assert_eq!(stats.events, 12);
     assert_eq!(stats.failed_calls, 2);
     assert_eq!(stats.quarantined.len(), 1);
-    assert!(stats.quarantined[0].contains("t/spin"), "{:?}", stats.quarantined);
-    assert!(stats.quarantined[0].contains("deadline"), "{:?}", stats.quarantined);
+    assert!(
+        stats.quarantined[0].contains("t/spin"),
+        "{:?}",
+        stats.quarantined
+    );
+    assert!(
+        stats.quarantined[0].contains("deadline"),
+        "{:?}",
+        stats.quarantined
+    );
     assert_eq!(findings.iter().filter(|f| f.plugin == "echo").count(), 12);
 }
 
 #[test]
 fn deadline_outcome_is_reported_as_a_deadline() {
     let pack = TestPack::new(&[hostile("spin", r#"mode = "loop""#)]);
-    let (_rt, generation) = pack.load(&policy(&["spin"], "limits = { deadline_ms = 20 }")).expect("loads");
+    let (_rt, generation) = pack
+        .load(&policy(&["spin"], "limits = { deadline_ms = 20 }"))
+        .expect("loads");
     let batch = one_batch(3);
     let outcome = generation.detectors[0].detect(&batch);
-    assert!(matches!(outcome.result, Err(vigil::plugin::CallError::Deadline(_))), "{:?}", outcome.result);
+    assert!(
+        matches!(outcome.result, Err(vigil::plugin::CallError::Deadline(_))),
+        "{:?}",
+        outcome.result
+    );
 }
 
 #[test]
 fn memory_growth_past_the_cap_fails_the_call_only() {
-    let pack = TestPack::new(&[hostile("bomb", r#"mode = "memory-bomb""#), hostile("echo", r#"mode = "echo""#)]);
-    let (_rt, generation) = pack.load(&policy(&["bomb", "echo"], "limits = { memory_mb = 16 }")).expect("loads");
+    let pack = TestPack::new(&[
+        hostile("bomb", r#"mode = "memory-bomb""#),
+        hostile("echo", r#"mode = "echo""#),
+    ]);
+    let (_rt, generation) = pack
+        .load(&policy(&["bomb", "echo"], "limits = { memory_mb = 16 }"))
+        .expect("loads");
     let batch = one_batch(2);
     let outcome = generation.detectors[0].detect(&batch);
-    assert_eq!(outcome.result, Err(vigil::plugin::CallError::MemoryLimit(16 << 20)));
+    assert_eq!(
+        outcome.result,
+        Err(vigil::plugin::CallError::MemoryLimit(16 << 20))
+    );
     // The next call on the same plugin gets a fresh instance (and fails the
     // same way); the other plugin is unaffected.
     assert!(generation.detectors[0].detect(&batch).result.is_err());
-    assert_eq!(generation.detectors[1].detect(&batch).result.map(|f| f.len()), Ok(2));
+    assert_eq!(
+        generation.detectors[1]
+            .detect(&batch)
+            .result
+            .map(|f| f.len()),
+        Ok(2)
+    );
 }
 
 #[test]
 fn a_trap_fails_the_call_and_the_next_batch_still_runs() {
-    let pack = TestPack::new(&[hostile("trap", r#"mode = "trap""#), hostile("echo", r#"mode = "echo""#)]);
-    let (_rt, generation) = pack.load(&policy(&["trap", "echo"], "limits = { quarantine_after = 5 }")).expect("loads");
+    let pack = TestPack::new(&[
+        hostile("trap", r#"mode = "trap""#),
+        hostile("echo", r#"mode = "echo""#),
+    ]);
+    let (_rt, generation) = pack
+        .load(&policy(
+            &["trap", "echo"],
+            "limits = { quarantine_after = 5 }",
+        ))
+        .expect("loads");
     let (stats, findings) = run(&generation, &events(6), 2);
     assert_eq!(stats.failed_calls, 3);
     assert!(stats.quarantined.is_empty());
@@ -117,14 +190,28 @@ fn a_trap_fails_the_call_and_the_next_batch_still_runs() {
 
 #[test]
 fn oversized_or_misdirected_output_fails_the_call() {
-    let pack = TestPack::new(&[hostile("flood", r#"mode = "flood""#), hostile("foreign", r#"mode = "foreign-event-id""#)]);
-    let (_rt, generation) = pack.load(&policy(&["flood", "foreign"], "limits = { max_findings_per_batch = 1000, deadline_ms = 20000 }")).expect("loads");
+    let pack = TestPack::new(&[
+        hostile("flood", r#"mode = "flood""#),
+        hostile("foreign", r#"mode = "foreign-event-id""#),
+    ]);
+    let (_rt, generation) = pack
+        .load(&policy(
+            &["flood", "foreign"],
+            "limits = { max_findings_per_batch = 1000, deadline_ms = 20000 }",
+        ))
+        .expect("loads");
     let batch = one_batch(2);
     assert_eq!(
         generation.detectors[0].detect(&batch).result,
-        Err(vigil::plugin::CallError::TooManyFindings { count: 100_000, max: 1000 })
+        Err(vigil::plugin::CallError::TooManyFindings {
+            count: 100_000,
+            max: 1000
+        })
     );
-    assert_eq!(generation.detectors[1].detect(&batch).result, Err(vigil::plugin::CallError::UnknownEvent(u64::MAX)));
+    assert_eq!(
+        generation.detectors[1].detect(&batch).result,
+        Err(vigil::plugin::CallError::UnknownEvent(u64::MAX))
+    );
 }
 
 #[test]
@@ -133,11 +220,21 @@ fn wasi_grants_nothing_no_files_env_args_or_real_time() {
     let (_rt, generation) = pack.load(&policy(&["h"], "")).expect("loads");
     let (_, findings) = run(&generation, &events(1), 1);
     let f = &findings[0];
-    assert!(evidence(f, "file").is_some_and(|v| v.starts_with("error")), "{f:?}");
-    assert!(evidence(f, "dir").is_some_and(|v| v.starts_with("error")), "{f:?}");
+    assert!(
+        evidence(f, "file").is_some_and(|v| v.starts_with("error")),
+        "{f:?}"
+    );
+    assert!(
+        evidence(f, "dir").is_some_and(|v| v.starts_with("error")),
+        "{f:?}"
+    );
     assert_eq!(evidence(f, "env"), Some("0"));
     assert_eq!(evidence(f, "args"), Some("0"));
-    assert_eq!(evidence(f, "wasi_time"), Some("0"), "WASI clocks are frozen; time comes from `clock`");
+    assert_eq!(
+        evidence(f, "wasi_time"),
+        Some("0"),
+        "WASI clocks are frozen; time comes from `clock`"
+    );
 }
 
 #[test]
@@ -145,19 +242,37 @@ fn guest_stdout_and_log_calls_are_captured_into_the_plugin_log() {
     let pack = TestPack::new(&[hostile("h", r#"mode = "print""#)]);
     let (_rt, generation) = pack.load(&policy(&["h"], "")).expect("loads");
     let outcome = generation.detectors[0].detect(&one_batch(2));
-    let messages: Vec<_> = outcome.logs.iter().map(|l| (l.source, l.message.as_str())).collect();
+    let messages: Vec<_> = outcome
+        .logs
+        .iter()
+        .map(|l| (l.source, l.message.as_str()))
+        .collect();
     use vigil::capability::log::LogSource;
-    assert!(messages.contains(&(LogSource::Plugin, "hello from log")), "{messages:?}");
-    assert!(messages.contains(&(LogSource::Stdout, "hello from stdout")), "{messages:?}");
-    assert!(messages.contains(&(LogSource::Stderr, "hello from stderr")), "{messages:?}");
+    assert!(
+        messages.contains(&(LogSource::Plugin, "hello from log")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&(LogSource::Stdout, "hello from stdout")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&(LogSource::Stderr, "hello from stderr")),
+        "{messages:?}"
+    );
 }
 
 #[test]
 fn clock_and_config_capabilities_answer_when_granted() {
-    let pack = TestPack::new(&[hostile("c", r#"mode = "clock""#), hostile("g", r#"mode = "config""#)]);
+    let pack = TestPack::new(&[
+        hostile("c", r#"mode = "clock""#),
+        hostile("g", r#"mode = "config""#),
+    ]);
     let (_rt, generation) = pack.load(&policy(&["c", "g"], "")).expect("loads");
     let (_, findings) = run(&generation, &events(1), 1);
-    let wall: u64 = evidence(&findings[0], "wall").and_then(|v| v.parse().ok()).expect("a number");
+    let wall: u64 = evidence(&findings[0], "wall")
+        .and_then(|v| v.parse().ok())
+        .expect("a number");
     assert!(wall > 1_577_836_800_000_000_000, "after 2020: {wall}");
     assert_eq!(evidence(&findings[1], "mode"), Some("Some(\"config\")"));
 }
@@ -180,7 +295,10 @@ fn plugin_state_survives_a_host_restart() {
 fn one_batch(n: usize) -> vigil::bindings::vigil::plugin::types::EventBatch {
     let text = events(n);
     let mut reader = vigil::input::BatchReader::new(text.as_bytes());
-    let mut batch = vigil::bindings::vigil::plugin::types::EventBatch { data: Vec::new(), events: Vec::new() };
+    let mut batch = vigil::bindings::vigil::plugin::types::EventBatch {
+        data: Vec::new(),
+        events: Vec::new(),
+    };
     let mut malformed = Vec::new();
     assert!(reader.fill(&mut batch, n, &mut malformed).expect("read"));
     batch

@@ -37,7 +37,9 @@ pub struct Clock<'a> {
 
 impl wit::Host for Clock<'_> {
     fn wall_now(&mut self) -> Result<u64, wit::Error> {
-        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         Ok(u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX))
     }
 

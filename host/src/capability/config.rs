@@ -59,7 +59,9 @@ impl HasData for ConfigData {
 
 /// Link `vigil:plugin/config`.
 pub fn add_to_linker<T: ConfigView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, ConfigData>(linker, |t| Config { ctx: t.config_ctx() })
+    wit::add_to_linker::<T, ConfigData>(linker, |t| Config {
+        ctx: t.config_ctx(),
+    })
 }
 
 #[cfg(test)]
@@ -69,7 +71,10 @@ mod tests {
 
     #[test]
     fn get_finds_present_keys_and_reports_absent_ones_as_none() {
-        let mut ctx = ConfigCtx::new(Arc::new(vec![("a".to_owned(), "1".to_owned()), ("b".to_owned(), "[2]".to_owned())]));
+        let mut ctx = ConfigCtx::new(Arc::new(vec![
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "[2]".to_owned()),
+        ]));
         let mut config = Config { ctx: &mut ctx };
         assert_eq!(config.get("b".into()), Ok(Some("[2]".into())));
         assert_eq!(config.get("zzz".into()), Ok(None));

@@ -69,7 +69,11 @@ pub struct LogCtx {
 impl LogCtx {
     /// A context allowing `budget` records per call.
     pub fn new(budget: usize) -> Self {
-        LogCtx { budget, records: Vec::new(), dropped: 0 }
+        LogCtx {
+            budget,
+            records: Vec::new(),
+            dropped: 0,
+        }
     }
 }
 
@@ -85,7 +89,12 @@ pub struct Log<'a> {
 }
 
 impl wit::Host for Log<'_> {
-    fn emit(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> Result<(), wit::Error> {
+    fn emit(
+        &mut self,
+        level: Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> Result<(), wit::Error> {
         if self.ctx.records.len() >= self.ctx.budget {
             self.ctx.dropped += 1;
             return Err(wit::Error::RateLimited);
@@ -135,11 +144,20 @@ mod tests {
         let mut ctx = LogCtx::new(2);
         let mut log = Log { ctx: &mut ctx };
         assert!(log.emit(Level::Info, "a".into(), vec![]).is_ok());
-        assert!(log.emit(Level::Warn, "b".into(), vec![("k".into(), "v".into())]).is_ok());
-        assert_eq!(log.emit(Level::Info, "c".into(), vec![]), Err(wit::Error::RateLimited));
+        assert!(
+            log.emit(Level::Warn, "b".into(), vec![("k".into(), "v".into())])
+                .is_ok()
+        );
+        assert_eq!(
+            log.emit(Level::Info, "c".into(), vec![]),
+            Err(wit::Error::RateLimited)
+        );
         assert_eq!(ctx.records.len(), 2);
         assert_eq!(ctx.dropped, 1);
-        assert_eq!(ctx.records[1].fields, vec![("k".to_owned(), "v".to_owned())]);
+        assert_eq!(
+            ctx.records[1].fields,
+            vec![("k".to_owned(), "v".to_owned())]
+        );
     }
 
     #[test]

@@ -44,7 +44,12 @@ pub enum Capability {
 
 impl Capability {
     /// Every capability this host offers.
-    pub const ALL: [Capability; 4] = [Capability::Log, Capability::Config, Capability::State, Capability::Clock];
+    pub const ALL: [Capability; 4] = [
+        Capability::Log,
+        Capability::Config,
+        Capability::State,
+        Capability::Clock,
+    ];
 
     /// Short name used in `pack.toml` and `vigil.toml`.
     pub fn name(self) -> &'static str {
@@ -103,7 +108,10 @@ mod tests {
         }
         assert_eq!(Capability::from_interface("vigil:plugin/state@0.2.0"), None);
         assert_eq!(Capability::from_interface("vigil:plugin/types@0.1.0"), None);
-        assert_eq!(Capability::from_interface("wasi:http/outgoing-handler@0.2.0"), None);
+        assert_eq!(
+            Capability::from_interface("wasi:http/outgoing-handler@0.2.0"),
+            None
+        );
     }
 
     #[test]

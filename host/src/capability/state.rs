@@ -22,11 +22,18 @@ pub struct StateCtx {
 impl StateCtx {
     /// A context over `store` allowing keys that start with one of `key_prefixes`.
     pub fn new(store: Arc<StateStore>, key_prefixes: Arc<[String]>) -> Self {
-        StateCtx { store, key_prefixes }
+        StateCtx {
+            store,
+            key_prefixes,
+        }
     }
 
     fn check(&self, key: &str) -> Result<(), wit::Error> {
-        if self.key_prefixes.iter().any(|p| key.starts_with(p.as_str())) {
+        if self
+            .key_prefixes
+            .iter()
+            .any(|p| key.starts_with(p.as_str()))
+        {
             Ok(())
         } else {
             Err(wit::Error::AccessDenied)
@@ -59,9 +66,17 @@ impl wit::Host for State<'_> {
         Ok(self.ctx.store.get(&key))
     }
 
-    fn set(&mut self, key: String, value: String, ttl_seconds: Option<u64>) -> Result<(), wit::Error> {
+    fn set(
+        &mut self,
+        key: String,
+        value: String,
+        ttl_seconds: Option<u64>,
+    ) -> Result<(), wit::Error> {
         self.ctx.check(&key)?;
-        self.ctx.store.set(&key, &value, ttl_seconds).map_err(to_wit)
+        self.ctx
+            .store
+            .set(&key, &value, ttl_seconds)
+            .map_err(to_wit)
     }
 
     fn delete(&mut self, key: String) -> Result<(), wit::Error> {
@@ -101,9 +116,15 @@ mod tests {
         let mut state = State { ctx: &mut ctx };
         assert_eq!(state.set("fail/alice".into(), "1".into(), None), Ok(()));
         assert_eq!(state.get("fail/alice".into()), Ok(Some("1".into())));
-        assert_eq!(state.set("other/x".into(), "1".into(), None), Err(wit::Error::AccessDenied));
+        assert_eq!(
+            state.set("other/x".into(), "1".into(), None),
+            Err(wit::Error::AccessDenied)
+        );
         assert_eq!(state.get("other/x".into()), Err(wit::Error::AccessDenied));
-        assert_eq!(state.delete("other/x".into()), Err(wit::Error::AccessDenied));
+        assert_eq!(
+            state.delete("other/x".into()),
+            Err(wit::Error::AccessDenied)
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
 /// Most bytes a call may write to stdout or stderr; a write past it traps
 /// the call (wasmtime's `MemoryOutputPipe` behaviour).
@@ -68,17 +70,28 @@ impl WasiSandbox {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        WasiSandbox { ctx, table: ResourceTable::new(), stdout, stderr }
+        WasiSandbox {
+            ctx,
+            table: ResourceTable::new(),
+            stdout,
+            stderr,
+        }
     }
 
     /// What the guest wrote to stdout and stderr so far.
     pub fn captured(&self) -> (Vec<u8>, Vec<u8>) {
-        (self.stdout.contents().to_vec(), self.stderr.contents().to_vec())
+        (
+            self.stdout.contents().to_vec(),
+            self.stderr.contents().to_vec(),
+        )
     }
 
     /// The view wasmtime-wasi's host implementations need.
     pub fn view(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -94,7 +107,14 @@ pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime:
 }
 
 /// WASI packages a component may import; they are linked deny-all.
-pub const ALLOWED_PACKAGES: [&str; 6] = ["wasi:cli", "wasi:io", "wasi:clocks", "wasi:random", "wasi:filesystem", "wasi:sockets"];
+pub const ALLOWED_PACKAGES: [&str; 6] = [
+    "wasi:cli",
+    "wasi:io",
+    "wasi:clocks",
+    "wasi:random",
+    "wasi:filesystem",
+    "wasi:sockets",
+];
 
 /// Whether `import` (e.g. `wasi:io/streams@0.2.6`) is a standard WASI
 /// interface linked deny-all.

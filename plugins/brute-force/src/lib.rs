@@ -30,7 +30,9 @@ impl Detector for BruteForce {
     fn init(config: &Config) -> Result<Self, PluginError> {
         let threshold = config.u64_or("threshold", 5)?;
         if threshold == 0 {
-            return Err(PluginError::InvalidConfig("`threshold` must be at least 1".into()));
+            return Err(PluginError::InvalidConfig(
+                "`threshold` must be at least 1".into(),
+            ));
         }
         Ok(BruteForce {
             threshold: threshold as usize,
@@ -46,12 +48,19 @@ impl Detector for BruteForce {
         let failures = match state::get(&key) {
             Ok(value) => parse_times(value.as_deref().unwrap_or("")),
             Err(e) => {
-                let _ = log::emit(log::Level::Warn, "state read failed", &[("error", &e.to_string())]);
+                let _ = log::emit(
+                    log::Level::Warn,
+                    "state read failed",
+                    &[("error", &e.to_string())],
+                );
                 return;
             }
         };
         let window_start = attempt.time.saturating_sub(self.window_seconds);
-        let mut recent: Vec<u64> = failures.into_iter().filter(|t| *t >= window_start && *t <= attempt.time).collect();
+        let mut recent: Vec<u64> = failures
+            .into_iter()
+            .filter(|t| *t >= window_start && *t <= attempt.time)
+            .collect();
         let result = if attempt.success {
             if recent.len() >= self.threshold {
                 findings.push(
@@ -75,7 +84,11 @@ impl Detector for BruteForce {
             state::set(&key, &text.join(","), Some(self.window_seconds))
         };
         if let Err(e) = result {
-            let _ = log::emit(log::Level::Warn, "state write failed", &[("error", &e.to_string())]);
+            let _ = log::emit(
+                log::Level::Warn,
+                "state write failed",
+                &[("error", &e.to_string())],
+            );
         }
     }
 }
@@ -129,12 +142,23 @@ fn parse_times(text: &str) -> Vec<u64> {
 fn parse_rfc3339(ts: &str) -> Option<u64> {
     let b = ts.as_bytes();
     let num = |range: std::ops::Range<usize>| -> Option<u64> { ts.get(range)?.parse().ok() };
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let (year, month, day) = (num(0..4)? as i64, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     // Days from civil date (Howard Hinnant's algorithm).
@@ -145,7 +169,9 @@ fn parse_rfc3339(ts: &str) -> Option<u64> {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days).ok().map(|d| d * 86_400 + hour * 3600 + minute * 60 + second)
+    u64::try_from(days)
+        .ok()
+        .map(|d| d * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
 #[cfg(test)]
@@ -168,7 +194,10 @@ mod tests {
     #[test]
     fn rfc3339_timestamps_parse_to_epoch_seconds() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2026-11-20T08:15:02.123456Z"), Some(1_795_162_502));
+        assert_eq!(
+            parse_rfc3339("2026-11-20T08:15:02.123456Z"),
+            Some(1_795_162_502)
+        );
         assert_eq!(parse_rfc3339("2026-13-20T08:15:02Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
@@ -177,18 +206,39 @@ mod tests {
     fn success_after_threshold_failures_fires_once_across_batches() {
         let mut host = TestHost::new();
         let failures: Vec<String> = (0..5)
-            .map(|i| windows(4625, "SVC_Backup", "203.0.113.45", &format!("2026-11-20T08:15:{:02}Z", i * 10)))
+            .map(|i| {
+                windows(
+                    4625,
+                    "SVC_Backup",
+                    "203.0.113.45",
+                    &format!("2026-11-20T08:15:{:02}Z", i * 10),
+                )
+            })
             .collect();
         // Failures in one batch, success in the next: memory lives in state.
-        assert!(host.run::<BruteForce>(&failures.join("\n")).expect("batch 1").is_empty());
+        assert!(
+            host.run::<BruteForce>(&failures.join("\n"))
+                .expect("batch 1")
+                .is_empty()
+        );
         let findings = host
-            .run::<BruteForce>(&windows(4624, "svc_backup", "203.0.113.45", "2026-11-20T08:16:00Z"))
+            .run::<BruteForce>(&windows(
+                4624,
+                "svc_backup",
+                "203.0.113.45",
+                "2026-11-20T08:16:00Z",
+            ))
             .expect("batch 2");
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].rule_id, "vigil.auth.brute-force-success");
         // The success cleared the counter.
         let again = host
-            .run::<BruteForce>(&windows(4624, "svc_backup", "203.0.113.45", "2026-11-20T08:16:05Z"))
+            .run::<BruteForce>(&windows(
+                4624,
+                "svc_backup",
+                "203.0.113.45",
+                "2026-11-20T08:16:05Z",
+            ))
             .expect("batch 3");
         assert!(again.is_empty());
     }
@@ -197,17 +247,46 @@ mod tests {
     fn failures_outside_the_window_or_below_threshold_do_not_fire() {
         let mut host = TestHost::new();
         let mut lines: Vec<String> = (0..6)
-            .map(|i| linux("failure", "root", "198.51.100.77", &format!("2026-11-20T09:{:02}:00Z", i * 4)))
+            .map(|i| {
+                linux(
+                    "failure",
+                    "root",
+                    "198.51.100.77",
+                    &format!("2026-11-20T09:{:02}:00Z", i * 4),
+                )
+            })
             .collect();
-        lines.push(linux("success", "root", "198.51.100.77", "2026-11-20T09:21:00Z"));
-        lines.push(linux("failure", "alice", "10.20.1.5", "2026-11-20T09:22:00Z"));
-        lines.push(linux("success", "alice", "10.20.1.5", "2026-11-20T09:22:10Z"));
-        assert!(host.run::<BruteForce>(&lines.join("\n")).expect("detect").is_empty());
+        lines.push(linux(
+            "success",
+            "root",
+            "198.51.100.77",
+            "2026-11-20T09:21:00Z",
+        ));
+        lines.push(linux(
+            "failure",
+            "alice",
+            "10.20.1.5",
+            "2026-11-20T09:22:00Z",
+        ));
+        lines.push(linux(
+            "success",
+            "alice",
+            "10.20.1.5",
+            "2026-11-20T09:22:10Z",
+        ));
+        assert!(
+            host.run::<BruteForce>(&lines.join("\n"))
+                .expect("detect")
+                .is_empty()
+        );
     }
 
     #[test]
     fn zero_threshold_is_a_config_error_naming_the_key() {
-        let err = TestHost::new().config("threshold", "0").run::<BruteForce>("").unwrap_err();
+        let err = TestHost::new()
+            .config("threshold", "0")
+            .run::<BruteForce>("")
+            .unwrap_err();
         assert!(matches!(err, PluginError::InvalidConfig(m) if m.contains("threshold")));
     }
 }

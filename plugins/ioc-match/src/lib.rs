@@ -16,9 +16,16 @@ use std::collections::HashSet;
 use vigil_sdk::{Config, Detector, Event, Finding, Findings, PluginError, Severity};
 
 /// Fields holding a domain name, by event shape (Sysmon 22 and 3).
-const DOMAIN_FIELDS: [&str; 2] = ["Event.EventData.QueryName", "Event.EventData.DestinationHostname"];
+const DOMAIN_FIELDS: [&str; 2] = [
+    "Event.EventData.QueryName",
+    "Event.EventData.DestinationHostname",
+];
 /// Fields holding a peer IP (Sysmon 3, Security 4624/4625, Linux auth).
-const IP_FIELDS: [&str; 3] = ["Event.EventData.DestinationIp", "Event.EventData.IpAddress", "source.ip"];
+const IP_FIELDS: [&str; 3] = [
+    "Event.EventData.DestinationIp",
+    "Event.EventData.IpAddress",
+    "source.ip",
+];
 /// Sysmon's `Hashes` field: `SHA1=...,MD5=...,SHA256=...,IMPHASH=...`.
 const HASHES_FIELD: &str = "Event.EventData.Hashes";
 
@@ -44,7 +51,11 @@ impl Detector for IocMatch {
             ips: lowered("ips")?,
             sha256: lowered("sha256")?,
         };
-        if let Some(bad) = plugin.sha256.iter().find(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit())) {
+        if let Some(bad) = plugin
+            .sha256
+            .iter()
+            .find(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
             return Err(PluginError::InvalidConfig(format!(
                 "`sha256` entry `{bad}` is not a 64-digit hex SHA-256 digest"
             )));
@@ -59,10 +70,14 @@ impl Detector for IocMatch {
             .find_map(|(f, name)| Some((f, name, self.domain_indicator(name)?)))
         {
             findings.push(
-                Finding::new("vigil.ioc.domain", "Contact with a known-bad domain", Severity::High)
-                    .technique("T1071.004")
-                    .evidence(leaf(field), name)
-                    .evidence("Indicator", indicator),
+                Finding::new(
+                    "vigil.ioc.domain",
+                    "Contact with a known-bad domain",
+                    Severity::High,
+                )
+                .technique("T1071.004")
+                .evidence(leaf(field), name)
+                .evidence("Indicator", indicator),
             );
         }
         if let Some((field, ip)) = IP_FIELDS
@@ -71,20 +86,28 @@ impl Detector for IocMatch {
             .find(|(_, ip)| self.ips.contains(&ip.to_ascii_lowercase()))
         {
             findings.push(
-                Finding::new("vigil.ioc.ip", "Contact with a known-bad IP address", Severity::High)
-                    .technique("T1071")
-                    .evidence(leaf(field), ip)
-                    .evidence("Indicator", ip),
+                Finding::new(
+                    "vigil.ioc.ip",
+                    "Contact with a known-bad IP address",
+                    Severity::High,
+                )
+                .technique("T1071")
+                .evidence(leaf(field), ip)
+                .evidence("Indicator", ip),
             );
         }
         if let Some(digest) = event.str(HASHES_FIELD).and_then(sha256_of) {
             let digest = digest.to_ascii_lowercase();
             if self.sha256.contains(&digest) {
                 findings.push(
-                    Finding::new("vigil.ioc.hash", "Execution of a known-bad file", Severity::Critical)
-                        .technique("T1204.002")
-                        .evidence("Image", event.str("Event.EventData.Image").unwrap_or(""))
-                        .evidence("SHA256", digest),
+                    Finding::new(
+                        "vigil.ioc.hash",
+                        "Execution of a known-bad file",
+                        Severity::Critical,
+                    )
+                    .technique("T1204.002")
+                    .evidence("Image", event.str("Event.EventData.Image").unwrap_or(""))
+                    .evidence("SHA256", digest),
                 );
             }
         }
@@ -115,7 +138,9 @@ fn leaf(path: &str) -> &str {
 fn sha256_of(hashes: &str) -> Option<&str> {
     hashes.split(',').find_map(|part| {
         let (algo, value) = part.split_once('=')?;
-        algo.trim().eq_ignore_ascii_case("sha256").then(|| value.trim())
+        algo.trim()
+            .eq_ignore_ascii_case("sha256")
+            .then(|| value.trim())
     })
 }
 
@@ -128,11 +153,19 @@ mod tests {
         TestHost::new()
             .config("domains", r#"["kxvrnet.top", "Secure-Auth.click."]"#)
             .config("ips", r#"["203.0.113.66"]"#)
-            .config("sha256", r#"["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]"#)
+            .config(
+                "sha256",
+                r#"["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]"#,
+            )
     }
 
     fn rules(event: &str) -> Vec<String> {
-        host().run::<IocMatch>(event).expect("detect").into_iter().map(|f| f.rule_id).collect()
+        host()
+            .run::<IocMatch>(event)
+            .expect("detect")
+            .into_iter()
+            .map(|f| f.rule_id)
+            .collect()
     }
 
     #[test]
@@ -150,14 +183,23 @@ mod tests {
         let event = r#"{"Event":{"EventData":{"DestinationHostname":"a.kxvrnet.top","DestinationIp":"203.0.113.66",
             "Hashes":"MD5=00,SHA256=9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"}}}"#
             .replace('\n', "");
-        assert_eq!(rules(&event), ["vigil.ioc.domain", "vigil.ioc.ip", "vigil.ioc.hash"]);
+        assert_eq!(
+            rules(&event),
+            ["vigil.ioc.domain", "vigil.ioc.ip", "vigil.ioc.hash"]
+        );
     }
 
     #[test]
     fn malformed_indicator_config_is_rejected_with_the_key() {
-        let err = TestHost::new().config("sha256", r#"["abc"]"#).run::<IocMatch>("").unwrap_err();
+        let err = TestHost::new()
+            .config("sha256", r#"["abc"]"#)
+            .run::<IocMatch>("")
+            .unwrap_err();
         assert!(matches!(err, PluginError::InvalidConfig(m) if m.contains("sha256")));
-        let err = TestHost::new().config("ips", "203.0.113.66").run::<IocMatch>("").unwrap_err();
+        let err = TestHost::new()
+            .config("ips", "203.0.113.66")
+            .run::<IocMatch>("")
+            .unwrap_err();
         assert!(matches!(err, PluginError::InvalidConfig(m) if m.contains("ips")));
     }
 }

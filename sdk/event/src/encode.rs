@@ -73,8 +73,8 @@ fn open_container(out: &mut Vec<u8>, t: u8) -> usize {
 }
 
 fn close_container<E: de::Error>(out: &mut [u8], at: usize, count: u32) -> Result<(), E> {
-    let size = u32::try_from(out.len() - at - 8)
-        .map_err(|_| E::custom("container larger than 4 GiB"))?;
+    let size =
+        u32::try_from(out.len() - at - 8).map_err(|_| E::custom("container larger than 4 GiB"))?;
     out[at..at + 4].copy_from_slice(&count.to_le_bytes());
     out[at + 4..at + 8].copy_from_slice(&size.to_le_bytes());
     Ok(())
@@ -135,7 +135,10 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let at = open_container(self.out, tag::LIST);
         let mut count = 0u32;
-        while seq.next_element_seed(ValueSeed { out: self.out })?.is_some() {
+        while seq
+            .next_element_seed(ValueSeed { out: self.out })?
+            .is_some()
+        {
             count += 1;
         }
         close_container(self.out, at, count)
@@ -173,7 +176,8 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        let len = u16::try_from(v.len()).map_err(|_| E::custom("object key longer than 65535 bytes"))?;
+        let len =
+            u16::try_from(v.len()).map_err(|_| E::custom("object key longer than 65535 bytes"))?;
         self.out.extend_from_slice(&len.to_le_bytes());
         self.out.extend_from_slice(v.as_bytes());
         Ok(())
@@ -224,9 +228,18 @@ mod tests {
     #[test]
     fn non_objects_and_bad_json_are_rejected_and_leave_output_untouched() {
         let mut out = vec![9, 9];
-        assert_eq!(encode_json(b"[1,2]", &mut out), Err(EncodeError::NotAnObject));
-        assert!(matches!(encode_json(b"{\"a\":", &mut out), Err(EncodeError::Json(_))));
-        assert!(matches!(encode_json(b"{} trailing", &mut out), Err(EncodeError::Json(_))));
+        assert_eq!(
+            encode_json(b"[1,2]", &mut out),
+            Err(EncodeError::NotAnObject)
+        );
+        assert!(matches!(
+            encode_json(b"{\"a\":", &mut out),
+            Err(EncodeError::Json(_))
+        ));
+        assert!(matches!(
+            encode_json(b"{} trailing", &mut out),
+            Err(EncodeError::Json(_))
+        ));
         assert_eq!(out, vec![9, 9]);
     }
 
@@ -236,6 +249,9 @@ mod tests {
         let event = EventRef::new(&bytes).expect("object");
         assert_eq!(event.get("winlog.event_data.x"), None);
         let root = Value::Object(event.root());
-        assert_eq!(root.get_path(&["winlog.event_data", "x"]), Some(Value::Int(1)));
+        assert_eq!(
+            root.get_path(&["winlog.event_data", "x"]),
+            Some(Value::Int(1))
+        );
     }
 }

@@ -17,7 +17,9 @@ impl Detector for BenchProbe {
         match config.get("mode").unwrap_or("noop") {
             "noop" => Ok(BenchProbe { read_fields: false }),
             "fields" => Ok(BenchProbe { read_fields: true }),
-            other => Err(PluginError::InvalidConfig(format!("unknown `mode` `{other}`"))),
+            other => Err(PluginError::InvalidConfig(format!(
+                "unknown `mode` `{other}`"
+            ))),
         }
     }
 

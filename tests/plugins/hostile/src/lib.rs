@@ -1,7 +1,9 @@
 //! A plugin that misbehaves on purpose, for the host's integration tests.
 //! Config `mode` selects the behaviour; see [`Mode`].
 
-use vigil_sdk::{Config, Detector, Event, Finding, Findings, PluginError, Severity, clock, config, log, state};
+use vigil_sdk::{
+    Config, Detector, Event, Finding, Findings, PluginError, Severity, clock, config, log, state,
+};
 
 /// What the plugin does with each batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +55,11 @@ impl Detector for Hostile {
             "clock" => Mode::Clock,
             "config" => Mode::Config,
             "escape" => Mode::Escape,
-            other => return Err(PluginError::InvalidConfig(format!("unknown `mode` `{other}`"))),
+            other => {
+                return Err(PluginError::InvalidConfig(format!(
+                    "unknown `mode` `{other}`"
+                )));
+            }
         };
         Ok(Hostile { mode })
     }
@@ -62,7 +68,9 @@ impl Detector for Hostile {
 
     fn detect_batch(&mut self, events: &[Event<'_>], findings: &mut Findings) {
         let first = events.first().map_or(0, |e| e.id);
-        let report = |key: &str, value: String| Finding::new("hostile.report", "report", Severity::Info).evidence(key, value);
+        let report = |key: &str, value: String| {
+            Finding::new("hostile.report", "report", Severity::Info).evidence(key, value)
+        };
         match self.mode {
             Mode::Echo => echo(events, findings),
             Mode::Loop => {
@@ -94,18 +102,28 @@ impl Detector for Hostile {
                     .unwrap_or(0)
                     + events.len() as u64;
                 let stored = state::set("count/total", &total.to_string(), None);
-                findings.push_for(first, report("total", total.to_string()).evidence("stored", format!("{stored:?}")));
+                findings.push_for(
+                    first,
+                    report("total", total.to_string()).evidence("stored", format!("{stored:?}")),
+                );
             }
             Mode::Flood => {
                 for _ in 0..100_000 {
-                    findings.push_for(first, Finding::new("hostile.flood", "flood", Severity::Info));
+                    findings.push_for(
+                        first,
+                        Finding::new("hostile.flood", "flood", Severity::Info),
+                    );
                 }
             }
             Mode::ForeignEventId => findings.push_for(u64::MAX, report("id", "foreign".into())),
             Mode::Print => {
                 println!("hello from stdout");
                 eprintln!("hello from stderr");
-                let _ = log::emit(log::Level::Info, "hello from log", &[("events", &events.len().to_string())]);
+                let _ = log::emit(
+                    log::Level::Info,
+                    "hello from log",
+                    &[("events", &events.len().to_string())],
+                );
                 echo(events, findings);
             }
             Mode::Clock => {
@@ -118,8 +136,10 @@ impl Detector for Hostile {
                 findings.push_for(first, report("mode", mode));
             }
             Mode::Escape => {
-                let file = std::fs::read_to_string("/etc/passwd").map_or_else(|e| format!("error: {e}"), |_| "read".into());
-                let dir = std::fs::read_dir(".").map_or_else(|e| format!("error: {e}"), |_| "listed".into());
+                let file = std::fs::read_to_string("/etc/passwd")
+                    .map_or_else(|e| format!("error: {e}"), |_| "read".into());
+                let dir = std::fs::read_dir(".")
+                    .map_or_else(|e| format!("error: {e}"), |_| "listed".into());
                 let env = std::env::vars().count().to_string();
                 let args = std::env::args().count().to_string();
                 let now = std::time::SystemTime::now()
@@ -128,7 +148,11 @@ impl Detector for Hostile {
                     .to_string();
                 findings.push_for(
                     first,
-                    report("file", file).evidence("dir", dir).evidence("env", env).evidence("args", args).evidence("wasi_time", now),
+                    report("file", file)
+                        .evidence("dir", dir)
+                        .evidence("env", env)
+                        .evidence("args", args)
+                        .evidence("wasi_time", now),
                 );
             }
         }
@@ -137,7 +161,10 @@ impl Detector for Hostile {
 
 fn echo(events: &[Event<'_>], findings: &mut Findings) {
     for event in events {
-        findings.push_for(event.id, Finding::new("hostile.echo", "echo", Severity::Info));
+        findings.push_for(
+            event.id,
+            Finding::new("hostile.echo", "echo", Severity::Info),
+        );
     }
 }
 
