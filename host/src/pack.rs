@@ -400,6 +400,7 @@ fn load_plugin(
         pre,
         template,
         health: Mutex::default(),
+        projection: Mutex::default(),
     };
     Ok((Some(Arc::new(loaded)), report))
 }

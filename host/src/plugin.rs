@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use wasmtime::{Engine, Store, Trap};
 
 use crate::bindings::DetectorPre;
-use crate::bindings::vigil::plugin::types::{EventBatch, Finding, PluginError};
+use vigil_event::Projection;
+
+use crate::bindings::vigil::plugin::types::{Event, EventBatch, Finding, PluginError};
 use crate::capability::Capability;
 use crate::capability::log::{LogLevel, LogRecord, LogSource};
 use crate::engine::deadline_ticks;
@@ -97,7 +99,15 @@ pub struct LoadedPlugin {
     pub(crate) pre: DetectorPre<CallState>,
     pub(crate) template: CallTemplate,
     pub(crate) health: Mutex<Health>,
+    /// The last field list the plugin declared, compiled. Plugins declare
+    /// the same list on every `init`, so this is compiled once.
+    pub(crate) projection: Mutex<Option<(Vec<String>, Arc<Projection>)>>,
 }
+
+/// Most field paths a plugin may declare, and the longest path.
+/// Guest-controlled: a plugin cannot make the host build a huge projection.
+const MAX_FIELDS: usize = 256;
+const MAX_FIELD_BYTES: usize = 512;
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +140,15 @@ impl LoadedPlugin {
             .unwrap_or_else(|p| p.into_inner())
             .quarantine_reason
             .clone()
+    }
+
+    /// Create a fresh store and instance and drop them, without calling into
+    /// the guest: the fixed cost every call pays (measured by `cargo bench`).
+    pub fn instantiate_only(&self) -> wasmtime::Result<()> {
+        let mut store = Store::new(&self.engine, CallState::new(&self.template));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
+        self.pre.instantiate(&mut store).map(drop)
     }
 
     /// Run `batch` through a fresh instance: `init(config)` then `detect`.
@@ -199,14 +218,59 @@ impl LoadedPlugin {
                 CallError::Trap(m) => CallError::Instantiate(m),
                 other => other,
             })?;
-        detector
+        let info = detector
             .call_init(&mut *store, &self.template.config)
             .map_err(|e| classify(store, e))?
             .map_err(|e| CallError::Init(plugin_error_text(&e)))?;
+        let projected;
+        let batch = match info.fields {
+            None => batch,
+            Some(fields) => {
+                projected = self.project(batch, fields)?;
+                &projected
+            }
+        };
         detector
             .call_detect(&mut *store, batch)
             .map_err(|e| classify(store, e))?
             .map_err(|e| CallError::Plugin(plugin_error_text(&e)))
+    }
+
+    /// `batch` with every event cut down to the declared `fields`.
+    fn project(&self, batch: &EventBatch, fields: Vec<String>) -> Result<EventBatch, CallError> {
+        if fields.len() > MAX_FIELDS || fields.iter().any(|f| f.len() > MAX_FIELD_BYTES) {
+            return Err(CallError::Init(format!(
+                "declared {} event fields; at most {MAX_FIELDS} paths of at most {MAX_FIELD_BYTES} bytes are allowed",
+                fields.len()
+            )));
+        }
+        let projection = {
+            let mut cached = self.projection.lock().unwrap_or_else(|p| p.into_inner());
+            match &*cached {
+                Some((declared, projection)) if *declared == fields => projection.clone(),
+                _ => {
+                    let projection = Arc::new(Projection::new(&fields));
+                    *cached = Some((fields, projection.clone()));
+                    projection
+                }
+            }
+        };
+        let mut out = EventBatch {
+            data: Vec::with_capacity(batch.data.len() / 4),
+            events: Vec::with_capacity(batch.events.len()),
+        };
+        for event in &batch.events {
+            let start = out.data.len();
+            let bytes = &batch.data[event.offset as usize..(event.offset + event.len) as usize];
+            // The host encoded these bytes itself, so projection cannot fail.
+            projection.project(bytes, &mut out.data);
+            out.events.push(Event {
+                id: event.id,
+                offset: start as u32,
+                len: (out.data.len() - start) as u32,
+            });
+        }
+        Ok(out)
     }
 
     /// Guest-controlled output: enforce limits and event references.

@@ -20,6 +20,15 @@ pub trait Detector: Sized + 'static {
     /// Build the plugin from its configuration (`config` table in `pack.toml`).
     fn init(config: &Config) -> Result<Self, PluginError>;
 
+    /// Dotted paths of the event fields this plugin reads. The host then
+    /// sends only those fields, which makes every batch cheaper. `None` (the
+    /// default) receives whole events. A field left out here reads as absent,
+    /// and [`crate::testing::TestHost`] applies the same projection, so a
+    /// forgotten path shows up in the plugin's own tests.
+    fn fields(&self) -> Option<Vec<String>> {
+        None
+    }
+
     /// Inspect one event; push any findings to `findings`.
     fn detect(&mut self, event: &Event<'_>, findings: &mut Findings);
 
@@ -174,10 +183,15 @@ thread_local! {
 
 /// Export glue for `init`.
 #[doc(hidden)]
-pub fn export_init<P: Detector>(config: wit::ConfigEntries) -> Result<(), wit::PluginError> {
+pub fn export_init<P: Detector>(
+    config: wit::ConfigEntries,
+) -> Result<wit::DetectorInfo, wit::PluginError> {
     let plugin = P::init(&Config::from_entries(config)).map_err(to_wit_error)?;
+    let info = wit::DetectorInfo {
+        fields: plugin.fields(),
+    };
     PLUGIN.with(|slot| *slot.borrow_mut() = Some(Box::new(plugin)));
-    Ok(())
+    Ok(info)
 }
 
 /// Export glue for `detect`.

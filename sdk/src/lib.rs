@@ -85,7 +85,8 @@ macro_rules! export_detector {
             impl $crate::bindings::Guest for VigilDetectorExport {
                 fn init(
                     config: __vigil_types::ConfigEntries,
-                ) -> ::core::result::Result<(), __vigil_types::PluginError> {
+                ) -> ::core::result::Result<__vigil_types::DetectorInfo, __vigil_types::PluginError>
+                {
                     $crate::__private::export_init::<$plugin>(config)
                 }
 
@@ -99,7 +100,7 @@ macro_rules! export_detector {
                 }
             }
 
-    $crate::bindings::export!(VigilDetectorExport with_types_in $crate::bindings);
+            $crate::bindings::export!(VigilDetectorExport with_types_in $crate::bindings);
         };
     };
 }

@@ -50,20 +50,31 @@ impl TestHost {
     }
 
     /// Run one batch of JSON Lines through a fresh plugin (fresh `init`, as
-    /// the host does per batch). Event ids continue across calls, starting at 1.
+    /// the host does per batch). Events are projected onto the plugin's
+    /// [`Detector::fields`] exactly as the host does. Event ids continue
+    /// across calls, starting at 1.
     pub fn run<P: Detector>(&mut self, jsonl: &str) -> Result<Vec<Finding>, PluginError> {
+        let mut plugin = P::init(&Config::from_entries(self.config.clone()))?;
+        let projection = plugin.fields().map(vigil_event::Projection::new);
         let mut data = Vec::new();
         let mut spans = Vec::new();
+        let mut whole = Vec::new();
         for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
             self.next_id += 1;
             let start = data.len();
-            vigil_event::encode_json(line.as_bytes(), &mut data).map_err(|e| {
+            whole.clear();
+            vigil_event::encode_json(line.as_bytes(), &mut whole).map_err(|e| {
                 PluginError::InvalidEvent(format!("test event {}: {e}", self.next_id))
             })?;
+            match &projection {
+                Some(projection) => {
+                    projection.project(&whole, &mut data);
+                }
+                None => data.extend_from_slice(&whole),
+            }
             spans.push((self.next_id, start as u32, (data.len() - start) as u32));
         }
         let events = decode_batch(&data, spans.into_iter())?;
-        let mut plugin = P::init(&Config::from_entries(self.config.clone()))?;
         let mut findings = Findings::default();
         plugin.detect_batch(&events, &mut findings);
         Ok(findings.into_vec())

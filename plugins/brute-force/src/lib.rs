@@ -40,6 +40,21 @@ impl Detector for BruteForce {
         })
     }
 
+    fn fields(&self) -> Option<Vec<String>> {
+        let fields = [
+            "Event.System.EventID",
+            "Event.System.TimeCreated",
+            "Event.EventData.TargetUserName",
+            "Event.EventData.IpAddress",
+            "@timestamp",
+            "event.category",
+            "event.outcome",
+            "user.name",
+            "source.ip",
+        ];
+        Some(fields.map(str::to_owned).to_vec())
+    }
+
     fn detect(&mut self, event: &Event<'_>, findings: &mut Findings) {
         let Some(attempt) = attempt(event) else {
             return;

@@ -41,6 +41,15 @@ impl Detector for EncodedPowerShell {
         })
     }
 
+    fn fields(&self) -> Option<Vec<String>> {
+        Some(
+            std::iter::once(COMMAND_LINE)
+                .chain(IMAGES)
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
     fn detect(&mut self, event: &Event<'_>, findings: &mut Findings) {
         let Some(command_line) = event.str(COMMAND_LINE) else {
             return;

@@ -28,6 +28,8 @@ const IP_FIELDS: [&str; 3] = [
 ];
 /// Sysmon's `Hashes` field: `SHA1=...,MD5=...,SHA256=...,IMPHASH=...`.
 const HASHES_FIELD: &str = "Event.EventData.Hashes";
+/// The executable whose hash matched, reported as evidence.
+const IMAGE_FIELD: &str = "Event.EventData.Image";
 
 /// The detector with its indicator sets (lower-cased).
 pub struct IocMatch {
@@ -61,6 +63,17 @@ impl Detector for IocMatch {
             )));
         }
         Ok(plugin)
+    }
+
+    fn fields(&self) -> Option<Vec<String>> {
+        let mut fields: Vec<String> = DOMAIN_FIELDS
+            .iter()
+            .chain(&IP_FIELDS)
+            .map(|f| (*f).to_owned())
+            .collect();
+        fields.push(HASHES_FIELD.to_owned());
+        fields.push(IMAGE_FIELD.to_owned());
+        Some(fields)
     }
 
     fn detect(&mut self, event: &Event<'_>, findings: &mut Findings) {
@@ -106,7 +119,7 @@ impl Detector for IocMatch {
                         Severity::Critical,
                     )
                     .technique("T1204.002")
-                    .evidence("Image", event.str("Event.EventData.Image").unwrap_or(""))
+                    .evidence("Image", event.str(IMAGE_FIELD).unwrap_or(""))
                     .evidence("SHA256", digest),
                 );
             }

@@ -7,16 +7,19 @@
 //! record `event-batch`) whose lists and objects carry their byte size, so a
 //! lookup by path skips whole subtrees and never allocates.
 //!
-//! [`EventRef`] reads the encoding (used by plugins, `no_std`-friendly code,
-//! no dependencies); [`encode_json`] writes it (feature `encode`, used by the
-//! host and by native plugin tests).
+//! [`EventRef`] reads the encoding (used by plugins, no dependencies);
+//! [`encode_json`] writes it (feature `encode`, used by the host and by
+//! native plugin tests); [`Projection`] cuts an encoded event down to the
+//! fields a plugin declared it reads.
 
 #[cfg(feature = "encode")]
 mod encode;
+mod project;
 mod read;
 
 #[cfg(feature = "encode")]
 pub use encode::{EncodeError, encode_json};
+pub use project::Projection;
 pub use read::{EventRef, ListRef, ObjectRef, Value};
 
 /// Type tags of the encoding; the numbering is part of the WIT contract.

@@ -334,6 +334,11 @@ fn read_key(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     split(rest, len)
 }
 
+/// Encoded length of the value at the start of `bytes`.
+pub(crate) fn value_len(bytes: &[u8]) -> Option<usize> {
+    skip_value(bytes).map(|rest| bytes.len() - rest.len())
+}
+
 /// Skip one value without decoding it; returns the bytes after it.
 fn skip_value(bytes: &[u8]) -> Option<&[u8]> {
     let (&t, rest) = bytes.split_first()?;

@@ -1,0 +1,244 @@
+//! Dispatch cost benchmarks (`cargo bench -p vigil`).
+//!
+//! On the starter pack's Sysmon process-creation events (~1.9 KB, ~25
+//! fields, nested), it prints:
+//! - `boundary/noop/{batched,unbatched}`: per-event cost of a detector that
+//!   does nothing (fresh instance, `init`, batch transfer, SDK decode);
+//! - `boundary/fields/{batched,unbatched}`: the same with a detector reading
+//!   `Image`, `CommandLine` and `User` and testing a substring;
+//! - `instance/fresh`: a new store and instance from the pre-linked component;
+//! - `host/encode`: the host's JSON -> event-encoding cost per event;
+//! - `event_access/*`: native comparison of the alternatives for reading
+//!   three fields from one event (the encoding Vigil uses, parsing JSON text
+//!   into borrowed fields, parsing into an owned tree with one allocation
+//!   per field);
+//! - `starter_pack/throughput`: every sample event through the starter pack.
+//!
+//! Throughput is reported per event ("elem/s"); divide to get ns/event.
+
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use vigil::bindings::vigil::plugin::types::{Event, EventBatch};
+use vigil::pack::PackSource;
+use vigil::policy::Policy;
+use vigil::runtime::Runtime;
+
+const BATCH: usize = 256;
+
+fn sysmon_process_events() -> Vec<&'static [u8]> {
+    vigil::artifacts::starter_events()
+        .split(|b| *b == b'\n')
+        .filter(|l| l.windows(12).any(|w| w == b"\"EventID\":1,"))
+        .collect()
+}
+
+fn batch_of(lines: &[&[u8]]) -> EventBatch {
+    let mut batch = EventBatch {
+        data: Vec::new(),
+        events: Vec::new(),
+    };
+    for (i, line) in lines.iter().enumerate() {
+        let offset = batch.data.len();
+        vigil_event::encode_json(line, &mut batch.data).expect("sample events are valid");
+        batch.events.push(Event {
+            id: i as u64 + 1,
+            offset: offset as u32,
+            len: (batch.data.len() - offset) as u32,
+        });
+    }
+    batch
+}
+
+/// A one-plugin pack running `bench-probe` in `mode`.
+fn probe(mode: &str) -> (tempfile::TempDir, vigil::pack::Generation) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = vigil::artifacts::component_path("bench-probe")
+        .expect("bench-probe is built by host/build.rs");
+    std::fs::copy(wasm, dir.path().join("probe.wasm")).expect("copy");
+    std::fs::write(
+        dir.path().join("pack.toml"),
+        format!("name = \"bench\"\nversion = \"1\"\n[[plugins]]\nid = \"probe\"\ncomponent = \"probe.wasm\"\nworld = \"detector\"\nconfig = {{ mode = \"{mode}\" }}\n"),
+    )
+    .expect("write");
+    let runtime = Runtime::new(Policy::default(), dir.path().join("state")).expect("engine");
+    let generation = runtime
+        .load(PackSource::Dir(dir.path().to_owned()))
+        .expect("loads");
+    (dir, generation)
+}
+
+fn boundary(c: &mut Criterion) {
+    let events = sysmon_process_events();
+    assert!(
+        events.len() >= BATCH,
+        "need {BATCH} Sysmon events, have {}",
+        events.len()
+    );
+    let big = batch_of(&events[..BATCH]);
+    let single = batch_of(&events[..1]);
+    let mut group = c.benchmark_group("boundary");
+    for mode in ["noop", "fields"] {
+        let (_dir, generation) = probe(mode);
+        let plugin = &generation.detectors[0];
+        assert_eq!(plugin.detect(&big).result.map(|f| f.len()), Ok(0));
+        group.throughput(Throughput::Elements(BATCH as u64));
+        group.bench_function(format!("{mode}/batched"), |b| {
+            b.iter(|| plugin.detect(&big))
+        });
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("{mode}/unbatched"), |b| {
+            b.iter(|| plugin.detect(&single))
+        });
+    }
+    group.finish();
+
+    let (_dir, generation) = probe("noop");
+    let plugin = &generation.detectors[0];
+    c.bench_function("instance/fresh", |b| {
+        b.iter(|| plugin.instantiate_only().expect("instantiates"))
+    });
+}
+
+fn host_encode(c: &mut Criterion) {
+    let events = sysmon_process_events();
+    let mut group = c.benchmark_group("host");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    let mut out = Vec::with_capacity(1 << 20);
+    group.bench_function("encode", |b| {
+        b.iter(|| {
+            out.clear();
+            for e in &events {
+                vigil_event::encode_json(e, &mut out).expect("valid");
+            }
+        })
+    });
+    group.finish();
+}
+
+fn event_access(c: &mut Criterion) {
+    #[derive(serde::Deserialize)]
+    struct Borrowed<'a> {
+        #[serde(rename = "Event", borrow)]
+        event: BorrowedEvent<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct BorrowedEvent<'a> {
+        #[serde(rename = "EventData", borrow)]
+        data: BorrowedData<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct BorrowedData<'a> {
+        #[serde(rename = "Image", borrow)]
+        image: std::borrow::Cow<'a, str>,
+        #[serde(rename = "CommandLine", borrow)]
+        command_line: std::borrow::Cow<'a, str>,
+        #[serde(rename = "User", borrow)]
+        user: std::borrow::Cow<'a, str>,
+    }
+
+    let events = sysmon_process_events();
+    let encoded: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| {
+            let mut v = Vec::new();
+            vigil_event::encode_json(e, &mut v).expect("valid");
+            v
+        })
+        .collect();
+    let mut group = c.benchmark_group("event_access");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("vigil_encoding", |b| {
+        b.iter(|| {
+            let mut hits = 0;
+            for bytes in &encoded {
+                let e = vigil_event::EventRef::new(bytes).expect("event");
+                let cmd = e.str("Event.EventData.CommandLine").unwrap_or("");
+                if cmd.contains("-enc")
+                    && e.str("Event.EventData.Image").is_some()
+                    && e.str("Event.EventData.User").is_some()
+                {
+                    hits += 1;
+                }
+            }
+            hits
+        })
+    });
+    group.bench_function("json_text_borrowed_fields", |b| {
+        b.iter(|| {
+            let mut hits = 0;
+            for line in &events {
+                let e: Borrowed<'_> = serde_json::from_slice(line).expect("valid");
+                if e.event.data.command_line.contains("-enc")
+                    && !e.event.data.image.is_empty()
+                    && !e.event.data.user.is_empty()
+                {
+                    hits += 1;
+                }
+            }
+            hits
+        })
+    });
+    group.bench_function("owned_tree_one_alloc_per_field", |b| {
+        b.iter(|| {
+            let mut hits = 0;
+            for line in &events {
+                let v: serde_json::Value = serde_json::from_slice(line).expect("valid");
+                let d = &v["Event"]["EventData"];
+                if d["CommandLine"].as_str().unwrap_or("").contains("-enc")
+                    && d["Image"].is_string()
+                    && d["User"].is_string()
+                {
+                    hits += 1;
+                }
+            }
+            hits
+        })
+    });
+    group.finish();
+}
+
+fn starter_pack(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = vigil::artifacts::starter_policy();
+    let runtime = Runtime::new(policy, dir.path()).expect("engine");
+    let events = vigil::artifacts::starter_events();
+    let count = events
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    let mut group = c.benchmark_group("starter_pack");
+    group.throughput(Throughput::Elements(count as u64));
+    group.sample_size(20);
+    group.bench_function("throughput", |b| {
+        b.iter_batched(
+            // A fresh generation and empty state per run, so every run does the same work.
+            || {
+                let state = tempfile::tempdir().expect("tempdir");
+                let generation = runtime
+                    .load_with_state_dir(vigil::artifacts::starter_pack(), state.path())
+                    .expect("loads");
+                (state, generation)
+            },
+            |(_state, generation)| {
+                vigil::dispatch::run(
+                    &generation,
+                    events,
+                    "events.jsonl",
+                    BATCH,
+                    &mut std::io::sink(),
+                )
+                .expect("runs")
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    targets = boundary, host_encode, event_access, starter_pack
+}
+criterion_main!(benches);
