@@ -2,10 +2,15 @@
 //!
 //! On the starter pack's Sysmon process-creation events (~1.9 KB, ~25
 //! fields, nested), it prints:
-//! - `boundary/noop/{batched,unbatched}`: per-event cost of a detector that
-//!   does nothing (fresh instance, `init`, batch transfer, SDK decode);
-//! - `boundary/fields/{batched,unbatched}`: the same with a detector reading
+//! - `boundary/noop/*`: per-event cost of a detector that declares no fields
+//!   and does nothing (instance, `init`, projection, transfer, SDK decode);
+//! - `boundary/fields/*`: the same with a detector declaring and reading
 //!   `Image`, `CommandLine` and `User` and testing a substring;
+//! - `boundary/{noop,fields}-whole/*`: the same without projection (whole
+//!   events cross the boundary), to show what projection saves;
+//! - each as `batched` (256 events per call, fresh instance per call, as the
+//!   dispatcher runs), `unbatched` (one event per call on a warm instance)
+//!   and `unbatched-fresh` (one event per call, fresh instance each time);
 //! - `instance/fresh`: a new store and instance from the pre-linked component;
 //! - `host/encode`: the host's JSON -> event-encoding cost per event;
 //! - `event_access/*`: native comparison of the alternatives for reading
@@ -78,16 +83,23 @@ fn boundary(c: &mut Criterion) {
     let big = batch_of(&events[..BATCH]);
     let single = batch_of(&events[..1]);
     let mut group = c.benchmark_group("boundary");
-    for mode in ["noop", "fields"] {
+    for mode in ["noop", "fields", "noop-whole", "fields-whole"] {
         let (_dir, generation) = probe(mode);
         let plugin = &generation.detectors[0];
         assert_eq!(plugin.detect(&big).result.map(|f| f.len()), Ok(0));
+        // Batched: one fresh instance per batch of 256, as the dispatcher runs.
         group.throughput(Throughput::Elements(BATCH as u64));
         group.bench_function(format!("{mode}/batched"), |b| {
             b.iter(|| plugin.detect(&big))
         });
+        // Unbatched: one event per call on a warm instance.
+        let mut warm = plugin.warm_instance().expect("instantiates");
         group.throughput(Throughput::Elements(1));
         group.bench_function(format!("{mode}/unbatched"), |b| {
+            b.iter(|| warm.detect(&single).expect("detects"))
+        });
+        // One event per call, each on a fresh instance: the isolation price.
+        group.bench_function(format!("{mode}/unbatched-fresh"), |b| {
             b.iter(|| plugin.detect(&single))
         });
     }
@@ -237,6 +249,7 @@ fn starter_pack(c: &mut Criterion) {
 }
 
 criterion_group! {
+    // `criterion_group!` generates an undocumented `pub fn`.
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
     targets = boundary, host_encode, event_access, starter_pack

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, Store, Trap};
 
-use crate::bindings::DetectorPre;
+use crate::bindings::{Detector, DetectorPre};
 use vigil_event::Projection;
 
 use crate::bindings::vigil::plugin::types::{Event, EventBatch, Finding, PluginError};
@@ -145,23 +145,15 @@ impl LoadedPlugin {
     /// Create a fresh store and instance and drop them, without calling into
     /// the guest: the fixed cost every call pays (measured by `cargo bench`).
     pub fn instantiate_only(&self) -> wasmtime::Result<()> {
-        let mut store = Store::new(&self.engine, CallState::new(&self.template));
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
+        let mut store = self.new_store();
         self.pre.instantiate(&mut store).map(drop)
     }
 
     /// Run `batch` through a fresh instance: `init(config)` then `detect`.
     pub fn detect(&self, batch: &EventBatch) -> CallOutcome {
         let started = Instant::now();
-        let mut store = Store::new(&self.engine, CallState::new(&self.template));
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
-        store.epoch_deadline_trap();
-
-        let result = self
-            .call(&mut store, batch)
-            .and_then(|findings| self.check_output(batch, findings));
+        let mut store = self.new_store();
+        let result = self.call(&mut store, batch);
         if let Some(store) = &self.template.state
             && let Err(e) = store.0.flush()
         {
@@ -197,80 +189,113 @@ impl LoadedPlugin {
         }
     }
 
+    /// Map a wasmtime error from a call into this store to a [`CallError`].
+    fn classify(&self, store: &Store<CallState>, e: wasmtime::Error) -> CallError {
+        if store.data().limiter.memory_exceeded {
+            CallError::MemoryLimit(self.limits.memory_bytes)
+        } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            CallError::Deadline(self.limits.deadline)
+        } else {
+            CallError::Trap(format!("{e:#}"))
+        }
+    }
+
+    /// Instantiate into `store` and run `init`; returns the instance and the
+    /// compiled projection of the fields it declared (`None`: whole events).
+    fn start(
+        &self,
+        store: &mut Store<CallState>,
+    ) -> Result<(Detector, Option<Arc<Projection>>), CallError> {
+        let detector =
+            self.pre
+                .instantiate(&mut *store)
+                .map_err(|e| match self.classify(store, e) {
+                    CallError::Trap(m) => CallError::Instantiate(m),
+                    other => other,
+                })?;
+        let info = detector
+            .call_init(&mut *store, &self.template.config)
+            .map_err(|e| self.classify(store, e))?
+            .map_err(|e| CallError::Init(plugin_error_text(&e)))?;
+        let projection = info
+            .fields
+            .map(|fields| self.compile_projection(fields))
+            .transpose()?;
+        Ok((detector, projection))
+    }
+
+    /// Project `batch`, call `detect` and check the output.
+    fn run_detect(
+        &self,
+        store: &mut Store<CallState>,
+        detector: &Detector,
+        projection: Option<&Projection>,
+        batch: &EventBatch,
+    ) -> Result<Vec<Finding>, CallError> {
+        let projected;
+        let input = match projection {
+            None => batch,
+            Some(projection) => {
+                projected = project(projection, batch);
+                &projected
+            }
+        };
+        let findings = detector
+            .call_detect(&mut *store, input)
+            .map_err(|e| self.classify(store, e))?
+            .map_err(|e| CallError::Plugin(plugin_error_text(&e)))?;
+        self.check_output(batch, findings)
+    }
+
     fn call(
         &self,
         store: &mut Store<CallState>,
         batch: &EventBatch,
     ) -> Result<Vec<Finding>, CallError> {
-        let classify = |store: &Store<CallState>, e: wasmtime::Error| -> CallError {
-            if store.data().limiter.memory_exceeded {
-                CallError::MemoryLimit(self.limits.memory_bytes)
-            } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                CallError::Deadline(self.limits.deadline)
-            } else {
-                CallError::Trap(format!("{e:#}"))
-            }
-        };
-        let detector = self
-            .pre
-            .instantiate(&mut *store)
-            .map_err(|e| match classify(store, e) {
-                CallError::Trap(m) => CallError::Instantiate(m),
-                other => other,
-            })?;
-        let info = detector
-            .call_init(&mut *store, &self.template.config)
-            .map_err(|e| classify(store, e))?
-            .map_err(|e| CallError::Init(plugin_error_text(&e)))?;
-        let projected;
-        let batch = match info.fields {
-            None => batch,
-            Some(fields) => {
-                projected = self.project(batch, fields)?;
-                &projected
-            }
-        };
-        detector
-            .call_detect(&mut *store, batch)
-            .map_err(|e| classify(store, e))?
-            .map_err(|e| CallError::Plugin(plugin_error_text(&e)))
+        let (detector, projection) = self.start(store)?;
+        self.run_detect(store, &detector, projection.as_deref(), batch)
     }
 
-    /// `batch` with every event cut down to the declared `fields`.
-    fn project(&self, batch: &EventBatch, fields: Vec<String>) -> Result<EventBatch, CallError> {
+    /// Compile the declared field list, reusing the last one when unchanged.
+    fn compile_projection(&self, fields: Vec<String>) -> Result<Arc<Projection>, CallError> {
         if fields.len() > MAX_FIELDS || fields.iter().any(|f| f.len() > MAX_FIELD_BYTES) {
             return Err(CallError::Init(format!(
                 "declared {} event fields; at most {MAX_FIELDS} paths of at most {MAX_FIELD_BYTES} bytes are allowed",
                 fields.len()
             )));
         }
-        let projection = {
-            let mut cached = self.projection.lock().unwrap_or_else(|p| p.into_inner());
-            match &*cached {
-                Some((declared, projection)) if *declared == fields => projection.clone(),
-                _ => {
-                    let projection = Arc::new(Projection::new(&fields));
-                    *cached = Some((fields, projection.clone()));
-                    projection
-                }
+        let mut cached = self.projection.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(match &*cached {
+            Some((declared, projection)) if *declared == fields => projection.clone(),
+            _ => {
+                let projection = Arc::new(Projection::new(&fields));
+                *cached = Some((fields, projection.clone()));
+                projection
             }
-        };
-        let mut out = EventBatch {
-            data: Vec::with_capacity(batch.data.len() / 4),
-            events: Vec::with_capacity(batch.events.len()),
-        };
-        for event in &batch.events {
-            let start = out.data.len();
-            let bytes = &batch.data[event.offset as usize..(event.offset + event.len) as usize];
-            // The host encoded these bytes itself, so projection cannot fail.
-            projection.project(bytes, &mut out.data);
-            out.events.push(Event {
-                id: event.id,
-                offset: start as u32,
-                len: (out.data.len() - start) as u32,
-            });
-        }
-        Ok(out)
+        })
+    }
+
+    /// A live instance for repeated calls without re-instantiating: used by
+    /// the benchmarks to measure per-event cost on a warm instance. The
+    /// dispatcher does not use it: it gives every batch a fresh instance so
+    /// nothing but recorded `state` carries between batches.
+    pub fn warm_instance(&self) -> Result<WarmInstance<'_>, CallError> {
+        let mut store = self.new_store();
+        let (detector, projection) = self.start(&mut store)?;
+        Ok(WarmInstance {
+            plugin: self,
+            store,
+            detector,
+            projection,
+        })
+    }
+
+    fn new_store(&self) -> Store<CallState> {
+        let mut store = Store::new(&self.engine, CallState::new(&self.template));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
+        store.epoch_deadline_trap();
+        store
     }
 
     /// Guest-controlled output: enforce limits and event references.
@@ -339,4 +364,47 @@ impl LoadedPlugin {
             }
         }
     }
+}
+
+/// An instantiated, initialised plugin kept across calls. See
+/// [`LoadedPlugin::warm_instance`].
+pub struct WarmInstance<'p> {
+    plugin: &'p LoadedPlugin,
+    store: Store<CallState>,
+    detector: Detector,
+    projection: Option<Arc<Projection>>,
+}
+
+impl WarmInstance<'_> {
+    /// Call `detect` on this instance, with a fresh deadline.
+    pub fn detect(&mut self, batch: &EventBatch) -> Result<Vec<Finding>, CallError> {
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.plugin.limits.deadline));
+        self.plugin.run_detect(
+            &mut self.store,
+            &self.detector,
+            self.projection.as_deref(),
+            batch,
+        )
+    }
+}
+
+/// `batch` with every event cut down by `projection`.
+fn project(projection: &Projection, batch: &EventBatch) -> EventBatch {
+    let mut out = EventBatch {
+        data: Vec::with_capacity(batch.data.len() / 4),
+        events: Vec::with_capacity(batch.events.len()),
+    };
+    for event in &batch.events {
+        let start = out.data.len();
+        let bytes = &batch.data[event.offset as usize..(event.offset + event.len) as usize];
+        // The host encoded these bytes itself, so projection cannot fail.
+        projection.project(bytes, &mut out.data);
+        out.events.push(Event {
+            id: event.id,
+            offset: start as u32,
+            len: (out.data.len() - start) as u32,
+        });
+    }
+    out
 }

@@ -100,7 +100,7 @@ macro_rules! export_detector {
                 }
             }
 
-            $crate::bindings::export!(VigilDetectorExport with_types_in $crate::bindings);
+    $crate::bindings::export!(VigilDetectorExport with_types_in $crate::bindings);
         };
     };
 }
