@@ -125,6 +125,23 @@ fn host_encode(c: &mut Criterion) {
             }
         })
     });
+    let encoded = batch_of(&events);
+    let projection = vigil_event::Projection::new([
+        "Event.EventData.Image",
+        "Event.EventData.CommandLine",
+        "Event.EventData.User",
+    ]);
+    group.bench_function("project_three_fields", |b| {
+        b.iter(|| {
+            out.clear();
+            for e in &encoded.events {
+                projection.project(
+                    &encoded.data[e.offset as usize..(e.offset + e.len) as usize],
+                    &mut out,
+                );
+            }
+        })
+    });
     group.finish();
 }
 
