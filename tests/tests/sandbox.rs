@@ -292,6 +292,29 @@ fn plugin_state_survives_a_host_restart() {
     assert_eq!(evidence(&findings[0], "total"), Some("7"));
 }
 
+#[test]
+fn a_plugin_that_declares_fields_receives_only_those() {
+    let pack = TestPack::new(&[hostile("p", r#"mode = "projected""#)]);
+    let (_rt, generation) = pack.load(&policy(&["p"], "")).expect("loads");
+    let event = r#"{"Event":{"System":{"EventID":1},"EventData":{"Image":"a.exe","CommandLine":"secret"}}}"#;
+    let (_, findings) = run(&generation, &format!("{event}\n"), 1);
+    assert_eq!(
+        evidence(&findings[0], "event"),
+        Some(r#"{"Event":{"EventData":{"Image":"a.exe"}}}"#)
+    );
+}
+
+#[test]
+fn declaring_an_absurd_number_of_fields_fails_the_call() {
+    let pack = TestPack::new(&[hostile("m", r#"mode = "many-fields""#)]);
+    let (_rt, generation) = pack.load(&policy(&["m"], "")).expect("loads");
+    let result = generation.detectors[0].detect(&one_batch(1)).result;
+    assert!(
+        matches!(&result, Err(vigil::plugin::CallError::Init(m)) if m.contains("10000 event fields")),
+        "{result:?}"
+    );
+}
+
 fn one_batch(n: usize) -> vigil::bindings::vigil::plugin::types::EventBatch {
     let text = events(n);
     let mut reader = vigil::input::BatchReader::new(text.as_bytes());

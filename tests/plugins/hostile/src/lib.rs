@@ -30,6 +30,10 @@ pub enum Mode {
     Clock,
     /// Read `mode` through the `config` capability and report it.
     Config,
+    /// Declare one field and report the first event exactly as received.
+    Projected,
+    /// Declare far more fields than the host accepts.
+    ManyFields,
     /// Try to reach the host through WASI: a file, the environment, the
     /// arguments, the directory listing; report what came back.
     Escape,
@@ -55,6 +59,8 @@ impl Detector for Hostile {
             "clock" => Mode::Clock,
             "config" => Mode::Config,
             "escape" => Mode::Escape,
+            "projected" => Mode::Projected,
+            "many-fields" => Mode::ManyFields,
             other => {
                 return Err(PluginError::InvalidConfig(format!(
                     "unknown `mode` `{other}`"
@@ -62,6 +68,14 @@ impl Detector for Hostile {
             }
         };
         Ok(Hostile { mode })
+    }
+
+    fn fields(&self) -> Option<Vec<String>> {
+        match self.mode {
+            Mode::Projected => Some(vec!["Event.EventData.Image".to_owned()]),
+            Mode::ManyFields => Some((0..10_000).map(|i| format!("f{i}")).collect()),
+            _ => None,
+        }
     }
 
     fn detect(&mut self, _event: &Event<'_>, _findings: &mut Findings) {}
@@ -72,7 +86,11 @@ impl Detector for Hostile {
             Finding::new("hostile.report", "report", Severity::Info).evidence(key, value)
         };
         match self.mode {
-            Mode::Echo => echo(events, findings),
+            Mode::Echo | Mode::ManyFields => echo(events, findings),
+            Mode::Projected => {
+                let json = events.first().map(|e| e.to_json()).unwrap_or_default();
+                findings.push_for(first, report("event", json));
+            }
             Mode::Loop => {
                 let mut n = 0u64;
                 loop {
