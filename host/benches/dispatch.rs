@@ -21,6 +21,10 @@
 //!
 //! Throughput is reported per event ("elem/s"); divide to get ns/event.
 
+// `criterion_group!` generates an undocumented `pub fn`; a bench target has
+// no public API to document.
+#![allow(missing_docs)]
+
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -266,7 +270,6 @@ fn starter_pack(c: &mut Criterion) {
 }
 
 criterion_group! {
-    // `criterion_group!` generates an undocumented `pub fn`.
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
     targets = boundary, host_encode, event_access, starter_pack

@@ -76,7 +76,7 @@ impl<R: BufRead> BatchReader<R> {
                 });
                 continue;
             }
-            let text = trim_ascii(&self.line);
+            let text = self.line.trim_ascii();
             if text.is_empty() {
                 continue;
             }
@@ -116,10 +116,6 @@ impl<R: BufRead> BatchReader<R> {
             }
         }
     }
-}
-
-fn trim_ascii(bytes: &[u8]) -> &[u8] {
-    bytes.trim_ascii()
 }
 
 #[cfg(test)]

@@ -84,18 +84,19 @@ impl std::fmt::Display for Inspection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "world: {}", self.world)?;
         let sections = [
-            ("exports", &self.exports, ""),
-            ("capability imports (need grants)", &self.capabilities, ""),
-            ("WASI imports (linked deny-all)", &self.wasi, ""),
-            ("type-only imports", &self.types, ""),
+            ("exports", &self.exports, true),
+            ("capability imports (need grants)", &self.capabilities, true),
+            ("WASI imports (linked deny-all)", &self.wasi, true),
+            ("type-only imports", &self.types, true),
+            // Shown only when there are some: they make the plugin unloadable.
             (
                 "imports Vigil does not provide (cannot load)",
                 &self.unknown,
-                "",
+                false,
             ),
         ];
-        for (title, items, _) in sections {
-            if items.is_empty() && title.starts_with("imports Vigil") {
+        for (title, items, show_when_empty) in sections {
+            if items.is_empty() && !show_when_empty {
                 continue;
             }
             writeln!(f, "{title}:")?;

@@ -268,11 +268,7 @@ fn load_plugin(
 
     // First check: every import must be granted (or be WASI/types).
     let effective = ctx.policy.effective(pack, id, &plugin.capabilities);
-    let granted_by_policy = ctx
-        .policy
-        .grant(pack, id)
-        .map(|g| g.capabilities.clone())
-        .unwrap_or_default();
+
     let mut errors = Vec::new();
     let mut imported = Vec::new();
     for (name, _) in component.component_type().imports(ctx.engine) {
@@ -280,17 +276,15 @@ fn load_plugin(
             ImportKind::Capability(cap) => {
                 imported.push(cap);
                 if !effective.contains(&cap) {
-                    let why = match (
-                        plugin.capabilities.contains(&cap),
-                        granted_by_policy.contains(&cap),
-                    ) {
-                        (false, _) => format!(
-                            "not requested: add \"{cap}\" to the plugin's `capabilities` in pack.toml"
-                        ),
-                        (true, _) => format!(
+                    let why = if plugin.capabilities.contains(&cap) {
+                        format!(
                             "requested but not granted: add \"{cap}\" to `capabilities` under \
                              [packs.{pack}.plugins.{id}] in the operator policy"
-                        ),
+                        )
+                    } else {
+                        format!(
+                            "not requested: add \"{cap}\" to the plugin's `capabilities` in pack.toml"
+                        )
                     };
                     errors.push(LoadError::NotGranted {
                         pack: pack.into(),
