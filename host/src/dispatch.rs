@@ -4,6 +4,8 @@
 use std::io::{self, BufRead, Write};
 use std::time::{Duration, Instant};
 
+use crate::audit::record::Position;
+use crate::audit::{AuditError, Auditor, BatchUnit, PluginCall};
 use crate::bindings::vigil::plugin::types::EventBatch;
 use crate::capability::log::{LogLevel, LogSource};
 use crate::input::BatchReader;
@@ -16,6 +18,8 @@ use crate::plugin::LoadedPlugin;
 pub struct RunStats {
     /// Events read and dispatched.
     pub events: u64,
+    /// Where reading stopped.
+    pub end: Position,
     /// Lines that were not events.
     pub malformed: u64,
     /// Findings written.
@@ -44,61 +48,151 @@ impl RunStats {
     }
 }
 
+/// Why a run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Reading events failed.
+    #[error("reading events from {source_name}: {error}")]
+    Input {
+        /// The input name.
+        source_name: String,
+        /// The I/O error.
+        error: io::Error,
+    },
+    /// Writing findings failed.
+    #[error("writing findings: {0}")]
+    Output(io::Error),
+    /// The audit log could not be written: the run stops before emitting
+    /// the batch's findings (fail closed).
+    #[error(
+        "{error}; stopped before emitting the findings of {source_name} lines {first}-{last} \
+         (nothing from them was emitted; a resumed run starts at line {first})"
+    )]
+    Audit {
+        /// What failed.
+        error: AuditError,
+        /// The input name.
+        source_name: String,
+        /// First line of the batch that was not emitted.
+        first: u64,
+        /// Last line of that batch.
+        last: u64,
+    },
+}
+
 /// Run every event of `input` (named `source` in output) through the
 /// generation's detectors, writing findings to `out` as JSON Lines.
+/// Without an audit log: used by `vigil test`, tests and benchmarks.
 pub fn run(
     generation: &Generation,
     input: impl BufRead,
     source: &str,
     batch_size: usize,
     out: &mut impl Write,
-) -> io::Result<RunStats> {
+) -> Result<RunStats, RunError> {
+    run_audited(
+        generation,
+        BatchReader::new(input),
+        source,
+        batch_size,
+        out,
+        None,
+    )
+}
+
+/// [`run`] reading through `reader` (which may start mid-file), recording
+/// every batch unit in `audit` before its findings are written.
+pub fn run_audited<R: BufRead>(
+    generation: &Generation,
+    mut reader: BatchReader<R>,
+    source: &str,
+    batch_size: usize,
+    out: &mut impl Write,
+    mut audit: Option<&mut Auditor>,
+) -> Result<RunStats, RunError> {
     let started = Instant::now();
     let mut stats = RunStats::default();
-    let mut reader = BatchReader::new(input);
     let mut batch = EventBatch {
         data: Vec::new(),
         events: Vec::new(),
     };
     let mut malformed = Vec::new();
     let mut records: Vec<FindingRecord> = Vec::new();
-    while reader.fill(&mut batch, batch_size, &mut malformed)? || !malformed.is_empty() {
-        for m in malformed.drain(..) {
-            stats.malformed += 1;
+    loop {
+        let start = reader.position();
+        let more = reader
+            .fill(&mut batch, batch_size, &mut malformed)
+            .map_err(|error| RunError::Input {
+                source_name: source.to_owned(),
+                error,
+            })?;
+        if !more && malformed.is_empty() {
+            break;
+        }
+        for m in &malformed {
             tracing::warn!("{source}:{}: skipped malformed event: {}", m.line, m.reason);
         }
-        if batch.events.is_empty() {
-            continue;
+        let mut calls = Vec::new();
+        if !batch.events.is_empty() {
+            for plugin in &generation.detectors {
+                if plugin.quarantine_reason().is_some() {
+                    continue;
+                }
+                calls.push(call_plugin(plugin, &batch, source));
+            }
         }
+        if let Some(audit) = audit.as_deref_mut() {
+            let raw = reader.raw_events();
+            let unit = BatchUnit {
+                source,
+                start,
+                end: reader.position(),
+                events: &raw,
+                malformed: &malformed,
+                calls: &calls,
+            };
+            // Write-ahead: nothing of this batch is emitted or counted
+            // unless its unit is in the log.
+            audit.batch_unit(&unit).map_err(|error| RunError::Audit {
+                error,
+                source_name: source.to_owned(),
+                first: start.line + 1,
+                last: reader.position().line,
+            })?;
+        }
+        stats.malformed += malformed.len() as u64;
+        malformed.clear();
         stats.events += batch.events.len() as u64;
         records.clear();
-        for plugin in &generation.detectors {
-            if plugin.quarantine_reason().is_some() {
-                continue;
+        for call in calls {
+            if call.outcome.result.is_err() {
+                stats.failed_calls += 1;
             }
-            call_plugin(plugin, &batch, source, &mut stats, &mut records);
+            if call.outcome.quarantined_now {
+                let reason = call.plugin.quarantine_reason().unwrap_or_default();
+                stats
+                    .quarantined
+                    .push(format!("{}: {reason}", call.plugin.label()));
+            }
+            records.extend(call.findings);
         }
         // Stable: findings of one event keep plugin order.
         records.sort_by_key(|r| r.event.line);
         for record in &records {
-            serde_json::to_writer(&mut *out, record)?;
-            out.write_all(b"\n")?;
+            serde_json::to_writer(&mut *out, record).map_err(|e| RunError::Output(e.into()))?;
+            out.write_all(b"\n").map_err(RunError::Output)?;
         }
         stats.findings += records.len() as u64;
-        out.flush()?;
+        out.flush().map_err(RunError::Output)?;
     }
+    stats.end = reader.position();
     stats.elapsed = started.elapsed();
     Ok(stats)
 }
 
-fn call_plugin(
-    plugin: &LoadedPlugin,
-    batch: &EventBatch,
-    source: &str,
-    stats: &mut RunStats,
-    records: &mut Vec<FindingRecord>,
-) {
-    let outcome = plugin.detect(batch);
+/// Call one plugin on `batch` and report what it did to the host log.
+fn call_plugin<'p>(plugin: &'p LoadedPlugin, batch: &EventBatch, source: &str) -> PluginCall<'p> {
+    let mut outcome = plugin.detect(batch);
     let label = plugin.label();
     for log in &outcome.logs {
         let stream = match log.source {
@@ -125,14 +219,12 @@ fn call_plugin(
             outcome.logs_dropped
         );
     }
-    match outcome.result {
-        Ok(findings) => records.extend(
-            findings
-                .into_iter()
-                .map(|f| FindingRecord::new(&plugin.pack, &plugin.id, source, f)),
-        ),
+    let findings = match &mut outcome.result {
+        Ok(findings) => std::mem::take(findings)
+            .into_iter()
+            .map(|f| FindingRecord::new(&plugin.pack, &plugin.id, source, f))
+            .collect(),
         Err(e) => {
-            stats.failed_calls += 1;
             let (first, last) = (
                 batch.events.first().map_or(0, |e| e.id),
                 batch.events.last().map_or(0, |e| e.id),
@@ -140,13 +232,18 @@ fn call_plugin(
             tracing::error!(
                 "plugin {label} {e} (batch of {source} lines {first}-{last}); continuing with a fresh instance"
             );
+            Vec::new()
         }
-    }
+    };
     if outcome.quarantined_now {
         let reason = plugin.quarantine_reason().unwrap_or_default();
         tracing::error!(
             "plugin {label} QUARANTINED after {reason}; it gets no more events in this run"
         );
-        stats.quarantined.push(format!("{label}: {reason}"));
+    }
+    PluginCall {
+        plugin,
+        outcome,
+        findings,
     }
 }

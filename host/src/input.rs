@@ -7,6 +7,7 @@
 
 use std::io::{self, BufRead, Read};
 
+use crate::audit::record::Position;
 use crate::bindings::vigil::plugin::types::{Event, EventBatch};
 
 /// Longest accepted event line, in bytes.
@@ -26,22 +27,51 @@ pub struct MalformedLine {
 pub struct BatchReader<R> {
     reader: R,
     line_no: u64,
+    offset: u64,
     line: Vec<u8>,
+    /// The original lines of the current batch's events, for the audit log.
+    raw: Vec<u8>,
+    raw_spans: Vec<(u64, usize, usize)>,
 }
 
 impl<R: BufRead> BatchReader<R> {
     /// Read from `reader`, numbering lines from 1.
     pub fn new(reader: R) -> Self {
+        Self::at(reader, Position::default())
+    }
+
+    /// Read from `reader`, which the caller has already advanced to `from`
+    /// (a resumed run): line numbers and offsets continue from there.
+    pub fn at(reader: R, from: Position) -> Self {
         BatchReader {
             reader,
-            line_no: 0,
+            line_no: from.line,
+            offset: from.offset,
             line: Vec::new(),
+            raw: Vec::new(),
+            raw_spans: Vec::new(),
         }
     }
 
     /// Lines consumed so far.
     pub fn lines_read(&self) -> u64 {
         self.line_no
+    }
+
+    /// Bytes and lines consumed so far.
+    pub fn position(&self) -> Position {
+        Position {
+            offset: self.offset,
+            line: self.line_no,
+        }
+    }
+
+    /// `(event id, original line)` of every event of the last batch.
+    pub fn raw_events(&self) -> Vec<(u64, &[u8])> {
+        self.raw_spans
+            .iter()
+            .map(|&(id, start, end)| (id, &self.raw[start..end]))
+            .collect()
     }
 
     /// Clear `batch` and fill it with up to `size` events. Malformed lines go
@@ -55,6 +85,8 @@ impl<R: BufRead> BatchReader<R> {
     ) -> io::Result<bool> {
         batch.data.clear();
         batch.events.clear();
+        self.raw.clear();
+        self.raw_spans.clear();
         while batch.events.len() < size {
             self.line.clear();
             // Bounded read: a hostile multi-gigabyte line cannot exhaust memory.
@@ -65,8 +97,10 @@ impl<R: BufRead> BatchReader<R> {
                 break;
             }
             self.line_no += 1;
+            self.offset += n as u64;
             if self.line.last() != Some(&b'\n') && self.line.len() > MAX_EVENT_BYTES {
                 let skipped = self.skip_rest_of_line()?;
+                self.offset += skipped as u64;
                 malformed.push(MalformedLine {
                     line: self.line_no,
                     reason: format!(
@@ -82,11 +116,16 @@ impl<R: BufRead> BatchReader<R> {
             }
             let offset = batch.data.len();
             match vigil_event::encode_json(text, &mut batch.data) {
-                Ok(()) => batch.events.push(Event {
-                    id: self.line_no,
-                    offset: offset as u32,
-                    len: (batch.data.len() - offset) as u32,
-                }),
+                Ok(()) => {
+                    batch.events.push(Event {
+                        id: self.line_no,
+                        offset: offset as u32,
+                        len: (batch.data.len() - offset) as u32,
+                    });
+                    let start = self.raw.len();
+                    self.raw.extend_from_slice(text);
+                    self.raw_spans.push((self.line_no, start, self.raw.len()));
+                }
                 Err(e) => malformed.push(MalformedLine {
                     line: self.line_no,
                     reason: e.to_string(),

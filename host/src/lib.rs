@@ -1,6 +1,7 @@
 //! Vigil: a host for sandboxed WebAssembly detection and response plugins.
 //!
 //! Where things live:
+//! - [`audit`]: the hash-chained audit log, its reader and verifier;
 //! - [`engine`]: the wasmtime engine (pooling, epochs) and compile cache;
 //! - [`capability`]: one module per host interface a plugin may import;
 //! - [`sandbox`]: per-call store data and the per-plugin linker;
@@ -10,10 +11,12 @@
 //! - [`plugin`]: one call into a plugin, limits and quarantine;
 //! - [`input`], [`dispatch`], [`output`]: events in, findings out;
 //! - [`inspect`], [`pack_test`]: the `vigil inspect` and `vigil test` commands;
+//! - [`replay`]: `vigil replay`, re-running recorded invocations;
 //! - [`runtime`]: the operator-scoped objects tying it together;
 //! - [`artifacts`]: components built from this workspace, the starter pack.
 
 pub mod artifacts;
+pub mod audit;
 pub mod bindings;
 pub mod capability;
 pub mod dispatch;
@@ -26,6 +29,7 @@ pub mod pack;
 pub mod pack_test;
 pub mod plugin;
 pub mod policy;
+pub mod replay;
 pub mod runtime;
 pub mod sandbox;
 pub mod state_store;

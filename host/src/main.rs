@@ -1,14 +1,19 @@
 //! The `vigil` command line.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+use std::time::SystemTime;
+
 use vigil::artifacts;
+use vigil::audit::record::Lifecycle;
+use vigil::audit::{Auditor, query, resume, verify};
+use vigil::input::BatchReader;
 use vigil::pack::PackSource;
 use vigil::policy::Policy;
 use vigil::runtime::Runtime;
@@ -43,6 +48,40 @@ enum Command {
         /// Events per plugin call (overrides `batch_size` in the policy).
         #[arg(long)]
         batch_size: Option<usize>,
+        /// Audit log directory (default: `[audit] path`, else STATE_DIR/audit).
+        /// A run over a file that was interrupted resumes after the last
+        /// batch this log recorded.
+        #[arg(long)]
+        audit: Option<PathBuf>,
+    },
+    /// Read, check and summarize the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+        /// Audit log directory (default: `[audit] path`, else STATE_DIR/audit).
+        #[arg(long, global = true)]
+        audit: Option<PathBuf>,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Re-run recorded invocations from the audit log alone and report,
+    /// per invocation, whether host calls and findings are identical.
+    /// Exits 1 if any differs.
+    Replay {
+        /// Only this invocation record (its `seq`).
+        #[arg(long, conflicts_with_all = ["plugin", "since"])]
+        record: Option<u64>,
+        /// Only invocations of this plugin id.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Only records since this time: RFC 3339 (`2026-11-22T10:00:00Z`) or an age (`15m`, `2h`).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<SystemTime>,
+        /// Audit log directory (default: `[audit] path`, else STATE_DIR/audit).
+        #[arg(long)]
+        audit: Option<PathBuf>,
+        #[command(flatten)]
+        host: HostArgs,
     },
     /// Validate a pack without running it: manifest, components, imports vs grants.
     Check {
@@ -66,6 +105,39 @@ enum Command {
         #[command(flatten)]
         host: HostArgs,
     },
+}
+
+/// `vigil audit` subcommands.
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the whole hash chain; names the first bad record. Exits 1 on damage.
+    Verify,
+    /// Print records, human-readable (or raw JSON Lines with --json).
+    Show {
+        /// Only invocations of this plugin id (and its quarantine records).
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Only records since this time: RFC 3339 or an age (`15m`, `2h`).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<SystemTime>,
+        /// Only invocations with a finding of this rule id.
+        #[arg(long)]
+        finding: Option<String>,
+        /// Print the records as they are stored (JSON Lines).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per plugin: invocations, events, errors, findings, denials, host calls by capability.
+    Stats,
+}
+
+fn parse_since(text: &str) -> Result<SystemTime, String> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+        return Ok(t);
+    }
+    humantime::parse_duration(text)
+        .map(|age| SystemTime::now() - age)
+        .map_err(|_| format!("`{text}` is neither an RFC 3339 time nor an age like `15m`"))
 }
 
 /// Options shared by commands that load packs.
@@ -106,52 +178,55 @@ fn run(cli: Cli) -> Result<ExitCode> {
             output,
             host,
             batch_size,
+            audit,
+        } => run_command(pack, input, output, &host, batch_size, audit),
+        Command::Audit {
+            command,
+            audit,
+            host,
+        } => audit_command(command, audit, &host),
+        Command::Replay {
+            record,
+            plugin,
+            since,
+            audit,
+            host,
         } => {
-            let source = pack_source(pack.as_deref());
-            let runtime = runtime(&host, &source)?;
-            let generation = runtime
-                .load(source)
-                .map_err(|e| anyhow::anyhow!("pack refused:\n{e}"))?;
-            let batch_size = batch_size.unwrap_or_else(|| runtime.policy.batch_size());
-            if batch_size == 0 {
-                bail!("--batch-size must be at least 1");
+            let dir = audit_dir(audit, &host)?;
+            let engine = vigil::engine::build_engine().map_err(anyhow::Error::from)?;
+            let selection = vigil::replay::Selection {
+                record,
+                plugin,
+                since,
+            };
+            let results = vigil::replay::replay(&engine, &dir, &selection)
+                .with_context(|| format!("reading the audit log {}", dir.display()))?;
+            let mut counts = [0usize; 3];
+            for r in &results {
+                use vigil::replay::Verdict;
+                let (i, text) = match &r.verdict {
+                    Verdict::Identical => (0, "identical".to_owned()),
+                    Verdict::Mismatch(why) => (1, format!("MISMATCH: {why}")),
+                    Verdict::NotReplayable(why) => (2, format!("not replayable: {why}")),
+                };
+                counts[i] += 1;
+                println!(
+                    "#{} {}: {text} ({} findings, {} host calls)",
+                    r.record, r.plugin, r.findings, r.host_calls
+                );
             }
-            let mut out: Box<dyn Write> = match &output {
-                Some(path) => Box::new(BufWriter::new(
-                    File::create(path).with_context(|| format!("creating {}", path.display()))?,
-                )),
-                None => Box::new(BufWriter::new(io::stdout().lock())),
-            };
-            let stats = match input.as_deref() {
-                None => vigil::dispatch::run(
-                    &generation,
-                    artifacts::starter_events(),
-                    "events.jsonl",
-                    batch_size,
-                    &mut out,
-                )?,
-                Some(p) if p == Path::new("-") => vigil::dispatch::run(
-                    &generation,
-                    io::stdin().lock(),
-                    "-",
-                    batch_size,
-                    &mut out,
-                )?,
-                Some(p) => {
-                    let file = File::open(p)
-                        .with_context(|| format!("opening events file {}", p.display()))?;
-                    vigil::dispatch::run(
-                        &generation,
-                        BufReader::new(file),
-                        &p.display().to_string(),
-                        batch_size,
-                        &mut out,
-                    )?
-                }
-            };
-            out.flush()?;
-            eprintln!("{}", stats.summary());
-            Ok(ExitCode::SUCCESS)
+            println!(
+                "{} identical, {} mismatched, {} not replayable",
+                counts[0], counts[1], counts[2]
+            );
+            if results.is_empty() {
+                bail!("no invocation in {} matches the selection", dir.display());
+            }
+            Ok(if counts[1] == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Check { pack, host } => {
             let source = pack_source(pack.as_deref());
@@ -222,6 +297,211 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+    }
+}
+
+/// `vigil run`: load, audit, resume if interrupted, dispatch.
+fn run_command(
+    pack: Option<PathBuf>,
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+    host: &HostArgs,
+    batch_size: Option<usize>,
+    audit: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let source = pack_source(pack.as_deref());
+    let runtime = runtime(host, &source)?;
+    let batch_size = batch_size.unwrap_or_else(|| runtime.policy.batch_size());
+    if batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let audit_dir = audit.unwrap_or_else(|| runtime.policy.audit_dir(&runtime.state_dir));
+    let mut auditor = Auditor::open(&runtime.policy.audit, &audit_dir)?;
+    auditor.lifecycle(Lifecycle::HostStart {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        pid: std::process::id(),
+        command: "run".to_owned(),
+    })?;
+    let generation = match runtime.load(source.clone()) {
+        Ok(generation) => generation,
+        Err(errors) => {
+            auditor.lifecycle(Lifecycle::PackRefused {
+                source: source.display(""),
+                reasons: errors.0.iter().map(ToString::to_string).collect(),
+            })?;
+            auditor.close("pack refused")?;
+            bail!("pack refused:\n{errors}");
+        }
+    };
+    auditor.pack_load(&generation)?;
+
+    let mut out: Box<dyn Write> = match &output {
+        Some(path) => Box::new(BufWriter::new(
+            File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    // The input's name in the log: resuming matches on it.
+    let (name, reader): (String, Box<dyn io::BufRead>) = match input.as_deref() {
+        None => (
+            "<embedded starter pack>/events.jsonl".to_owned(),
+            Box::new(artifacts::starter_events()),
+        ),
+        Some(p) if p == Path::new("-") => ("-".to_owned(), Box::new(io::stdin().lock())),
+        Some(p) => {
+            let file =
+                File::open(p).with_context(|| format!("opening events file {}", p.display()))?;
+            let name = std::fs::canonicalize(p)
+                .unwrap_or_else(|_| p.to_owned())
+                .display()
+                .to_string();
+            (name, Box::new(BufReader::new(file)))
+        }
+    };
+    // Standard input cannot be rewound, so it is never resumed.
+    let from = if name == "-" {
+        None
+    } else {
+        resume::interrupted_position(&audit_dir, &name)
+            .with_context(|| format!("reading the audit log {}", audit_dir.display()))?
+    };
+    let mut reader = reader;
+    if let Some(pos) = from {
+        io::copy(&mut (&mut reader).take(pos.offset), &mut io::sink())
+            .with_context(|| format!("skipping to byte {} of {name}", pos.offset))?;
+        eprintln!(
+            "vigil: resuming an interrupted run over {name} after line {} (byte {})",
+            pos.line, pos.offset
+        );
+    }
+    let from_pos = from.unwrap_or_default();
+    auditor.lifecycle(Lifecycle::RunStart {
+        source: name.clone(),
+        from: from_pos,
+        resumed: from.is_some(),
+    })?;
+    let stats = vigil::dispatch::run_audited(
+        &generation,
+        BatchReader::at(reader, from_pos),
+        &name,
+        batch_size,
+        &mut out,
+        Some(&mut auditor),
+    )?;
+    out.flush()?;
+    auditor.lifecycle(Lifecycle::RunEnd {
+        source: name,
+        at: stats.end,
+        events: stats.events,
+        findings: stats.findings,
+        errors: stats.malformed + stats.failed_calls,
+    })?;
+    let dir = auditor.dir().display().to_string();
+    auditor.close("run finished")?;
+    eprintln!("{} (audit: {dir})", stats.summary());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The audit directory for commands that only read it.
+fn audit_dir(audit: Option<PathBuf>, host: &HostArgs) -> Result<PathBuf> {
+    if let Some(dir) = audit {
+        return Ok(dir);
+    }
+    let policy = match &host.policy {
+        Some(path) => read_policy(path)?,
+        None if Path::new("vigil.toml").exists() => read_policy(Path::new("vigil.toml"))?,
+        None => Policy::default(),
+    };
+    let state_dir = host.state_dir.clone().unwrap_or_else(|| policy.state_dir());
+    Ok(policy.audit_dir(&state_dir))
+}
+
+/// `vigil audit verify|show|stats`.
+fn audit_command(
+    command: AuditCommand,
+    audit: Option<PathBuf>,
+    host: &HostArgs,
+) -> Result<ExitCode> {
+    let dir = audit_dir(audit, host)?;
+    let reading = || format!("reading the audit log {}", dir.display());
+    match command {
+        AuditCommand::Verify => match verify::verify(&dir) {
+            Ok(v) => {
+                println!(
+                    "ok: {} records in {} segment(s), {} checkpoint(s); last hash {}{}",
+                    v.records,
+                    v.segments,
+                    v.checkpoints,
+                    v.last_hash,
+                    v.anchored
+                        .map(|a| format!("; head anchor at record {a}"))
+                        .unwrap_or_default()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                println!("FAILED: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        AuditCommand::Show {
+            plugin,
+            since,
+            finding,
+            json,
+        } => {
+            let filter = query::Filter {
+                plugin,
+                since,
+                finding,
+                record: None,
+            };
+            let stdout = io::stdout();
+            let mut out = BufWriter::new(stdout.lock());
+            let mut result = Ok(());
+            query::for_each(&dir, |entry, raw| {
+                if result.is_err() || !filter.matches(&entry) {
+                    return;
+                }
+                result = if json {
+                    out.write_all(raw).and_then(|()| out.write_all(b"\n"))
+                } else {
+                    writeln!(out, "{}", query::describe(&entry))
+                };
+            })
+            .with_context(reading)?;
+            result?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Stats => {
+            let stats = query::stats(&dir).with_context(reading)?;
+            println!(
+                "{:<32} {:>11} {:>9} {:>7} {:>9} {:>8}  host calls",
+                "plugin", "invocations", "events", "errors", "findings", "denials"
+            );
+            for (plugin, s) in stats {
+                let calls: Vec<String> = s
+                    .host_calls
+                    .iter()
+                    .map(|(cap, n)| format!("{cap} {n}"))
+                    .collect();
+                println!(
+                    "{plugin:<32} {:>11} {:>9} {:>7} {:>9} {:>8}  {}",
+                    s.invocations,
+                    s.events,
+                    s.errors,
+                    s.findings,
+                    s.denials,
+                    if calls.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        calls.join(", ")
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -76,6 +76,16 @@ pub enum World {
     Responder,
 }
 
+impl World {
+    /// The world's name as written in `pack.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Detector => "detector",
+            World::Responder => "responder",
+        }
+    }
+}
+
 /// One test case: events in, expected findings out.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

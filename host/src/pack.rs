@@ -13,15 +13,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use wasmtime::Engine;
+use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
+use crate::audit::grants_digest;
+use crate::audit::record::{GrantSet, LimitsRecord};
 use crate::bindings::DetectorPre;
 use crate::capability::{Capability, ImportKind, classify_import};
 use crate::engine::{ComponentCache, sha256_hex};
 use crate::manifest::{ManifestError, PackManifest, PluginManifest, World};
 use crate::plugin::LoadedPlugin;
 use crate::policy::Policy;
-use crate::sandbox::{CallTemplate, linker_for};
+use crate::sandbox::{CallState, CallTemplate, linker_for};
 use crate::state_store::{StateQuota, StateStore};
 
 /// Where a pack's files come from.
@@ -175,11 +178,36 @@ pub struct PluginReport {
     pub imported: Vec<Capability>,
     /// SHA-256 of the component.
     pub digest: String,
+    /// Everything the plugin is allowed, as recorded in the audit log.
+    pub grants: GrantSet,
+    /// SHA-256 of `grants`.
+    pub grants_digest: String,
+    /// The component's bytes (kept for the audit log's component store).
+    pub component: ComponentBytes,
+}
+
+/// A component's bytes; `Debug` shows only the length.
+#[derive(Clone)]
+pub struct ComponentBytes(Arc<[u8]>);
+
+impl ComponentBytes {
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ComponentBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ComponentBytes({} bytes)", self.0.len())
+    }
 }
 
 /// A loaded pack: its manifest and ready-to-call detectors.
 #[derive(Debug)]
 pub struct Generation {
+    /// Generation number within the host process, from 1.
+    pub number: u64,
     /// The pack manifest.
     pub manifest: PackManifest,
     /// Where the pack came from.
@@ -203,6 +231,8 @@ pub struct LoadContext<'a> {
     pub state_dir: &'a Path,
     /// Origin of monotonic clock readings.
     pub clock_origin: Instant,
+    /// Number of the generation being loaded.
+    pub generation: u64,
 }
 
 impl Generation {
@@ -232,6 +262,7 @@ impl Generation {
         }
         if errors.is_empty() {
             Ok(Generation {
+                number: ctx.generation,
                 manifest,
                 source,
                 detectors,
@@ -308,6 +339,19 @@ fn load_plugin(
     }
     imported.sort();
 
+    let limits = ctx.policy.limits(pack, id);
+    let key_prefixes = match ctx.policy.grant(pack, id) {
+        Some(g) if effective.contains(&Capability::State) => g.state.key_prefixes.clone(),
+        _ => Vec::new(),
+    };
+    let config = plugin.config_entries();
+    let grants = GrantSet {
+        requested: plugin.capabilities.clone(),
+        effective: effective.clone(),
+        state_key_prefixes: key_prefixes.clone(),
+        config: config.clone(),
+        limits: LimitsRecord::from(limits),
+    };
     let report = PluginReport {
         id: id.to_owned(),
         world: plugin.world,
@@ -315,6 +359,9 @@ fn load_plugin(
         effective: effective.clone(),
         imported,
         digest: sha256_hex(&bytes),
+        grants_digest: grants_digest(&grants),
+        grants,
+        component: ComponentBytes(Arc::from(&*bytes)),
     };
     let wrong_world = |world: &'static str, message: String| {
         vec![LoadError::WrongWorld {
@@ -350,13 +397,8 @@ fn load_plugin(
 
     // Second check happens at call time inside each capability; here we link
     // exactly the effective capabilities and nothing else.
-    let linker = linker_for(ctx.engine, &effective)
+    let pre = link_detector(ctx.engine, &component, &effective)
         .map_err(|e| wrong_world("detector", format!("{e:#}")))?;
-    let instance_pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| wrong_world("detector", format!("{e:#}")))?;
-    let pre =
-        DetectorPre::new(instance_pre).map_err(|e| wrong_world("detector", format!("{e:#}")))?;
 
     let state = if effective.contains(&Capability::State) {
         let path = ctx.state_dir.join(pack).join(format!("{id}.state.jsonl"));
@@ -367,27 +409,24 @@ fn load_plugin(
                 message: e.to_string(),
             }]
         })?;
-        let prefixes = ctx
-            .policy
-            .grant(pack, id)
-            .map(|g| g.state.key_prefixes.clone())
-            .unwrap_or_default();
-        Some((Arc::new(store), Arc::from(prefixes)))
+        Some((Arc::new(store), Arc::from(key_prefixes)))
     } else {
         None
     };
-    let limits = ctx.policy.limits(pack, id);
     let template = CallTemplate {
         memory_bytes: limits.memory_bytes as usize,
         log_budget: limits.log_records_per_call,
-        config: Arc::new(plugin.config_entries()),
+        config: Arc::new(config),
         clock_origin: ctx.clock_origin,
         state,
     };
     let loaded = LoadedPlugin {
         pack: Arc::from(pack),
+        pack_version: Arc::from(manifest.version.as_str()),
+        generation: ctx.generation,
         id: Arc::from(id),
         digest: report.digest.clone(),
+        grants_digest: report.grants_digest.clone(),
         effective,
         limits,
         engine: ctx.engine.clone(),
@@ -397,4 +436,15 @@ fn load_plugin(
         projection: Mutex::default(),
     };
     Ok((Some(Arc::new(loaded)), report))
+}
+
+/// Link exactly `effective` (plus deny-all WASI) and pre-instantiate
+/// `component` as a detector.
+pub(crate) fn link_detector(
+    engine: &Engine,
+    component: &Component,
+    effective: &[Capability],
+) -> wasmtime::Result<DetectorPre<CallState>> {
+    let instance_pre = linker_for(engine, effective)?.instantiate_pre(component)?;
+    DetectorPre::new(instance_pre)
 }

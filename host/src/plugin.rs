@@ -13,9 +13,12 @@ use wasmtime::{Engine, Store, Trap};
 use crate::bindings::{Detector, DetectorPre};
 use vigil_event::Projection;
 
+use crate::audit::record::HostCall;
+use crate::audit::tape::Tape;
 use crate::bindings::vigil::plugin::types::{Event, EventBatch, Finding, PluginError};
 use crate::capability::Capability;
 use crate::capability::log::{LogLevel, LogRecord, LogSource};
+use crate::capability::wasi::fresh_seed;
 use crate::engine::deadline_ticks;
 use crate::policy::Limits;
 use crate::sandbox::{CallState, CallTemplate};
@@ -71,6 +74,12 @@ pub struct CallOutcome {
     pub logs: Vec<LogRecord>,
     /// Log records refused for exceeding the budget.
     pub logs_dropped: u64,
+    /// Every host call, in order (see `audit::tape`).
+    pub host_calls: Vec<HostCall>,
+    /// Host calls refused past the recording limits.
+    pub host_calls_refused: u64,
+    /// Seed of the call's WASI random generators.
+    pub random_seed: [u8; 32],
     /// Wall time of the call, instantiation included.
     pub elapsed: Duration,
     /// Set when this call's failure quarantined the plugin.
@@ -87,10 +96,16 @@ pub(crate) struct Health {
 pub struct LoadedPlugin {
     /// Pack name.
     pub pack: Arc<str>,
+    /// Pack version.
+    pub pack_version: Arc<str>,
+    /// Generation the plugin was loaded in.
+    pub generation: u64,
     /// Plugin id.
     pub id: Arc<str>,
     /// SHA-256 of the component bytes.
     pub digest: String,
+    /// SHA-256 of its grant set (see `audit::record::GrantSet`).
+    pub grants_digest: String,
     /// Effective capabilities (requested ∩ granted), the only ones linked.
     pub effective: Vec<Capability>,
     /// Resolved limits.
@@ -145,14 +160,15 @@ impl LoadedPlugin {
     /// Create a fresh store and instance and drop them, without calling into
     /// the guest: the fixed cost every call pays (measured by `cargo bench`).
     pub fn instantiate_only(&self) -> wasmtime::Result<()> {
-        let mut store = self.new_store();
+        let mut store = self.new_store_with(Tape::default(), [0; 32]);
         self.pre.instantiate(&mut store).map(drop)
     }
 
     /// Run `batch` through a fresh instance: `init(config)` then `detect`.
     pub fn detect(&self, batch: &EventBatch) -> CallOutcome {
         let started = Instant::now();
-        let mut store = self.new_store();
+        let random_seed = fresh_seed();
+        let mut store = self.new_store_with(Tape::default(), random_seed);
         let result = self.call(&mut store, batch);
         if let Some(store) = &self.template.state
             && let Err(e) = store.0.flush()
@@ -161,6 +177,7 @@ impl LoadedPlugin {
         }
 
         let data = store.into_data();
+        let (host_calls, host_calls_refused) = data.tape.into_calls();
         let mut logs = data.log.records;
         let (stdout, stderr) = data.wasi.captured();
         for (bytes, source, level) in [
@@ -184,9 +201,28 @@ impl LoadedPlugin {
             result,
             logs,
             logs_dropped: data.log.dropped,
+            host_calls,
+            host_calls_refused,
+            random_seed,
             elapsed: started.elapsed(),
             quarantined_now,
         }
+    }
+
+    /// Re-run `batch` with host calls answered from `tape` (a replay tape)
+    /// and the recorded random seed. Touches no state and no clock, and
+    /// does not count towards quarantine. Returns the result and the first
+    /// divergence from the recorded host calls.
+    pub fn replay(
+        &self,
+        batch: &EventBatch,
+        tape: Tape,
+        random_seed: [u8; 32],
+    ) -> (Result<Vec<Finding>, CallError>, Option<String>) {
+        let mut store = self.new_store_with(tape, random_seed);
+        let result = self.call(&mut store, batch);
+        let divergence = store.data().tape.divergence();
+        (result, divergence)
     }
 
     /// Map a wasmtime error from a call into this store to a [`CallError`].
@@ -280,7 +316,7 @@ impl LoadedPlugin {
     /// dispatcher does not use it: it gives every batch a fresh instance so
     /// nothing but recorded `state` carries between batches.
     pub fn warm_instance(&self) -> Result<WarmInstance<'_>, CallError> {
-        let mut store = self.new_store();
+        let mut store = self.new_store_with(Tape::default(), fresh_seed());
         let (detector, projection) = self.start(&mut store)?;
         Ok(WarmInstance {
             plugin: self,
@@ -290,8 +326,11 @@ impl LoadedPlugin {
         })
     }
 
-    fn new_store(&self) -> Store<CallState> {
-        let mut store = Store::new(&self.engine, CallState::new(&self.template));
+    fn new_store_with(&self, tape: Tape, random_seed: [u8; 32]) -> Store<CallState> {
+        let mut store = Store::new(
+            &self.engine,
+            CallState::new(&self.template, tape, random_seed),
+        );
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
         store.epoch_deadline_trap();

@@ -17,6 +17,14 @@
 //! quarantine_after = 3          # consecutive failed calls before quarantine
 //! log_records_per_call = 100
 //!
+//! [audit]                       # the audit log (see `audit/mod.rs`)
+//! path = ".vigil/audit"         # default: <state_dir>/audit
+//! inputs = "full"               # full | digest: events recorded whole or as SHA-256 only
+//! fsync_interval_ms = 10        # longest wait for fdatasync after a write (0: every commit)
+//! segment_mb = 64               # segment size before rotation
+//! checkpoint_every = 10000      # records between checkpoint records
+//! redact = { drop = ["Event.EventData.IpAddress"], hash = ["Event.EventData.TargetUserName"] }
+//!
 //! [packs.starter.plugins.brute-force]
 //! capabilities = ["log", "state"]
 //! state = { key_prefixes = ["fail/"] }
@@ -46,6 +54,9 @@ pub struct Policy {
     /// Default limits for every plugin.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Grants by pack name.
     #[serde(default)]
     pub packs: BTreeMap<String, PackGrants>,
@@ -100,6 +111,55 @@ pub struct LimitsConfig {
     pub quarantine_after: Option<u32>,
     /// Log records allowed per call.
     pub log_records_per_call: Option<usize>,
+}
+
+/// `[audit]`: where and how the audit log is written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Audit directory (default `<state_dir>/audit`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// How batch events are recorded (default `full`).
+    #[serde(default)]
+    pub inputs: InputMode,
+    /// Longest wait for `fdatasync` after a commit, ms (default 10; 0 syncs
+    /// on every commit).
+    #[serde(default)]
+    pub fsync_interval_ms: Option<u64>,
+    /// Segment size in MiB before rotation (default 64).
+    #[serde(default)]
+    pub segment_mb: Option<u64>,
+    /// Records between checkpoint records (default 10000).
+    #[serde(default)]
+    pub checkpoint_every: Option<u64>,
+    /// Event fields removed or hashed before anything is written.
+    #[serde(default)]
+    pub redact: RedactConfig,
+}
+
+/// How events are recorded in batch records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputMode {
+    /// The event itself (after redaction) and its SHA-256: replayable.
+    #[default]
+    Full,
+    /// Only the SHA-256 of each event line: not replayable.
+    Digest,
+}
+
+/// `[audit.redact]`: dotted event paths.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactConfig {
+    /// Fields removed from recorded events; their values are replaced by
+    /// `[redacted]` wherever else they appear.
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// Fields replaced by `sha256:<16 hex>` of their value, everywhere.
+    #[serde(default)]
+    pub hash: Vec<String>,
 }
 
 /// Resolved limits for one plugin.
@@ -183,6 +243,20 @@ impl Policy {
         if self.batch_size == Some(0) {
             return err("`batch_size` must be at least 1".into());
         }
+        if self.audit.segment_mb == Some(0) {
+            return err("[audit] segment_mb must be at least 1".into());
+        }
+        if self.audit.checkpoint_every == Some(0) {
+            return err("[audit] checkpoint_every must be at least 1".into());
+        }
+        if let Some(bad) = (self.audit.redact.drop.iter())
+            .chain(&self.audit.redact.hash)
+            .find(|p| p.is_empty() || p.split('.').any(str::is_empty))
+        {
+            return err(format!(
+                "[audit.redact] `{bad}` is not a dotted field path like `Event.EventData.User`"
+            ));
+        }
         let mut all = vec![("[limits]".to_owned(), &self.limits)];
         for (pack, grants) in &self.packs {
             for (plugin, grant) in &grants.plugins {
@@ -221,6 +295,14 @@ impl Policy {
         self.state_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(".vigil"))
+    }
+
+    /// The audit directory: `[audit] path`, else `<state_dir>/audit`.
+    pub fn audit_dir(&self, state_dir: &std::path::Path) -> PathBuf {
+        self.audit
+            .path
+            .clone()
+            .unwrap_or_else(|| state_dir.join("audit"))
     }
 
     /// The grant entry for a plugin, if the operator wrote one.

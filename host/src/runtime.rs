@@ -4,6 +4,8 @@
 //! lives in [`Generation`], per-call state in `sandbox::CallState`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use wasmtime::Engine;
@@ -24,6 +26,7 @@ pub struct Runtime {
     /// Plugin state directory.
     pub state_dir: PathBuf,
     clock_origin: Instant,
+    generations: Arc<AtomicU64>,
 }
 
 impl Runtime {
@@ -36,6 +39,7 @@ impl Runtime {
             policy,
             state_dir,
             clock_origin: Instant::now(),
+            generations: Arc::default(),
         })
     }
 
@@ -57,6 +61,7 @@ impl Runtime {
             policy: &self.policy,
             state_dir,
             clock_origin: self.clock_origin,
+            generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
         };
         Generation::load(&ctx, source)
     }

@@ -12,6 +12,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::{WasiCtxView, WasiView};
 
+use crate::audit::tape::Tape;
 use crate::capability::clock::{ClockCtx, ClockView};
 use crate::capability::config::{ConfigCtx, ConfigView};
 use crate::capability::log::{LogCtx, LogView};
@@ -61,6 +62,8 @@ pub struct CallState {
     pub wasi: WasiSandbox,
     /// Log records of this call.
     pub log: LogCtx,
+    /// Every host call of this call, recorded or replayed.
+    pub tape: Tape,
     config: ConfigCtx,
     clock: ClockCtx,
     /// `None` unless `state` is granted.
@@ -83,15 +86,17 @@ pub struct CallTemplate {
 }
 
 impl CallState {
-    /// Fresh store data for one call.
-    pub fn new(template: &CallTemplate) -> Self {
+    /// Fresh store data for one call, with `tape` for its host calls and
+    /// `random_seed` for its WASI random generators.
+    pub fn new(template: &CallTemplate, tape: Tape, random_seed: [u8; 32]) -> Self {
         CallState {
             limiter: CallLimiter {
                 memory_bytes: template.memory_bytes,
                 memory_exceeded: false,
             },
-            wasi: WasiSandbox::new(),
+            wasi: WasiSandbox::new(random_seed),
             log: LogCtx::new(template.log_budget),
+            tape,
             config: ConfigCtx::new(template.config.clone()),
             clock: ClockCtx::new(template.clock_origin),
             state: template
@@ -109,30 +114,32 @@ impl WasiView for CallState {
 }
 
 impl LogView for CallState {
-    fn log_ctx(&mut self) -> &mut LogCtx {
-        &mut self.log
+    fn log_ctx(&mut self) -> (&mut LogCtx, &mut Tape) {
+        (&mut self.log, &mut self.tape)
     }
 }
 
 impl ConfigView for CallState {
-    fn config_ctx(&mut self) -> &mut ConfigCtx {
-        &mut self.config
+    fn config_ctx(&mut self) -> (&mut ConfigCtx, &mut Tape) {
+        (&mut self.config, &mut self.tape)
     }
 }
 
 impl ClockView for CallState {
-    fn clock_ctx(&mut self) -> &mut ClockCtx {
-        &mut self.clock
+    fn clock_ctx(&mut self) -> (&mut ClockCtx, &mut Tape) {
+        (&mut self.clock, &mut self.tape)
     }
 }
 
 impl StateView for CallState {
-    fn state_ctx(&mut self) -> &mut StateCtx {
+    fn state_ctx(&mut self) -> (&mut StateCtx, &mut Tape) {
         // Only reachable through the state interface, which is linked only
         // when the grant includes `state` (and then the context exists).
-        self.state
+        let state = self
+            .state
             .as_mut()
-            .expect("state capability linked without a state grant")
+            .expect("state capability linked without a state grant");
+        (state, &mut self.tape)
     }
 }
 

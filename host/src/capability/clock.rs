@@ -6,8 +6,11 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use serde_json::json;
 use wasmtime::component::{HasData, Linker};
 
+use super::Capability;
+use crate::audit::tape::{RecordedError, Tape};
 use crate::bindings::vigil::plugin::clock as wit;
 
 /// Per-call clock context.
@@ -26,25 +29,48 @@ impl ClockCtx {
 
 /// Implemented by store data that carries a [`ClockCtx`].
 pub trait ClockView {
-    /// The clock context of this store.
-    fn clock_ctx(&mut self) -> &mut ClockCtx;
+    /// The clock context of this store and the call's host-call tape.
+    fn clock_ctx(&mut self) -> (&mut ClockCtx, &mut Tape);
 }
 
 /// Borrowed view implementing the generated `Host` trait.
 pub struct Clock<'a> {
     ctx: &'a mut ClockCtx,
+    tape: &'a mut Tape,
+}
+
+impl RecordedError for wit::Error {
+    fn code(&self) -> String {
+        match self {
+            wit::Error::AccessDenied => "access-denied".into(),
+        }
+    }
+    fn from_code(code: &str) -> Option<Self> {
+        (code == "access-denied").then_some(wit::Error::AccessDenied)
+    }
+    fn access_denied() -> Self {
+        wit::Error::AccessDenied
+    }
 }
 
 impl wit::Host for Clock<'_> {
     fn wall_now(&mut self) -> Result<u64, wit::Error> {
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Ok(u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX))
+        // Recorded: a reading is what makes a run non-deterministic.
+        self.tape
+            .call(Capability::Clock, "wall-now", json!({}), || {
+                let since_epoch = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                Ok(u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX))
+            })
     }
 
     fn monotonic_now(&mut self) -> Result<u64, wit::Error> {
-        Ok(u64::try_from(self.ctx.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        let origin = self.ctx.origin;
+        self.tape
+            .call(Capability::Clock, "monotonic-now", json!({}), || {
+                Ok(u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+            })
     }
 }
 
@@ -57,7 +83,10 @@ impl HasData for ClockData {
 
 /// Link `vigil:plugin/clock`.
 pub fn add_to_linker<T: ClockView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, ClockData>(linker, |t| Clock { ctx: t.clock_ctx() })
+    wit::add_to_linker::<T, ClockData>(linker, |t| {
+        let (ctx, tape) = t.clock_ctx();
+        Clock { ctx, tape }
+    })
 }
 
 #[cfg(test)]
@@ -68,11 +97,16 @@ mod tests {
     #[test]
     fn monotonic_readings_never_go_backwards_and_wall_time_is_recent() {
         let mut ctx = ClockCtx::new(Instant::now());
-        let mut clock = Clock { ctx: &mut ctx };
+        let mut tape = Tape::default();
+        let mut clock = Clock {
+            ctx: &mut ctx,
+            tape: &mut tape,
+        };
         let a = clock.monotonic_now().expect("granted");
         let b = clock.monotonic_now().expect("granted");
         assert!(b >= a);
         // 2020-01-01 in nanoseconds: any sane host clock is past it.
         assert!(clock.wall_now().expect("granted") > 1_577_836_800_000_000_000);
+        assert_eq!(tape.into_calls().0.len(), 3, "every reading is recorded");
     }
 }

@@ -6,8 +6,11 @@
 
 use std::sync::Arc;
 
+use serde_json::json;
 use wasmtime::component::{HasData, Linker};
 
+use super::Capability;
+use crate::audit::tape::{RecordedError, Tape};
 use crate::bindings::vigil::plugin::config as wit;
 
 /// Per-call config context.
@@ -27,26 +30,48 @@ impl ConfigCtx {
 
 /// Implemented by store data that carries a [`ConfigCtx`].
 pub trait ConfigView {
-    /// The config context of this store.
-    fn config_ctx(&mut self) -> &mut ConfigCtx;
+    /// The config context of this store and the call's host-call tape.
+    fn config_ctx(&mut self) -> (&mut ConfigCtx, &mut Tape);
 }
 
 /// Borrowed view implementing the generated `Host` trait.
 pub struct Config<'a> {
     ctx: &'a mut ConfigCtx,
+    tape: &'a mut Tape,
+}
+
+impl RecordedError for wit::Error {
+    fn code(&self) -> String {
+        match self {
+            wit::Error::AccessDenied => "access-denied".into(),
+        }
+    }
+    fn from_code(code: &str) -> Option<Self> {
+        (code == "access-denied").then_some(wit::Error::AccessDenied)
+    }
+    fn access_denied() -> Self {
+        wit::Error::AccessDenied
+    }
 }
 
 impl wit::Host for Config<'_> {
     fn get(&mut self, key: String) -> Result<Option<String>, wit::Error> {
         let entries = &self.ctx.entries;
-        Ok(entries
-            .binary_search_by(|(k, _)| k.as_str().cmp(&key))
-            .ok()
-            .map(|i| entries[i].1.clone()))
+        self.tape
+            .call(Capability::Config, "get", json!({ "key": key }), || {
+                Ok(entries
+                    .binary_search_by(|(k, _)| k.as_str().cmp(&key))
+                    .ok()
+                    .map(|i| entries[i].1.clone()))
+            })
     }
 
     fn get_all(&mut self) -> Result<Vec<(String, String)>, wit::Error> {
-        Ok(self.ctx.entries.to_vec())
+        let entries = &self.ctx.entries;
+        self.tape
+            .call(Capability::Config, "get-all", json!({}), || {
+                Ok(entries.to_vec())
+            })
     }
 }
 
@@ -59,8 +84,9 @@ impl HasData for ConfigData {
 
 /// Link `vigil:plugin/config`.
 pub fn add_to_linker<T: ConfigView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, ConfigData>(linker, |t| Config {
-        ctx: t.config_ctx(),
+    wit::add_to_linker::<T, ConfigData>(linker, |t| {
+        let (ctx, tape) = t.config_ctx();
+        Config { ctx, tape }
     })
 }
 
@@ -75,9 +101,14 @@ mod tests {
             ("a".to_owned(), "1".to_owned()),
             ("b".to_owned(), "[2]".to_owned()),
         ]));
-        let mut config = Config { ctx: &mut ctx };
+        let mut tape = Tape::default();
+        let mut config = Config {
+            ctx: &mut ctx,
+            tape: &mut tape,
+        };
         assert_eq!(config.get("b".into()), Ok(Some("[2]".into())));
         assert_eq!(config.get("zzz".into()), Ok(None));
         assert_eq!(config.get_all().map(|v| v.len()), Ok(2));
+        assert_eq!(tape.into_calls().0.len(), 3, "every read is recorded");
     }
 }

@@ -5,9 +5,11 @@
 //! plugin from flooding the host: past it, calls return `rate-limited` and
 //! the host counts what was dropped.
 
+use serde_json::json;
 use wasmtime::component::{HasData, Linker};
 
-use super::clamp;
+use super::{Capability, clamp};
+use crate::audit::tape::{RecordedError, Tape};
 use crate::bindings::vigil::plugin::log::{self as wit, Level};
 
 /// Longest message kept, in bytes.
@@ -79,13 +81,46 @@ impl LogCtx {
 
 /// Implemented by store data that carries a [`LogCtx`].
 pub trait LogView {
-    /// The log context of this store.
-    fn log_ctx(&mut self) -> &mut LogCtx;
+    /// The log context of this store and the call's host-call tape.
+    fn log_ctx(&mut self) -> (&mut LogCtx, &mut Tape);
 }
 
 /// Borrowed view implementing the generated `Host` trait.
 pub struct Log<'a> {
     ctx: &'a mut LogCtx,
+    tape: &'a mut Tape,
+}
+
+impl RecordedError for wit::Error {
+    fn code(&self) -> String {
+        match self {
+            wit::Error::AccessDenied => "access-denied".into(),
+            wit::Error::RateLimited => "rate-limited".into(),
+        }
+    }
+    fn from_code(code: &str) -> Option<Self> {
+        match code {
+            "access-denied" => Some(wit::Error::AccessDenied),
+            "rate-limited" => Some(wit::Error::RateLimited),
+            _ => None,
+        }
+    }
+    fn access_denied() -> Self {
+        wit::Error::AccessDenied
+    }
+}
+
+impl LogLevel {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
 }
 
 impl wit::Host for Log<'_> {
@@ -95,10 +130,6 @@ impl wit::Host for Log<'_> {
         message: String,
         fields: Vec<(String, String)>,
     ) -> Result<(), wit::Error> {
-        if self.ctx.records.len() >= self.ctx.budget {
-            self.ctx.dropped += 1;
-            return Err(wit::Error::RateLimited);
-        }
         let level = match level {
             Level::Trace => LogLevel::Trace,
             Level::Debug => LogLevel::Debug,
@@ -106,19 +137,28 @@ impl wit::Host for Log<'_> {
             Level::Warn => LogLevel::Warn,
             Level::Error => LogLevel::Error,
         };
-        // Guest-controlled: clamp sizes before keeping anything.
-        let fields = fields
+        // Guest-controlled: clamp sizes before keeping or recording anything.
+        let message = clamp(message, MAX_MESSAGE_BYTES);
+        let fields: Vec<(String, String)> = fields
             .into_iter()
             .take(MAX_FIELDS)
             .map(|(k, v)| (clamp(k, MAX_FIELD_BYTES), clamp(v, MAX_FIELD_BYTES)))
             .collect();
-        self.ctx.records.push(LogRecord {
-            source: LogSource::Plugin,
-            level,
-            message: clamp(message, MAX_MESSAGE_BYTES),
-            fields,
-        });
-        Ok(())
+        let args = json!({ "level": level.name(), "message": message, "fields": fields });
+        let ctx = &mut *self.ctx;
+        self.tape.call(Capability::Log, "emit", args, || {
+            if ctx.records.len() >= ctx.budget {
+                ctx.dropped += 1;
+                return Err(wit::Error::RateLimited);
+            }
+            ctx.records.push(LogRecord {
+                source: LogSource::Plugin,
+                level,
+                message,
+                fields,
+            });
+            Ok(())
+        })
     }
 }
 
@@ -131,7 +171,10 @@ impl HasData for LogData {
 
 /// Link `vigil:plugin/log`.
 pub fn add_to_linker<T: LogView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, LogData>(linker, |t| Log { ctx: t.log_ctx() })
+    wit::add_to_linker::<T, LogData>(linker, |t| {
+        let (ctx, tape) = t.log_ctx();
+        Log { ctx, tape }
+    })
 }
 
 #[cfg(test)]
@@ -142,7 +185,11 @@ mod tests {
     #[test]
     fn records_past_the_budget_are_rate_limited_and_counted() {
         let mut ctx = LogCtx::new(2);
-        let mut log = Log { ctx: &mut ctx };
+        let mut tape = Tape::default();
+        let mut log = Log {
+            ctx: &mut ctx,
+            tape: &mut tape,
+        };
         assert!(log.emit(Level::Info, "a".into(), vec![]).is_ok());
         assert!(
             log.emit(Level::Warn, "b".into(), vec![("k".into(), "v".into())])
@@ -163,9 +210,13 @@ mod tests {
     #[test]
     fn oversized_messages_are_clamped() {
         let mut ctx = LogCtx::new(1);
-        Log { ctx: &mut ctx }
-            .emit(Level::Error, "x".repeat(MAX_MESSAGE_BYTES * 4), vec![])
-            .expect("within budget");
+        let mut tape = Tape::default();
+        Log {
+            ctx: &mut ctx,
+            tape: &mut tape,
+        }
+        .emit(Level::Error, "x".repeat(MAX_MESSAGE_BYTES * 4), vec![])
+        .expect("within budget");
         assert!(ctx.records[0].message.len() <= MAX_MESSAGE_BYTES + 3);
     }
 }

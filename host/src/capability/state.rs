@@ -7,8 +7,11 @@
 
 use std::sync::Arc;
 
+use serde_json::json;
 use wasmtime::component::{HasData, Linker};
 
+use super::Capability;
+use crate::audit::tape::{RecordedError, Tape};
 use crate::bindings::vigil::plugin::state as wit;
 use crate::state_store::{StateStore, StateStoreError};
 
@@ -43,13 +46,36 @@ impl StateCtx {
 
 /// Implemented by store data that carries a [`StateCtx`].
 pub trait StateView {
-    /// The state context of this store.
-    fn state_ctx(&mut self) -> &mut StateCtx;
+    /// The state context of this store and the call's host-call tape.
+    fn state_ctx(&mut self) -> (&mut StateCtx, &mut Tape);
 }
 
 /// Borrowed view implementing the generated `Host` trait.
 pub struct State<'a> {
     ctx: &'a mut StateCtx,
+    tape: &'a mut Tape,
+}
+
+impl RecordedError for wit::Error {
+    fn code(&self) -> String {
+        match self {
+            wit::Error::AccessDenied => "access-denied".into(),
+            wit::Error::QuotaExceeded => "quota-exceeded".into(),
+            wit::Error::Unavailable(why) => format!("unavailable: {why}"),
+        }
+    }
+    fn from_code(code: &str) -> Option<Self> {
+        match code {
+            "access-denied" => Some(wit::Error::AccessDenied),
+            "quota-exceeded" => Some(wit::Error::QuotaExceeded),
+            _ => code
+                .strip_prefix("unavailable: ")
+                .map(|why| wit::Error::Unavailable(why.to_owned())),
+        }
+    }
+    fn access_denied() -> Self {
+        wit::Error::AccessDenied
+    }
 }
 
 fn to_wit(e: StateStoreError) -> wit::Error {
@@ -62,8 +88,12 @@ fn to_wit(e: StateStoreError) -> wit::Error {
 
 impl wit::Host for State<'_> {
     fn get(&mut self, key: String) -> Result<Option<String>, wit::Error> {
-        self.ctx.check(&key)?;
-        Ok(self.ctx.store.get(&key))
+        let ctx = &*self.ctx;
+        let args = json!({ "key": key });
+        self.tape.call(Capability::State, "get", args, || {
+            ctx.check(&key)?;
+            Ok(ctx.store.get(&key))
+        })
     }
 
     fn set(
@@ -72,16 +102,21 @@ impl wit::Host for State<'_> {
         value: String,
         ttl_seconds: Option<u64>,
     ) -> Result<(), wit::Error> {
-        self.ctx.check(&key)?;
-        self.ctx
-            .store
-            .set(&key, &value, ttl_seconds)
-            .map_err(to_wit)
+        let ctx = &*self.ctx;
+        let args = json!({ "key": key, "value": value, "ttl-seconds": ttl_seconds });
+        self.tape.call(Capability::State, "set", args, || {
+            ctx.check(&key)?;
+            ctx.store.set(&key, &value, ttl_seconds).map_err(to_wit)
+        })
     }
 
     fn delete(&mut self, key: String) -> Result<(), wit::Error> {
-        self.ctx.check(&key)?;
-        self.ctx.store.delete(&key).map_err(to_wit)
+        let ctx = &*self.ctx;
+        let args = json!({ "key": key });
+        self.tape.call(Capability::State, "delete", args, || {
+            ctx.check(&key)?;
+            ctx.store.delete(&key).map_err(to_wit)
+        })
     }
 }
 
@@ -94,7 +129,10 @@ impl HasData for StateData {
 
 /// Link `vigil:plugin/state`.
 pub fn add_to_linker<T: StateView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, StateData>(linker, |t| State { ctx: t.state_ctx() })
+    wit::add_to_linker::<T, StateData>(linker, |t| {
+        let (ctx, tape) = t.state_ctx();
+        State { ctx, tape }
+    })
 }
 
 #[cfg(test)]
@@ -113,7 +151,11 @@ mod tests {
     #[test]
     fn keys_outside_granted_prefixes_are_access_denied() {
         let (_dir, mut ctx) = ctx(&["fail/"]);
-        let mut state = State { ctx: &mut ctx };
+        let mut tape = Tape::default();
+        let mut state = State {
+            ctx: &mut ctx,
+            tape: &mut tape,
+        };
         assert_eq!(state.set("fail/alice".into(), "1".into(), None), Ok(()));
         assert_eq!(state.get("fail/alice".into()), Ok(Some("1".into())));
         assert_eq!(
@@ -125,12 +167,19 @@ mod tests {
             state.delete("other/x".into()),
             Err(wit::Error::AccessDenied)
         );
+        let statuses: Vec<_> = tape.into_calls().0.iter().map(|c| c.status).collect();
+        use crate::audit::record::CallStatus::{Allowed, Denied};
+        assert_eq!(statuses, [Allowed, Allowed, Denied, Denied, Denied]);
     }
 
     #[test]
     fn an_empty_prefix_list_grants_no_keys() {
         let (_dir, mut ctx) = ctx(&[]);
-        let mut state = State { ctx: &mut ctx };
+        let mut tape = Tape::default();
+        let mut state = State {
+            ctx: &mut ctx,
+            tape: &mut tape,
+        };
         assert_eq!(state.get("anything".into()), Err(wit::Error::AccessDenied));
     }
 }

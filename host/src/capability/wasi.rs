@@ -11,6 +11,10 @@
 
 use std::time::Duration;
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use sha2::{Digest, Sha256};
+
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{
@@ -57,8 +61,10 @@ impl HostMonotonicClock for FrozenClock {
 }
 
 impl WasiSandbox {
-    /// A fresh context that grants nothing.
-    pub fn new() -> Self {
+    /// A fresh context that grants nothing. `random_seed` seeds both
+    /// `wasi:random` generators: the host picks a fresh seed per call and
+    /// records it, so the bytes a plugin drew can be drawn again on replay.
+    pub fn new(random_seed: [u8; 32]) -> Self {
         let stdout = MemoryOutputPipe::new(CAPTURE_BYTES);
         let stderr = MemoryOutputPipe::new(CAPTURE_BYTES);
         let ctx = WasiCtxBuilder::new()
@@ -69,6 +75,13 @@ impl WasiSandbox {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .secure_random(StdRng::from_seed(random_seed))
+            .insecure_random(StdRng::from_seed(derive_seed(random_seed, 1)))
+            .insecure_random_seed(u128::from_le_bytes(
+                derive_seed(random_seed, 2)[..16]
+                    .try_into()
+                    .expect("16 bytes"),
+            ))
             .build();
         WasiSandbox {
             ctx,
@@ -95,10 +108,18 @@ impl WasiSandbox {
     }
 }
 
-impl Default for WasiSandbox {
-    fn default() -> Self {
-        Self::new()
-    }
+/// A seed for one call's random generators, from the OS-seeded thread RNG.
+pub fn fresh_seed() -> [u8; 32] {
+    rand::random()
+}
+
+/// An independent seed derived from `seed` (the three WASI generators must
+/// not share a stream).
+fn derive_seed(seed: [u8; 32], n: u8) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(seed);
+    hasher.update([n]);
+    hasher.finalize().into()
 }
 
 /// Link every WASI p2 interface (synchronous flavour).

@@ -1,0 +1,257 @@
+//! `vigil audit show` and `vigil audit stats`: reading the log back.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+
+use super::record::{CallStatus, Lifecycle, Outcome, Record};
+use super::segments;
+use super::writer::read_bounded;
+
+/// One parsed line.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Entry {
+    /// Sequence number.
+    pub seq: u64,
+    /// When it was written (RFC 3339).
+    pub time: String,
+    /// The record.
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+/// Which records `show` prints.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only invocations of this plugin id (and lifecycle records naming it).
+    pub plugin: Option<String>,
+    /// Only records written at or after this time.
+    pub since: Option<SystemTime>,
+    /// Only invocations with a finding of this rule id.
+    pub finding: Option<String>,
+    /// Only this record.
+    pub record: Option<u64>,
+}
+
+impl Filter {
+    /// Whether `entry` passes.
+    pub fn matches(&self, entry: &Entry) -> bool {
+        if self.record.is_some_and(|r| r != entry.seq) {
+            return false;
+        }
+        if let Some(since) = self.since {
+            match humantime::parse_rfc3339_weak(&entry.time) {
+                Ok(t) if t >= since => {}
+                _ => return false,
+            }
+        }
+        match &entry.record {
+            Record::Invocation(inv) => {
+                self.plugin.as_ref().is_none_or(|p| *p == inv.plugin)
+                    && self
+                        .finding
+                        .as_ref()
+                        .is_none_or(|rule| inv.findings.iter().any(|f| f.rule_id == *rule))
+            }
+            Record::Lifecycle(Lifecycle::Quarantine { plugin, .. }) => {
+                self.finding.is_none() && self.plugin.as_ref().is_none_or(|p| p == plugin)
+            }
+            _ => self.plugin.is_none() && self.finding.is_none(),
+        }
+    }
+}
+
+/// Call `f` on every record of the log in order, with its raw line.
+/// Lines that do not parse (a torn tail) are skipped; `verify` reports them.
+pub fn for_each(dir: &Path, mut f: impl FnMut(Entry, &[u8])) -> std::io::Result<()> {
+    for (_, path) in segments::list(dir)? {
+        let bytes = read_bounded(&path)?;
+        for line in segments::lines(&bytes).filter(|l| l.complete) {
+            if let Ok(entry) = serde_json::from_slice::<Entry>(line.bytes) {
+                f(entry, line.bytes);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One human-readable line for `entry`.
+pub fn describe(entry: &Entry) -> String {
+    let mut out = format!("#{} {} ", entry.seq, entry.time);
+    match &entry.record {
+        Record::Lifecycle(l) => {
+            let _ = match l {
+                Lifecycle::HostStart {
+                    version,
+                    pid,
+                    command,
+                } => {
+                    write!(out, "host start: vigil {version} pid {pid} `{command}`")
+                }
+                Lifecycle::HostStop { reason } => write!(out, "host stop: {reason}"),
+                Lifecycle::PackLoad {
+                    pack,
+                    version,
+                    generation,
+                    source,
+                    plugins,
+                } => {
+                    let _ = write!(
+                        out,
+                        "pack load: {pack} {version} generation {generation} from {source}:"
+                    );
+                    for p in plugins {
+                        let caps: Vec<_> = p.grant_set.effective.iter().map(|c| c.name()).collect();
+                        let _ = write!(
+                            out,
+                            " {} ({}, grants [{}], component {})",
+                            p.id,
+                            p.world,
+                            caps.join(", "),
+                            &p.component[..12]
+                        );
+                    }
+                    Ok(())
+                }
+                Lifecycle::PackRefused { source, reasons } => {
+                    write!(out, "pack refused: {source}: {}", reasons.join("; "))
+                }
+                Lifecycle::Quarantine {
+                    pack,
+                    plugin,
+                    reason,
+                } => {
+                    write!(out, "QUARANTINE {pack}/{plugin}: {reason}")
+                }
+                Lifecycle::RunStart {
+                    source,
+                    from,
+                    resumed,
+                } => write!(
+                    out,
+                    "run start: {source}{}",
+                    if *resumed {
+                        format!(" (resumed after line {}, byte {})", from.line, from.offset)
+                    } else {
+                        String::new()
+                    }
+                ),
+                Lifecycle::RunEnd {
+                    source,
+                    events,
+                    findings,
+                    errors,
+                    ..
+                } => write!(
+                    out,
+                    "run end: {source}: {events} events, {findings} findings, {errors} errors"
+                ),
+                Lifecycle::TailRepaired {
+                    segment,
+                    bytes_removed,
+                    records_removed,
+                    reason,
+                    ..
+                } => write!(
+                    out,
+                    "torn tail repaired in {segment}: cut {bytes_removed} bytes ({records_removed} complete records of an unfinished unit): {reason}"
+                ),
+            };
+        }
+        Record::Batch(b) => {
+            let first = b.start.line + 1;
+            let _ = write!(
+                out,
+                "batch {} lines {first}-{}: {} events, {} malformed, {} invocations",
+                b.source,
+                b.end.line,
+                b.events.len(),
+                b.malformed.len(),
+                b.invocations
+            );
+        }
+        Record::Invocation(inv) => {
+            let denied = inv
+                .host_calls
+                .iter()
+                .filter(|c| c.status == CallStatus::Denied)
+                .count();
+            let _ = write!(
+                out,
+                "invocation {}/{} on batch #{}: {:?}, {} findings, {} host calls ({} denied), {:.3} ms",
+                inv.pack,
+                inv.plugin,
+                inv.batch,
+                inv.outcome,
+                inv.findings.len(),
+                inv.host_calls.len(),
+                denied,
+                inv.duration_us as f64 / 1000.0
+            );
+            if let Some(e) = &inv.error {
+                let _ = write!(out, ": {e}");
+            }
+            for f in &inv.findings {
+                let _ = write!(
+                    out,
+                    "\n    finding {} [{}] line {}: {}",
+                    f.rule_id, f.severity, f.event.line, f.title
+                );
+            }
+        }
+        Record::Checkpoint(c) => {
+            let _ = write!(
+                out,
+                "checkpoint: {} records, segment {}",
+                c.records, c.segment
+            );
+        }
+    }
+    out
+}
+
+/// Per-plugin counters for `vigil audit stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginStats {
+    /// Invocation records.
+    pub invocations: u64,
+    /// Events across those invocations' batches.
+    pub events: u64,
+    /// Invocations that did not end `ok`.
+    pub errors: u64,
+    /// Findings.
+    pub findings: u64,
+    /// Host calls refused by the grant.
+    pub denials: u64,
+    /// Host calls by capability.
+    pub host_calls: BTreeMap<String, u64>,
+}
+
+/// Counters per `pack/plugin`.
+pub fn stats(dir: &Path) -> std::io::Result<BTreeMap<String, PluginStats>> {
+    let mut out: BTreeMap<String, PluginStats> = BTreeMap::new();
+    let mut batch_sizes: BTreeMap<u64, u64> = BTreeMap::new();
+    for_each(dir, |entry, _| match entry.record {
+        Record::Batch(b) => {
+            batch_sizes.insert(entry.seq, b.events.len() as u64);
+        }
+        Record::Invocation(inv) => {
+            let s = out
+                .entry(format!("{}/{}", inv.pack, inv.plugin))
+                .or_default();
+            s.invocations += 1;
+            s.events += batch_sizes.get(&inv.batch).copied().unwrap_or(0);
+            s.errors += u64::from(inv.outcome != Outcome::Ok);
+            s.findings += inv.findings.len() as u64;
+            for call in &inv.host_calls {
+                *s.host_calls.entry(call.interface.clone()).or_default() += 1;
+                s.denials += u64::from(call.status == CallStatus::Denied);
+            }
+        }
+        _ => {}
+    })?;
+    Ok(out)
+}

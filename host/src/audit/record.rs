@@ -1,0 +1,362 @@
+//! What the audit log holds: one [`Record`] per line, wrapped in the
+//! hash-chain envelope of [`super::chain`].
+//!
+//! Kinds (the `kind` field of each line):
+//! - `lifecycle`: host start/stop, pack load (with every plugin's effective
+//!   grants, limits, config and component digest) or refusal, quarantine,
+//!   run start/end, torn-tail repair;
+//! - `batch`: the events of one batch (full, redacted or digests only),
+//!   malformed lines, and the source position before and after it;
+//! - `invocation`: one plugin call on one batch: outcome, findings, logs and
+//!   every host call in order, with the values the host supplied;
+//! - `checkpoint`: periodic summary of the chain so far.
+//!
+//! A batch record and the invocation records that follow it form one unit:
+//! they are written together before any of the batch's findings leave the
+//! host, and a torn tail that cuts a unit short removes the whole unit.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::capability::Capability;
+use crate::output::FindingRecord;
+
+/// The body of one audit line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Record {
+    /// Something that happened to the host, a pack or a plugin.
+    Lifecycle(Lifecycle),
+    /// The input of one batch.
+    Batch(BatchRecord),
+    /// One plugin call on one batch.
+    Invocation(InvocationRecord),
+    /// A summary of the chain so far.
+    Checkpoint(Checkpoint),
+}
+
+/// Host, pack and plugin lifecycle events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Lifecycle {
+    /// The host opened the audit log.
+    HostStart {
+        /// `vigil` version.
+        version: String,
+        /// Process id.
+        pid: u32,
+        /// The command line's subcommand, e.g. `run`.
+        command: String,
+    },
+    /// The host closed the audit log cleanly.
+    HostStop {
+        /// Why, e.g. `run finished`.
+        reason: String,
+    },
+    /// A pack generation was loaded; lists what every plugin may do.
+    PackLoad {
+        /// Pack name.
+        pack: String,
+        /// Pack version.
+        version: String,
+        /// Generation number within this host process.
+        generation: u64,
+        /// Where the pack came from.
+        source: String,
+        /// Every plugin of the pack with its grants.
+        plugins: Vec<PluginLoad>,
+    },
+    /// A pack was refused; nothing of it runs.
+    PackRefused {
+        /// Where the pack came from.
+        source: String,
+        /// Every problem found.
+        reasons: Vec<String>,
+    },
+    /// A plugin was quarantined and gets no more events.
+    Quarantine {
+        /// Pack name.
+        pack: String,
+        /// Plugin id.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+    /// A run over one input started.
+    RunStart {
+        /// The input name.
+        source: String,
+        /// Where reading starts: non-zero when resuming an interrupted run.
+        from: Position,
+        /// Set when this run resumes one that did not finish.
+        resumed: bool,
+    },
+    /// A run over one input finished.
+    RunEnd {
+        /// The input name.
+        source: String,
+        /// Where reading stopped.
+        at: Position,
+        /// Events dispatched in this run.
+        events: u64,
+        /// Findings emitted in this run.
+        findings: u64,
+        /// Malformed lines plus failed plugin calls.
+        errors: u64,
+    },
+    /// On open, the log's tail was incomplete (the host died mid-write) and
+    /// was cut back to the last complete unit.
+    TailRepaired {
+        /// The segment file that was cut.
+        segment: String,
+        /// Its length after the cut.
+        offset: u64,
+        /// Bytes removed.
+        bytes_removed: u64,
+        /// Complete records removed because their unit was incomplete.
+        records_removed: u64,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// One plugin of a loaded pack, as granted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginLoad {
+    /// Plugin id.
+    pub id: String,
+    /// `detector` or `responder`.
+    pub world: String,
+    /// SHA-256 of the component bytes; the component is kept in the audit
+    /// directory's `components/` store under this name.
+    pub component: String,
+    /// SHA-256 of the grant set below; invocations refer to it.
+    pub grants: String,
+    /// The effective grant set.
+    pub grant_set: GrantSet,
+}
+
+/// Everything a plugin was allowed, as one hashable value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrantSet {
+    /// Capabilities requested in `pack.toml`.
+    pub requested: Vec<Capability>,
+    /// Effective capabilities (requested ∩ granted); only these are linked.
+    pub effective: Vec<Capability>,
+    /// State key prefixes, when `state` is effective.
+    pub state_key_prefixes: Vec<String>,
+    /// The plugin's config entries as `init` receives them.
+    pub config: Vec<(String, String)>,
+    /// Limits the plugin runs under.
+    pub limits: LimitsRecord,
+}
+
+/// The resolved limits of a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsRecord {
+    /// Wall-clock budget per call, milliseconds.
+    pub deadline_ms: u64,
+    /// Memory cap, bytes.
+    pub memory_bytes: u64,
+    /// Most findings per call.
+    pub max_findings_per_batch: usize,
+    /// Most bytes of finding text per call.
+    pub max_output_bytes: usize,
+    /// Consecutive failures before quarantine.
+    pub quarantine_after: u32,
+    /// Log records per call.
+    pub log_records_per_call: usize,
+}
+
+impl From<crate::policy::Limits> for LimitsRecord {
+    fn from(l: crate::policy::Limits) -> Self {
+        LimitsRecord {
+            deadline_ms: l.deadline.as_millis() as u64,
+            memory_bytes: l.memory_bytes,
+            max_findings_per_batch: l.max_findings_per_batch,
+            max_output_bytes: l.max_output_bytes,
+            quarantine_after: l.quarantine_after,
+            log_records_per_call: l.log_records_per_call,
+        }
+    }
+}
+
+impl From<LimitsRecord> for crate::policy::Limits {
+    fn from(l: LimitsRecord) -> Self {
+        crate::policy::Limits {
+            deadline: std::time::Duration::from_millis(l.deadline_ms),
+            memory_bytes: l.memory_bytes,
+            max_findings_per_batch: l.max_findings_per_batch,
+            max_output_bytes: l.max_output_bytes,
+            quarantine_after: l.quarantine_after,
+            log_records_per_call: l.log_records_per_call,
+        }
+    }
+}
+
+/// A position in an input: the byte offset and the number of lines
+/// consumed before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// Bytes consumed.
+    pub offset: u64,
+    /// Lines consumed (the next line is `line + 1`).
+    pub line: u64,
+}
+
+/// The input of one batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRecord {
+    /// The input name.
+    pub source: String,
+    /// Position before the batch's first line.
+    pub start: Position,
+    /// Position after its last line: where a resumed run continues.
+    pub end: Position,
+    /// Invocation records that complete this batch's unit.
+    pub invocations: u32,
+    /// Lines in this range that were not events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub malformed: Vec<MalformedRecord>,
+    /// The events, in input order. (The writer splices them in after the
+    /// other fields, so it serializes this empty and skipped.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventInput>,
+}
+
+/// A line that was not an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MalformedRecord {
+    /// 1-based line number.
+    pub line: u64,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+/// One event of a batch as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventInput {
+    /// Event id (its line number), as plugins saw it.
+    pub id: u64,
+    /// SHA-256 of the event's original line.
+    pub sha256: String,
+    /// The event, when inputs are recorded in full: exactly as read, or
+    /// with the policy's redactions applied (then `redacted` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Value>,
+    /// Set when `event` differs from the original line by redaction.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
+}
+
+/// How a plugin call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Findings returned and accepted.
+    Ok,
+    /// The plugin returned an error, or its output broke a limit.
+    Error,
+    /// The guest trapped (including the memory cap).
+    Trap,
+    /// The epoch deadline stopped it.
+    Deadline,
+}
+
+/// One plugin call on one batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvocationRecord {
+    /// Sequence number of the batch record this call processed.
+    pub batch: u64,
+    /// Pack name.
+    pub pack: String,
+    /// Pack version.
+    pub version: String,
+    /// Generation number.
+    pub generation: u64,
+    /// Plugin id.
+    pub plugin: String,
+    /// SHA-256 of the component.
+    pub component: String,
+    /// SHA-256 of the grant set (see the pack-load record).
+    pub grants: String,
+    /// Seed of the call's WASI random generators: with it, `wasi:random`
+    /// returns the same bytes on replay.
+    pub random_seed: String,
+    /// How the call ended.
+    pub outcome: Outcome,
+    /// The error, unless the outcome is `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Findings emitted (none unless `ok`).
+    pub findings: Vec<FindingRecord>,
+    /// Every host call, in order (`log.emit` calls included).
+    pub host_calls: Vec<HostCall>,
+    /// Host calls refused unrun past the per-call recording limits.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub host_calls_refused: u64,
+    /// Captured stdout/stderr lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LogLine>,
+    /// Wall time of the call, microseconds.
+    pub duration_us: u64,
+    /// Set when this failure quarantined the plugin.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quarantined: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One capability call made by a plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostCall {
+    /// Capability name, e.g. `state`.
+    pub interface: String,
+    /// Function, e.g. `get`.
+    pub function: String,
+    /// Arguments by name.
+    pub args: Value,
+    /// Whether the host allowed it.
+    pub status: CallStatus,
+    /// `{"ok": value}` or `{"error": code}`: what the guest received.
+    pub result: Value,
+}
+
+/// Whether a host call was allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallStatus {
+    /// Allowed and succeeded.
+    Allowed,
+    /// Refused by the grant (`access-denied`).
+    Denied,
+    /// Allowed but failed (quota, storage, rate limit).
+    Failed,
+}
+
+/// A log line of an invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// `log`, `stdout` or `stderr`.
+    pub stream: String,
+    /// Level name.
+    pub level: String,
+    /// Message.
+    pub message: String,
+    /// Structured fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<(String, String)>,
+}
+
+/// A summary of the chain up to and including this record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Records before this one.
+    pub records: u64,
+    /// Hash of the record before this one.
+    pub head: String,
+    /// Segment this record opens or sits in.
+    pub segment: u64,
+}

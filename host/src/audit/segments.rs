@@ -1,0 +1,211 @@
+//! Segment files of an audit directory: naming, listing, reading lines,
+//! and finding where a torn tail starts.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::chain::{self, GENESIS};
+use super::writer::{AuditError, read_bounded};
+
+/// Path of segment `index` (`00000001.jsonl`, ...).
+pub fn path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("{index:08}.jsonl"))
+}
+
+/// The segments in `dir`, in order.
+pub fn list(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let index = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".jsonl"))
+            .filter(|n| n.len() == 8)
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(index) = index {
+            out.push((index, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One line of a segment.
+#[derive(Debug)]
+pub struct Line<'a> {
+    /// Byte offset of the line in its segment.
+    pub offset: u64,
+    /// The line without its newline.
+    pub bytes: &'a [u8],
+    /// False for a last line with no newline (a torn write).
+    pub complete: bool,
+}
+
+/// Split a segment's bytes into lines.
+pub fn lines(bytes: &[u8]) -> impl Iterator<Item = Line<'_>> {
+    let mut offset = 0usize;
+    std::iter::from_fn(move || {
+        if offset >= bytes.len() {
+            return None;
+        }
+        let rest = &bytes[offset..];
+        let (line, complete, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&rest[..i], true, offset + i + 1),
+            None => (rest, false, bytes.len()),
+        };
+        let item = Line {
+            offset: offset as u64,
+            bytes: line,
+            complete,
+        };
+        offset = next;
+        Some(item)
+    })
+}
+
+/// Just enough of a record to follow batch units.
+#[derive(Deserialize)]
+pub(crate) struct Peek {
+    pub(crate) kind: String,
+    #[serde(default)]
+    pub(crate) invocations: Option<u32>,
+}
+
+/// Where the log ends and what must be cut to make it end cleanly.
+#[derive(Debug)]
+pub(crate) struct Tail {
+    pub(crate) seq: u64,
+    pub(crate) hash: String,
+    /// Bytes of the last segment to keep.
+    pub(crate) good_len: u64,
+    pub(crate) repair: Option<Repair>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Repair {
+    pub(crate) bytes_removed: u64,
+    pub(crate) records_removed: u64,
+    pub(crate) reason: String,
+}
+
+/// Scan the last segment `last` of `dir` (listed in `all`) for its final
+/// complete unit.
+pub(crate) fn scan_tail(
+    dir: &Path,
+    last: &Path,
+    all: &[(u64, PathBuf)],
+) -> Result<Tail, AuditError> {
+    let bytes = read_bounded(last).map_err(|source| AuditError::Io {
+        path: last.to_owned(),
+        action: "reading the last segment",
+        source,
+    })?;
+    let mut end: Option<(u64, String)> = None;
+    let mut good_len = 0u64;
+    let mut cut: Option<String> = None;
+    // (start offset, invocations still missing, records in the unit, seq/hash before it)
+    let mut unit: Option<(u64, u32, u64, Option<(u64, String)>)> = None;
+    let mut all_lines = lines(&bytes).peekable();
+    while let Some(line) = all_lines.next() {
+        let is_last = all_lines.peek().is_none();
+        let checked = if line.complete {
+            chain::check_line(line.bytes).map_err(|e| e.to_string())
+        } else {
+            Err("the last line has no newline".to_owned())
+        };
+        let envelope = match checked {
+            Ok(envelope) => envelope,
+            Err(why) if is_last => {
+                cut = Some(format!(
+                    "record after {} is incomplete: {why}",
+                    end.as_ref().map_or(0, |e| e.0)
+                ));
+                break;
+            }
+            Err(why) => {
+                return Err(AuditError::Damaged {
+                    path: dir.to_owned(),
+                    seq: end.as_ref().map_or(0, |e| e.0) + 1,
+                    why,
+                });
+            }
+        };
+        let peek: Option<Peek> = serde_json::from_slice(line.bytes).ok();
+        match peek {
+            Some(Peek {
+                kind,
+                invocations: Some(n),
+            }) if kind == "batch" => {
+                unit = (n > 0).then(|| (line.offset, n, 1, end.clone()));
+            }
+            Some(Peek { kind, .. }) if kind == "invocation" => {
+                if let Some(u) = &mut unit {
+                    u.1 -= 1;
+                    u.2 += 1;
+                    if u.1 == 0 {
+                        unit = None;
+                    }
+                }
+            }
+            _ => {}
+        }
+        end = Some((envelope.seq, envelope.hash));
+        good_len = line.offset + line.bytes.len() as u64 + 1;
+    }
+    let mut records_removed = 0;
+    if let Some((start, missing, records, before)) = unit {
+        let note = format!("a batch unit lacks {missing} invocation record(s)");
+        cut = Some(match cut {
+            Some(why) => format!("{why}; {note}"),
+            None => note,
+        });
+        good_len = start;
+        records_removed = records;
+        end = before;
+    }
+    let end = match end {
+        Some(end) => end,
+        None => previous_end(dir, last, all)?,
+    };
+    Ok(Tail {
+        seq: end.0,
+        hash: end.1,
+        good_len,
+        repair: cut.map(|reason| Repair {
+            bytes_removed: bytes.len() as u64 - good_len,
+            records_removed,
+            reason,
+        }),
+    })
+}
+
+/// Seq and hash of the last record before segment `last`.
+fn previous_end(
+    dir: &Path,
+    last: &Path,
+    all: &[(u64, PathBuf)],
+) -> Result<(u64, String), AuditError> {
+    let Some(pos) = all.iter().position(|(_, p)| p == last) else {
+        return Ok((0, GENESIS.to_owned()));
+    };
+    let Some((_, prev)) = pos.checked_sub(1).map(|i| &all[i]) else {
+        return Ok((0, GENESIS.to_owned()));
+    };
+    let bytes = read_bounded(prev).map_err(|source| AuditError::Io {
+        path: prev.clone(),
+        action: "reading the previous segment",
+        source,
+    })?;
+    let last_line = lines(&bytes).filter(|l| l.complete).last();
+    match last_line.map(|l| chain::check_line(l.bytes)) {
+        Some(Ok(envelope)) => Ok((envelope.seq, envelope.hash)),
+        Some(Err(e)) => Err(AuditError::Damaged {
+            path: dir.to_owned(),
+            seq: 0,
+            why: format!("last record of {}: {e}", prev.display()),
+        }),
+        None => previous_end(dir, prev, all),
+    }
+}

@@ -1,0 +1,311 @@
+//! Every host call a plugin makes goes through a [`Tape`]: live calls are
+//! recorded (interface, function, arguments, result), and on replay the
+//! recorded results are played back instead of asking the host again, so a
+//! decision that depended on the clock or on state is reproduced exactly.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::record::{CallStatus, HostCall};
+use crate::capability::Capability;
+
+/// An error variant of a capability interface, in the form the audit log
+/// records it.
+pub trait RecordedError: Sized {
+    /// The WIT case name, e.g. `access-denied`, with a payload after `: `.
+    fn code(&self) -> String;
+    /// Rebuild the error from [`RecordedError::code`].
+    fn from_code(code: &str) -> Option<Self>;
+    /// `access-denied`: what a diverging replay returns to the guest.
+    fn access_denied() -> Self;
+    /// Whether the host refused (denied) or failed.
+    fn status(&self) -> CallStatus {
+        if self.code() == "access-denied" {
+            CallStatus::Denied
+        } else {
+            CallStatus::Failed
+        }
+    }
+}
+
+/// Most host calls recorded per plugin call. Guest-controlled: a plugin
+/// looping on a host call cannot grow the host's memory or the log without
+/// bound; past the limit every call is refused (`access-denied`, not run)
+/// and counted in the invocation's `host_calls_refused`.
+pub const MAX_RECORDED_CALLS: usize = 10_000;
+/// Most bytes of recorded arguments and results per plugin call (same rule).
+pub const MAX_RECORDED_BYTES: usize = 8 << 20;
+
+/// Host calls of one plugin call: being recorded, or being replayed.
+#[derive(Debug)]
+pub enum Tape {
+    /// Live: run each call and record it.
+    Record(Recorder),
+    /// Replay: answer each call from the record.
+    Replay(Replayer),
+}
+
+impl Default for Tape {
+    fn default() -> Self {
+        Tape::Record(Recorder::default())
+    }
+}
+
+/// The host calls of a live plugin call.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    calls: Vec<HostCall>,
+    bytes: usize,
+    refused: u64,
+}
+
+/// Plays back recorded host calls and notes the first divergence.
+#[derive(Debug)]
+pub struct Replayer {
+    calls: Vec<HostCall>,
+    next: usize,
+    /// Calls the live run refused past the recording limits.
+    refused: u64,
+    divergence: Option<String>,
+}
+
+impl Tape {
+    /// A tape that answers from `calls`, then refuses `refused` more.
+    pub fn replay(calls: Vec<HostCall>, refused: u64) -> Self {
+        Tape::Replay(Replayer {
+            calls,
+            next: 0,
+            refused,
+            divergence: None,
+        })
+    }
+
+    /// Make (or replay) one host call. `live` runs only when recording.
+    pub fn call<T, E>(
+        &mut self,
+        interface: Capability,
+        function: &'static str,
+        args: Value,
+        live: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: RecordedError,
+    {
+        match self {
+            Tape::Record(recorder) => {
+                let size = value_bytes(&args);
+                if recorder.calls.len() >= MAX_RECORDED_CALLS
+                    || recorder.bytes + size > MAX_RECORDED_BYTES
+                {
+                    recorder.refused += 1;
+                    return Err(E::access_denied());
+                }
+                let result = live();
+                let (status, recorded) = match &result {
+                    Ok(value) => (CallStatus::Allowed, json!({ "ok": value })),
+                    Err(e) => (e.status(), json!({ "error": e.code() })),
+                };
+                recorder.bytes += size + value_bytes(&recorded);
+                recorder.calls.push(HostCall {
+                    interface: interface.name().to_owned(),
+                    function: function.to_owned(),
+                    args,
+                    status,
+                    result: recorded,
+                });
+                result
+            }
+            Tape::Replay(replayer) => replayer.answer(interface, function, args),
+        }
+    }
+
+    /// The recorded calls and how many were refused past the limits
+    /// (nothing for a replay tape).
+    pub fn into_calls(self) -> (Vec<HostCall>, u64) {
+        match self {
+            Tape::Record(r) => (r.calls, r.refused),
+            Tape::Replay(_) => (Vec::new(), 0),
+        }
+    }
+
+    /// For a replay tape: the first way the replay differed from the
+    /// record, including calls the record has that the replay never made.
+    pub fn divergence(&self) -> Option<String> {
+        let Tape::Replay(r) = self else { return None };
+        if let Some(d) = &r.divergence {
+            return Some(d.clone());
+        }
+        r.calls.get(r.next).map(|missing| {
+            format!(
+                "host call #{}: the record has {}, the replay made no further host calls",
+                r.next + 1,
+                describe(missing)
+            )
+        })
+    }
+}
+
+/// Bytes of text in a JSON value: a cheap bound on what recording it costs.
+fn value_bytes(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => items.iter().map(value_bytes).sum::<usize>() + 2,
+        Value::Object(map) => {
+            map.iter()
+                .map(|(k, v)| k.len() + 3 + value_bytes(v))
+                .sum::<usize>()
+                + 2
+        }
+        _ => 8,
+    }
+}
+
+fn describe(call: &HostCall) -> String {
+    format!("{}.{}({})", call.interface, call.function, call.args)
+}
+
+impl Replayer {
+    fn answer<T: DeserializeOwned, E: RecordedError>(
+        &mut self,
+        interface: Capability,
+        function: &'static str,
+        args: Value,
+    ) -> Result<T, E> {
+        if self.next >= self.calls.len() && self.refused > 0 {
+            self.refused -= 1;
+            return Err(E::access_denied());
+        }
+        let index = self.next;
+        self.next += 1;
+        let made = HostCall {
+            interface: interface.name().to_owned(),
+            function: function.to_owned(),
+            args,
+            status: CallStatus::Allowed,
+            result: Value::Null,
+        };
+        let recorded = match self.calls.get(index) {
+            Some(r)
+                if r.interface == made.interface
+                    && r.function == made.function
+                    && r.args == made.args =>
+            {
+                r.result.clone()
+            }
+            other => {
+                let had = other.map_or("nothing".to_owned(), describe);
+                self.diverge(format!(
+                    "host call #{}: the record has {had}, the replay made {}",
+                    index + 1,
+                    describe(&made)
+                ));
+                return Err(E::access_denied());
+            }
+        };
+        let decoded = if let Some(ok) = recorded.get("ok") {
+            serde_json::from_value::<T>(ok.clone()).ok().map(Ok)
+        } else {
+            recorded
+                .get("error")
+                .and_then(Value::as_str)
+                .and_then(E::from_code)
+                .map(Err)
+        };
+        decoded.unwrap_or_else(|| {
+            self.diverge(format!(
+                "host call #{}: recorded result {} does not fit {}",
+                index + 1,
+                recorded,
+                describe(&made)
+            ));
+            Err(E::access_denied())
+        })
+    }
+
+    fn diverge(&mut self, what: String) {
+        self.divergence.get_or_insert(what);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    struct Denied;
+
+    impl RecordedError for Denied {
+        fn code(&self) -> String {
+            "access-denied".into()
+        }
+        fn from_code(code: &str) -> Option<Self> {
+            (code == "access-denied").then_some(Denied)
+        }
+        fn access_denied() -> Self {
+            Denied
+        }
+    }
+
+    #[test]
+    fn a_recorded_call_replays_its_result_without_running_live() {
+        let mut tape = Tape::default();
+        let got: Result<u64, Denied> =
+            tape.call(Capability::Clock, "wall-now", json!({}), || Ok(42));
+        assert_eq!(got, Ok(42));
+        let mut replay = Tape::replay(tape.into_calls().0, 0);
+        let again: Result<u64, Denied> =
+            replay.call(Capability::Clock, "wall-now", json!({}), || {
+                panic!("not live")
+            });
+        assert_eq!(again, Ok(42));
+        assert_eq!(replay.divergence(), None);
+    }
+
+    #[test]
+    fn different_arguments_and_missing_calls_are_divergences() {
+        let mut tape = Tape::default();
+        let _: Result<Option<String>, Denied> =
+            tape.call(Capability::State, "get", json!({"key": "a"}), || Ok(None));
+        let _: Result<Option<String>, Denied> =
+            tape.call(Capability::State, "get", json!({"key": "b"}), || {
+                Err(Denied)
+            });
+        assert_eq!(
+            tape_status(&tape),
+            vec![CallStatus::Allowed, CallStatus::Denied]
+        );
+
+        let (calls, _) = tape.into_calls();
+        let mut replay = Tape::replay(calls.clone(), 0);
+        let _: Result<Option<String>, Denied> =
+            replay.call(Capability::State, "get", json!({"key": "x"}), || Ok(None));
+        let d = replay.divergence().expect("diverged");
+        assert!(d.contains("#1") && d.contains("\"x\""), "{d}");
+
+        let mut short = Tape::replay(calls, 0);
+        let _: Result<Option<String>, Denied> =
+            short.call(Capability::State, "get", json!({"key": "a"}), || Ok(None));
+        let d = short.divergence().expect("a call is missing");
+        assert!(d.contains("#2") && d.contains("no further"), "{d}");
+    }
+
+    #[test]
+    fn calls_past_the_recording_limit_are_refused_and_counted() {
+        let mut tape = Tape::default();
+        for _ in 0..MAX_RECORDED_CALLS + 5 {
+            let _: Result<u64, Denied> =
+                tape.call(Capability::Clock, "wall-now", json!({}), || Ok(1));
+        }
+        let (calls, refused) = tape.into_calls();
+        assert_eq!((calls.len(), refused), (MAX_RECORDED_CALLS, 5));
+    }
+
+    fn tape_status(tape: &Tape) -> Vec<CallStatus> {
+        match tape {
+            Tape::Record(r) => r.calls.iter().map(|c| c.status).collect(),
+            Tape::Replay(_) => Vec::new(),
+        }
+    }
+}

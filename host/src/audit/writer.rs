@@ -1,0 +1,458 @@
+//! Appending to the audit log: segments, group commit, torn-tail repair.
+//!
+//! Layout of an audit directory:
+//!
+//! ```text
+//! 00000001.jsonl 00000002.jsonl ...   segments; the chain runs across them
+//! head                                 {"seq":N,"hash":...}: last fsynced record
+//! components/<sha256>.wasm             every component that ran, by digest
+//! ```
+//!
+//! Durability: [`AuditLog::commit`] hands every buffered line to the kernel
+//! (`write(2)`) before it returns, and the dispatcher emits a batch's
+//! findings only after that, so a killed process never emitted a finding
+//! that is not in the log. `fdatasync` runs at most `fsync_interval` later
+//! (a background thread; interval zero syncs inside `commit`), which bounds
+//! what a power loss can take. After each sync the `head` file records the
+//! last durable record, so `verify` can tell a log cut short from a log
+//! that ended there.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use super::chain::{self, GENESIS};
+use super::record::{Checkpoint, Lifecycle, Record};
+use super::segments;
+
+/// Why the audit log cannot be written. The host stops emitting when it
+/// sees one (fail closed).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// An I/O operation on the log failed.
+    #[error("audit log {path}: {action}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the host was doing.
+        action: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The existing log is damaged before its tail; appending would hide it.
+    #[error(
+        "audit log {path} is damaged at record {seq} ({why}); refusing to append. \
+         Run `vigil audit verify --audit {path}` and keep the log as evidence; \
+         point `--audit` at a new directory to continue"
+    )]
+    Damaged {
+        /// The audit directory.
+        path: PathBuf,
+        /// The first bad record.
+        seq: u64,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// How the log is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// Longest time a committed record may wait for `fdatasync`.
+    pub fsync_interval: Duration,
+    /// A segment is closed once it reaches this many bytes (at a unit boundary).
+    pub segment_bytes: u64,
+    /// A checkpoint record is written after this many records.
+    pub checkpoint_every: u64,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            fsync_interval: Duration::from_millis(10),
+            segment_bytes: 64 << 20,
+            checkpoint_every: 10_000,
+        }
+    }
+}
+
+/// What the background syncer shares with the writer.
+#[derive(Debug)]
+struct SyncState {
+    file: Arc<File>,
+    /// Last record handed to the kernel.
+    written: (u64, String),
+    /// Last record known durable.
+    synced: u64,
+    error: Option<String>,
+    stop: bool,
+}
+
+#[derive(Debug)]
+struct Syncer {
+    shared: Arc<(Mutex<SyncState>, Condvar)>,
+    head: PathBuf,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// An open audit log, ready to append.
+#[derive(Debug)]
+pub struct AuditLog {
+    dir: PathBuf,
+    options: WriterOptions,
+    segment: u64,
+    segment_path: PathBuf,
+    file: Arc<File>,
+    segment_len: u64,
+    seq: u64,
+    last_hash: String,
+    since_checkpoint: u64,
+    buf: Vec<u8>,
+    json: Vec<u8>,
+    syncer: Syncer,
+}
+
+fn io_err<'p>(
+    path: &'p Path,
+    action: &'static str,
+) -> impl FnOnce(std::io::Error) -> AuditError + 'p {
+    move |source| AuditError::Io {
+        path: path.to_owned(),
+        action,
+        source,
+    }
+}
+
+/// The current time as RFC 3339 with milliseconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+impl AuditLog {
+    /// Open (or create) the log in `dir`. A torn tail left by a killed host
+    /// is cut back to the last complete unit and the cut is recorded as a
+    /// `tail-repaired` lifecycle record.
+    pub fn open(dir: &Path, options: WriterOptions) -> Result<AuditLog, AuditError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir, "creating the directory"))?;
+        let list = segments::list(dir).map_err(io_err(dir, "listing segments"))?;
+        let (segment, tail) = match list.last() {
+            None => (1, None),
+            Some(&(index, ref path)) => (index, Some(segments::scan_tail(dir, path, &list)?)),
+        };
+        let segment_path = segments::path(dir, segment);
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .open(&segment_path)
+            .map_err(io_err(&segment_path, "opening the segment"))?;
+        let (seq, last_hash, mut segment_len, repair) = match tail {
+            None => (0, GENESIS.to_owned(), 0, None),
+            Some(t) => (t.seq, t.hash, t.good_len, t.repair),
+        };
+        if repair.is_some() {
+            file.set_len(segment_len)
+                .map_err(io_err(&segment_path, "cutting the torn tail"))?;
+        }
+        let mut file_ref = &file;
+        segment_len = file_ref
+            .seek(SeekFrom::End(0))
+            .map_err(io_err(&segment_path, "seeking to the end"))?;
+        let file = Arc::new(file);
+        let syncer = Syncer::start(
+            dir.join("head"),
+            file.clone(),
+            (seq, last_hash.clone()),
+            options.fsync_interval,
+        );
+        let mut log = AuditLog {
+            dir: dir.to_owned(),
+            options,
+            segment,
+            segment_path,
+            file,
+            segment_len,
+            seq,
+            last_hash,
+            since_checkpoint: 0,
+            buf: Vec::with_capacity(1 << 20),
+            json: Vec::with_capacity(64 << 10),
+            syncer,
+        };
+        if let Some(repair) = repair {
+            tracing::warn!(
+                "audit log {}: cut a torn tail of {} bytes ({}); recorded",
+                log.segment_path.display(),
+                repair.bytes_removed,
+                repair.reason
+            );
+            let record = Record::Lifecycle(Lifecycle::TailRepaired {
+                segment: log.segment_path.display().to_string(),
+                offset: segment_len,
+                bytes_removed: repair.bytes_removed,
+                records_removed: repair.records_removed,
+                reason: repair.reason,
+            });
+            log.append(&record)?;
+            log.commit()?;
+        }
+        Ok(log)
+    }
+
+    /// The audit directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Sequence number of the last record appended.
+    pub fn last_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Buffer `record`; returns its sequence number. Nothing reaches the
+    /// file before [`AuditLog::commit`].
+    pub fn append(&mut self, record: &Record) -> Result<u64, AuditError> {
+        let mut json = std::mem::take(&mut self.json);
+        json.clear();
+        serde_json::to_writer(&mut json, record).map_err(|e| AuditError::Io {
+            path: self.segment_path.clone(),
+            action: "serializing a record",
+            source: std::io::Error::other(e),
+        })?;
+        let seq = self.append_json(&json);
+        self.json = json;
+        Ok(seq)
+    }
+
+    /// Buffer a record already serialized as a JSON object.
+    pub fn append_json(&mut self, record_json: &[u8]) -> u64 {
+        self.seq += 1;
+        self.last_hash = chain::encode(
+            &mut self.buf,
+            self.seq,
+            &now_rfc3339(),
+            &self.last_hash,
+            record_json,
+        );
+        self.since_checkpoint += 1;
+        self.seq
+    }
+
+    /// Hand every buffered record to the kernel. Call at a unit boundary:
+    /// this is also where checkpoints and segment rotation happen.
+    pub fn commit(&mut self) -> Result<(), AuditError> {
+        if self.since_checkpoint >= self.options.checkpoint_every {
+            self.checkpoint()?;
+        }
+        self.write_out()?;
+        if self.segment_len >= self.options.segment_bytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> Result<(), AuditError> {
+        let record = Record::Checkpoint(Checkpoint {
+            records: self.seq,
+            head: self.last_hash.clone(),
+            segment: self.segment,
+        });
+        self.append(&record)?;
+        self.since_checkpoint = 0;
+        Ok(())
+    }
+
+    fn write_out(&mut self) -> Result<(), AuditError> {
+        if let Some(e) = self.syncer.error() {
+            return Err(AuditError::Io {
+                path: self.segment_path.clone(),
+                action: "fdatasync",
+                source: std::io::Error::other(e),
+            });
+        }
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        (&*self.file)
+            .write_all(&self.buf)
+            .map_err(io_err(&self.segment_path, "writing records"))?;
+        self.segment_len += self.buf.len() as u64;
+        self.buf.clear();
+        self.syncer.written(self.seq, &self.last_hash);
+        if self.options.fsync_interval.is_zero() {
+            self.sync_now()?;
+        }
+        Ok(())
+    }
+
+    fn sync_now(&mut self) -> Result<(), AuditError> {
+        self.file
+            .sync_data()
+            .map_err(io_err(&self.segment_path, "fdatasync"))?;
+        self.syncer.synced(self.seq, &self.last_hash);
+        Ok(())
+    }
+
+    /// Close this segment and continue the chain in the next one, which
+    /// opens with a checkpoint.
+    fn rotate(&mut self) -> Result<(), AuditError> {
+        self.sync_now()?;
+        self.segment += 1;
+        self.segment_path = segments::path(&self.dir, self.segment);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&self.segment_path)
+            .map_err(io_err(&self.segment_path, "creating the next segment"))?;
+        self.file = Arc::new(file);
+        self.segment_len = 0;
+        self.syncer.switch(self.file.clone());
+        self.checkpoint()?;
+        self.write_out()
+    }
+
+    /// Store a component's bytes under its digest, once, so `vigil replay`
+    /// can run what was recorded.
+    pub fn store_component(&self, digest: &str, bytes: &[u8]) -> Result<(), AuditError> {
+        let dir = self.dir.join("components");
+        let path = dir.join(format!("{digest}.wasm"));
+        if path.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir, "creating the component store"))?;
+        let tmp = dir.join(format!("{digest}.tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes).map_err(io_err(&tmp, "storing a component"))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path, "storing a component"))
+    }
+
+    /// Commit, sync, and stop the background syncer.
+    pub fn close(mut self) -> Result<(), AuditError> {
+        self.commit()?;
+        self.sync_now()?;
+        self.syncer.stop();
+        Ok(())
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.syncer.stop();
+    }
+}
+
+impl Syncer {
+    fn start(head: PathBuf, file: Arc<File>, written: (u64, String), interval: Duration) -> Syncer {
+        let synced = written.0;
+        let shared = Arc::new((
+            Mutex::new(SyncState {
+                file,
+                written,
+                synced,
+                error: None,
+                stop: false,
+            }),
+            Condvar::new(),
+        ));
+        let thread = (!interval.is_zero()).then(|| {
+            let (shared, head) = (shared.clone(), head.clone());
+            std::thread::Builder::new()
+                .name("vigil-audit-sync".into())
+                .spawn(move || sync_loop(&shared, &head, interval))
+                .expect("spawning the audit sync thread")
+        });
+        Syncer {
+            shared,
+            head,
+            thread,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.shared.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn error(&self) -> Option<String> {
+        self.lock().error.clone()
+    }
+
+    fn written(&self, seq: u64, hash: &str) {
+        let mut state = self.lock();
+        state.written = (seq, hash.to_owned());
+        self.shared.1.notify_one();
+    }
+
+    /// Record a sync done by the writer itself (interval zero, rotation,
+    /// close). Holding the lock keeps the thread from writing an older head.
+    fn synced(&self, seq: u64, hash: &str) {
+        let mut state = self.lock();
+        state.synced = state.synced.max(seq);
+        if let Err(e) = write_head(&self.head, seq, hash) {
+            state.error = Some(e.to_string());
+        }
+    }
+
+    fn switch(&self, file: Arc<File>) {
+        self.lock().file = file;
+    }
+
+    fn stop(&mut self) {
+        self.lock().stop = true;
+        self.shared.1.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn sync_loop(shared: &(Mutex<SyncState>, Condvar), head: &Path, interval: Duration) {
+    let (lock, wake) = shared;
+    let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        while state.written.0 <= state.synced && !state.stop {
+            state = wake.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        if state.written.0 <= state.synced && state.stop {
+            return;
+        }
+        // Let a group of commits gather before paying for one sync.
+        if !state.stop {
+            drop(state);
+            std::thread::sleep(interval);
+            state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        }
+        let (file, (seq, hash)) = (state.file.clone(), state.written.clone());
+        drop(state);
+        let result = file.sync_data().and_then(|()| write_head(head, seq, &hash));
+        state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(()) => state.synced = state.synced.max(seq),
+            Err(e) => {
+                state.error = Some(e.to_string());
+                return;
+            }
+        }
+    }
+}
+
+/// Write the anchor file atomically.
+fn write_head(path: &Path, seq: u64, hash: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp)?;
+    writeln!(file, "{{\"seq\":{seq},\"hash\":\"{hash}\"}}")?;
+    drop(file);
+    std::fs::rename(tmp, path)
+}
+
+/// Read a file fully, but never more than its length when opened: a
+/// character device such as `/dev/full` reads as empty.
+pub(crate) fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}

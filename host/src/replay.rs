@@ -1,0 +1,282 @@
+//! `vigil replay`: re-run recorded invocations from the audit log alone.
+//!
+//! For each selected invocation the component is taken from the audit
+//! directory's `components/` store (checked against its digest), the grant
+//! set and config from the pack-load record, the events from the batch
+//! record, the random seed and every host-call result from the invocation
+//! record. The plugin runs in a fresh sandbox whose capabilities answer
+//! from the record instead of the host (no state is read or written, no
+//! clock is read). The replay is identical when the plugin makes the same
+//! host calls with the same arguments and returns the same findings.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use wasmtime::Engine;
+
+use crate::audit::outcome_of;
+use crate::audit::query::{self, Entry};
+use crate::audit::record::{BatchRecord, InvocationRecord, Lifecycle, Outcome, PluginLoad, Record};
+use crate::audit::tape::Tape;
+use crate::bindings::vigil::plugin::types::{Event, EventBatch};
+use crate::capability::Capability;
+use crate::engine::{ComponentCache, sha256_hex};
+use crate::output::FindingRecord;
+use crate::pack::link_detector;
+use crate::plugin::LoadedPlugin;
+use crate::sandbox::CallTemplate;
+use crate::state_store::{StateQuota, StateStore};
+
+/// Which invocations to replay.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only this invocation record.
+    pub record: Option<u64>,
+    /// Only invocations of this plugin id.
+    pub plugin: Option<String>,
+    /// Only invocations written at or after this time.
+    pub since: Option<SystemTime>,
+}
+
+/// The verdict for one invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Same host calls, same outcome, same findings.
+    Identical,
+    /// The first difference.
+    Mismatch(String),
+    /// The record does not hold what a replay needs.
+    NotReplayable(String),
+}
+
+/// One replayed invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// Sequence number of the invocation record.
+    pub record: u64,
+    /// `pack/plugin`.
+    pub plugin: String,
+    /// Findings recorded.
+    pub findings: usize,
+    /// Host calls recorded.
+    pub host_calls: usize,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// Replay the invocations of the log in `dir` picked by `selection`.
+pub fn replay(
+    engine: &Engine,
+    dir: &Path,
+    selection: &Selection,
+) -> std::io::Result<Vec<Replayed>> {
+    let scratch = tempfile::tempdir()?;
+    let mut loads: HashMap<(String, String, String), PluginLoad> = HashMap::new();
+    let mut plugins: HashMap<(String, String), Result<Arc<LoadedPlugin>, String>> = HashMap::new();
+    let mut batch: Option<(u64, BatchRecord)> = None;
+    let mut out = Vec::new();
+    query::for_each(dir, |entry: Entry, _| match entry.record {
+        Record::Lifecycle(Lifecycle::PackLoad {
+            pack,
+            plugins: list,
+            ..
+        }) => {
+            for p in list {
+                loads.insert((pack.clone(), p.id.clone(), p.grants.clone()), p);
+            }
+        }
+        Record::Batch(b) => batch = Some((entry.seq, b)),
+        Record::Invocation(inv) => {
+            let wanted = selection.record.is_none_or(|r| r == entry.seq)
+                && selection.plugin.as_ref().is_none_or(|p| *p == inv.plugin)
+                && selection.since.is_none_or(|since| {
+                    humantime::parse_rfc3339_weak(&entry.time).is_ok_and(|t| t >= since)
+                });
+            if !wanted {
+                return;
+            }
+            let verdict = (|| {
+                let load = loads
+                    .get(&(inv.pack.clone(), inv.plugin.clone(), inv.grants.clone()))
+                    .ok_or("no pack-load record holds this plugin's grant set")?;
+                let key = (inv.component.clone(), inv.grants.clone());
+                let plugin = plugins
+                    .entry(key)
+                    .or_insert_with(|| build_plugin(engine, dir, scratch.path(), &inv, load))
+                    .clone()?;
+                let (seq, b) = batch
+                    .as_ref()
+                    .filter(|(seq, _)| *seq == inv.batch)
+                    .ok_or("its batch record is not right before it")?;
+                let events = events_of(b).map_err(|why| format!("batch #{seq}: {why}"))?;
+                Ok::<_, String>(compare(&plugin, &inv, &b.source, &events))
+            })()
+            .unwrap_or_else(Verdict::NotReplayable);
+            out.push(Replayed {
+                record: entry.seq,
+                plugin: format!("{}/{}", inv.pack, inv.plugin),
+                findings: inv.findings.len(),
+                host_calls: inv.host_calls.len(),
+                verdict,
+            });
+        }
+        _ => {}
+    })?;
+    Ok(out)
+}
+
+/// A plugin rebuilt from its stored component and recorded grant set.
+fn build_plugin(
+    engine: &Engine,
+    dir: &Path,
+    scratch: &Path,
+    inv: &InvocationRecord,
+    load: &PluginLoad,
+) -> Result<Arc<LoadedPlugin>, String> {
+    let path = dir
+        .join("components")
+        .join(format!("{}.wasm", inv.component));
+    let bytes = std::fs::read(&path)
+        .map_err(|e| format!("component {} is not in the store: {e}", path.display()))?;
+    if sha256_hex(&bytes) != inv.component {
+        return Err(format!(
+            "{} does not match its digest (altered)",
+            path.display()
+        ));
+    }
+    let component = ComponentCache::disabled()
+        .load(engine, &bytes)
+        .map_err(|e| format!("component does not compile: {e:#}"))?;
+    let grants = &load.grant_set;
+    let pre = link_detector(engine, &component, &grants.effective)
+        .map_err(|e| format!("component does not link: {e:#}"))?;
+    // Replay never touches real state: the tape answers every state call,
+    // and this scratch store only satisfies the linker's shape.
+    let state = if grants.effective.contains(&Capability::State) {
+        let store = StateStore::open(
+            &scratch.join(format!("{}.jsonl", inv.plugin)),
+            StateQuota::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        Some((
+            Arc::new(store),
+            Arc::from(grants.state_key_prefixes.clone()),
+        ))
+    } else {
+        None
+    };
+    let limits = crate::policy::Limits::from(grants.limits);
+    Ok(Arc::new(LoadedPlugin {
+        pack: Arc::from(inv.pack.as_str()),
+        pack_version: Arc::from(inv.version.as_str()),
+        generation: inv.generation,
+        id: Arc::from(inv.plugin.as_str()),
+        digest: inv.component.clone(),
+        grants_digest: inv.grants.clone(),
+        effective: grants.effective.clone(),
+        limits,
+        engine: engine.clone(),
+        pre,
+        template: CallTemplate {
+            memory_bytes: limits.memory_bytes as usize,
+            log_budget: limits.log_records_per_call,
+            config: Arc::new(grants.config.clone()),
+            clock_origin: Instant::now(),
+            state,
+        },
+        health: Mutex::default(),
+        projection: Mutex::default(),
+    }))
+}
+
+/// The batch as the plugin saw it, re-encoded from the recorded events.
+fn events_of(batch: &BatchRecord) -> Result<EventBatch, String> {
+    let mut out = EventBatch {
+        data: Vec::new(),
+        events: Vec::new(),
+    };
+    for e in &batch.events {
+        if e.redacted {
+            return Err(format!("event {} was recorded redacted", e.id));
+        }
+        let Some(value) = &e.event else {
+            return Err("events were recorded as digests only (`inputs = \"digest\"`)".into());
+        };
+        let json = serde_json::to_vec(value).map_err(|err| err.to_string())?;
+        let offset = out.data.len();
+        vigil_event::encode_json(&json, &mut out.data)
+            .map_err(|err| format!("event {}: {err}", e.id))?;
+        out.events.push(Event {
+            id: e.id,
+            offset: offset as u32,
+            len: (out.data.len() - offset) as u32,
+        });
+    }
+    Ok(out)
+}
+
+fn compare(
+    plugin: &LoadedPlugin,
+    inv: &InvocationRecord,
+    source: &str,
+    batch: &EventBatch,
+) -> Verdict {
+    let Some(seed) = decode_seed(&inv.random_seed) else {
+        return Verdict::NotReplayable("the random seed is not 64 hex digits".into());
+    };
+    let tape = Tape::replay(inv.host_calls.clone(), inv.host_calls_refused);
+    let (result, divergence) = plugin.replay(batch, tape, seed);
+    if let Some(d) = divergence {
+        return Verdict::Mismatch(d);
+    }
+    let findings = match result {
+        Err(e) if inv.outcome != Outcome::Ok && outcome_of(&e) == inv.outcome => {
+            return Verdict::Identical;
+        }
+        Err(e) => {
+            return Verdict::Mismatch(format!(
+                "outcome: recorded {:?}, replay failed: {e}",
+                inv.outcome
+            ));
+        }
+        Ok(_) if inv.outcome != Outcome::Ok => {
+            return Verdict::Mismatch(format!("outcome: recorded {:?}, replay ok", inv.outcome));
+        }
+        Ok(findings) => findings,
+    };
+    let replayed: Vec<FindingRecord> = findings
+        .into_iter()
+        .map(|f| FindingRecord::new(&plugin.pack, &plugin.id, source, f))
+        .collect();
+    for (i, (recorded, again)) in inv.findings.iter().zip(&replayed).enumerate() {
+        if recorded != again {
+            return Verdict::Mismatch(format!(
+                "finding #{}: recorded {}, replay {}",
+                i + 1,
+                serde_json::to_string(recorded).unwrap_or_default(),
+                serde_json::to_string(again).unwrap_or_default()
+            ));
+        }
+    }
+    if inv.findings.len() != replayed.len() {
+        return Verdict::Mismatch(format!(
+            "findings: recorded {}, replay {}",
+            inv.findings.len(),
+            replayed.len()
+        ));
+    }
+    Verdict::Identical
+}
+
+fn decode_seed(hex: &str) -> Option<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, byte) in seed.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(seed)
+}
