@@ -74,7 +74,7 @@ pub fn replay(
 ) -> std::io::Result<Vec<Replayed>> {
     let scratch = tempfile::tempdir()?;
     let mut loads: HashMap<(String, String, String), PluginLoad> = HashMap::new();
-    let mut plugins: HashMap<(String, String), Result<Arc<LoadedPlugin>, String>> = HashMap::new();
+    let mut plugins: HashMap<(String, String), Result<Arc<LoadedPlugin>, Verdict>> = HashMap::new();
     let mut batch: Option<(u64, BatchRecord)> = None;
     let mut out = Vec::new();
     query::for_each(dir, |entry: Entry, _| match entry.record {
@@ -98,9 +98,12 @@ pub fn replay(
                 return;
             }
             let verdict = (|| {
+                let not_replayable = |why: &str| Verdict::NotReplayable(why.to_owned());
                 let load = loads
                     .get(&(inv.pack.clone(), inv.plugin.clone(), inv.grants.clone()))
-                    .ok_or("no pack-load record holds this plugin's grant set")?;
+                    .ok_or_else(|| {
+                        not_replayable("no pack-load record holds this plugin's grant set")
+                    })?;
                 let key = (inv.component.clone(), inv.grants.clone());
                 let plugin = plugins
                     .entry(key)
@@ -109,11 +112,12 @@ pub fn replay(
                 let (seq, b) = batch
                     .as_ref()
                     .filter(|(seq, _)| *seq == inv.batch)
-                    .ok_or("its batch record is not right before it")?;
-                let events = events_of(b).map_err(|why| format!("batch #{seq}: {why}"))?;
-                Ok::<_, String>(compare(&plugin, &inv, &b.source, &events))
+                    .ok_or_else(|| not_replayable("its batch record is not right before it"))?;
+                let events = events_of(b)
+                    .map_err(|why| Verdict::NotReplayable(format!("batch #{seq}: {why}")))?;
+                Ok(compare(&plugin, &inv, &b.source, &events))
             })()
-            .unwrap_or_else(Verdict::NotReplayable);
+            .unwrap_or_else(|verdict| verdict);
             out.push(Replayed {
                 record: entry.seq,
                 plugin: format!("{}/{}", inv.pack, inv.plugin),
@@ -134,20 +138,36 @@ fn build_plugin(
     scratch: &Path,
     inv: &InvocationRecord,
     load: &PluginLoad,
-) -> Result<Arc<LoadedPlugin>, String> {
+) -> Result<Arc<LoadedPlugin>, Verdict> {
     let path = dir
         .join("components")
         .join(format!("{}.wasm", inv.component));
-    let bytes = std::fs::read(&path)
-        .map_err(|e| format!("component {} is not in the store: {e}", path.display()))?;
-    if sha256_hex(&bytes) != inv.component {
-        return Err(format!(
-            "{} does not match its digest (altered)",
+    let bytes = std::fs::read(&path).map_err(|e| {
+        Verdict::NotReplayable(format!(
+            "component {} is not in the store: {e}",
             path.display()
-        ));
+        ))
+    })?;
+    // An altered plugin is a mismatch, not a gap in the record: what runs
+    // now is not what ran then.
+    if sha256_hex(&bytes) != inv.component {
+        return Err(Verdict::Mismatch(format!(
+            "the plugin was altered: {} no longer hashes to the recorded component digest",
+            path.display()
+        )));
     }
+    build_from_bytes(engine, scratch, inv, load, &bytes).map_err(Verdict::NotReplayable)
+}
+
+fn build_from_bytes(
+    engine: &Engine,
+    scratch: &Path,
+    inv: &InvocationRecord,
+    load: &PluginLoad,
+    bytes: &[u8],
+) -> Result<Arc<LoadedPlugin>, String> {
     let component = ComponentCache::disabled()
-        .load(engine, &bytes)
+        .load(engine, bytes)
         .map_err(|e| format!("component does not compile: {e:#}"))?;
     let grants = &load.grant_set;
     let pre = link_detector(engine, &component, &grants.effective)

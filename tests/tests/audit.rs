@@ -1,0 +1,226 @@
+//! The audit log with real components: replay from the log alone,
+//! redaction down to the file bytes, fail-closed writing.
+
+use std::path::Path;
+
+use vigil::audit::Auditor;
+use vigil::audit::query;
+use vigil::audit::record::Record;
+use vigil::input::BatchReader;
+use vigil::policy::Policy;
+use vigil::replay::{Selection, Verdict, replay};
+use vigil_tests::{PluginSpec, TestPack, events};
+
+/// The hostile test component imports every capability.
+const ALL: &str = "\"log\", \"config\", \"state\", \"clock\"";
+
+const POLICY: &str = r#"
+[packs.t.plugins.clock]
+capabilities = ["log", "config", "state", "clock"]
+[packs.t.plugins.counter]
+capabilities = ["log", "config", "state", "clock"]
+state = { key_prefixes = ["count/"] }
+"#;
+
+fn clock_and_counter() -> TestPack {
+    TestPack::new(&[
+        PluginSpec {
+            id: "clock",
+            crate_name: "hostile",
+            capabilities: ALL,
+            config: "mode = \"clock\"",
+        },
+        PluginSpec {
+            id: "counter",
+            crate_name: "hostile",
+            capabilities: ALL,
+            config: "mode = \"counter\"",
+        },
+    ])
+}
+
+/// Run `jsonl` through the pack with an audit log in `audit_dir`; returns
+/// the findings written.
+fn audited_run(pack: &TestPack, policy: &str, audit_dir: &Path, jsonl: &str) -> Vec<u8> {
+    let (runtime, generation) = pack.load(policy).expect("pack loads");
+    let mut auditor = Auditor::open(&runtime.policy.audit, audit_dir).expect("audit opens");
+    auditor.pack_load(&generation).expect("recorded");
+    let mut out = Vec::new();
+    vigil::dispatch::run_audited(
+        &generation,
+        BatchReader::new(jsonl.as_bytes()),
+        "test.jsonl",
+        4,
+        &mut out,
+        Some(&mut auditor),
+    )
+    .expect("run");
+    auditor.close("test done").expect("closes");
+    out
+}
+
+#[test]
+fn replay_of_a_run_with_clock_and_state_reads_reproduces_every_output() {
+    let pack = clock_and_counter();
+    let audit_dir = pack.dir.path().join("audit");
+    let out = audited_run(&pack, POLICY, &audit_dir, &events(10));
+    assert!(!out.is_empty(), "the plugins report findings");
+    vigil::audit::verify::verify(&audit_dir).expect("the log verifies");
+
+    let engine = vigil::engine::build_engine().expect("engine");
+    let results = replay(&engine, &audit_dir, &Selection::default()).expect("replays");
+    // 10 events in batches of 4: 3 batches, 2 plugins.
+    assert_eq!(results.len(), 6);
+    for r in &results {
+        assert_eq!(r.verdict, Verdict::Identical, "{r:?}");
+        assert!(r.findings > 0 && r.host_calls > 0, "{r:?}");
+    }
+    // The clock readings are in the record, which is why replay could match.
+    let mut readings = 0;
+    query::for_each(&audit_dir, |entry, _| {
+        if let Record::Invocation(inv) = entry.record {
+            readings += inv
+                .host_calls
+                .iter()
+                .filter(|c| c.interface == "clock")
+                .count();
+        }
+    })
+    .expect("reads");
+    assert_eq!(readings, 6, "two clock readings per clock invocation");
+}
+
+#[test]
+fn replay_of_a_deliberately_altered_plugin_reports_the_mismatch() {
+    let pack = clock_and_counter();
+    let audit_dir = pack.dir.path().join("audit");
+    audited_run(&pack, POLICY, &audit_dir, &events(4));
+    // Swap the stored component for another plugin's bytes.
+    let digest =
+        vigil::engine::sha256_hex(&std::fs::read(vigil_tests::component("hostile")).expect("read"));
+    let stored = audit_dir.join("components").join(format!("{digest}.wasm"));
+    std::fs::copy(vigil_tests::component("bench-probe"), &stored).expect("swap");
+
+    let engine = vigil::engine::build_engine().expect("engine");
+    let results = replay(
+        &engine,
+        &audit_dir,
+        &Selection {
+            plugin: Some("clock".into()),
+            ..Selection::default()
+        },
+    )
+    .expect("replays");
+    assert_eq!(results.len(), 1);
+    match &results[0].verdict {
+        Verdict::Mismatch(why) => assert!(why.contains("altered"), "{why}"),
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_tampered_host_call_result_is_reported_as_the_first_difference() {
+    let pack = clock_and_counter();
+    let audit_dir = pack.dir.path().join("audit");
+    audited_run(&pack, POLICY, &audit_dir, &events(4));
+    // Change the recorded state read: the plugin's output then differs.
+    let segment = audit_dir.join("00000001.jsonl");
+    let text = std::fs::read_to_string(&segment).expect("read");
+    assert!(text.contains(
+        r#""function":"get","args":{"key":"count/total"},"status":"allowed","result":{"ok":null}"#
+    ));
+    std::fs::write(
+        &segment,
+        text.replace(r#""result":{"ok":null}"#, r#""result":{"ok":"100"}"#),
+    )
+    .expect("write");
+    let engine = vigil::engine::build_engine().expect("engine");
+    let results = replay(
+        &engine,
+        &audit_dir,
+        &Selection {
+            plugin: Some("counter".into()),
+            ..Selection::default()
+        },
+    )
+    .expect("replays");
+    match &results[0].verdict {
+        // The plugin adds the tampered count and writes it back: the write
+        // is the first thing that differs.
+        Verdict::Mismatch(why) => {
+            assert!(why.contains("host call #2") && why.contains("104"), "{why}")
+        }
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+    assert!(
+        vigil::audit::verify::verify(&audit_dir).is_err(),
+        "and verify catches the edit"
+    );
+}
+
+#[test]
+fn redacted_fields_never_appear_in_the_file_bytes() {
+    let pack = TestPack::new(&[PluginSpec {
+        id: "echo",
+        crate_name: "hostile",
+        capabilities: ALL,
+        config: "mode = \"projected\"",
+    }]);
+    // This plugin copies each batch's first `Image` into a finding: the
+    // user name inside it must be scrubbed there too.
+    let policy = "[audit]\nredact = { hash = [\"User\"], drop = [\"Host.Ip\"] }\n[packs.t.plugins.echo]\ncapabilities = [\"log\", \"config\", \"state\", \"clock\"]\n";
+    let jsonl: String = (0..6)
+        .map(|i| format!(
+            "{{\"User\":\"alice.w{i}\",\"Host\":{{\"Ip\":\"203.0.113.{i}7\"}},\"Event\":{{\"EventData\":{{\"Image\":\"C:/Users/alice.w{i}/x.exe\"}}}}}}\n"
+        ))
+        .collect();
+    let audit_dir = pack.dir.path().join("audit");
+    let out = audited_run(&pack, policy, &audit_dir, &jsonl);
+    assert!(
+        String::from_utf8_lossy(&out).contains("alice.w0"),
+        "findings themselves are not redacted"
+    );
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(&audit_dir).expect("dir").flatten() {
+        if entry.path().extension().is_some_and(|e| e == "jsonl") {
+            bytes.extend(std::fs::read(entry.path()).expect("read"));
+        }
+    }
+    let text = String::from_utf8(bytes).expect("utf-8");
+    assert!(text.contains("\"redacted\":true"));
+    for i in 0..6 {
+        assert!(!text.contains(&format!("alice.w{i}")), "user {i} leaked");
+        assert!(!text.contains(&format!("203.0.113.{i}7")), "ip {i} leaked");
+    }
+    assert!(text.contains(&vigil::audit::redact::hash_token("alice.w0")));
+    vigil::audit::verify::verify(&audit_dir).expect("a redacted log still verifies");
+}
+
+#[test]
+fn an_unwritable_audit_log_stops_the_run_before_any_finding_is_emitted() {
+    let pack = clock_and_counter();
+    let (runtime, generation) = pack.load(POLICY).expect("loads");
+    let audit_dir = pack.dir.path().join("audit");
+    std::fs::create_dir_all(&audit_dir).expect("mkdir");
+    // A full disk: every write to the segment fails with ENOSPC.
+    std::os::unix::fs::symlink("/dev/full", audit_dir.join("00000001.jsonl")).expect("symlink");
+    let policy = Policy::parse("p.toml", "[audit]\nfsync_interval_ms = 0\n").expect("policy");
+    let mut auditor = Auditor::open(&policy.audit, &audit_dir).expect("opens (empty log)");
+    let mut out = Vec::new();
+    let err = vigil::dispatch::run_audited(
+        &generation,
+        BatchReader::new(events(8).as_bytes()),
+        "test.jsonl",
+        4,
+        &mut out,
+        Some(&mut auditor),
+    )
+    .expect_err("fails closed");
+    assert!(out.is_empty(), "no finding left the host");
+    let message = err.to_string();
+    assert!(
+        message.contains("audit log") && message.contains("lines 1-4"),
+        "{message}"
+    );
+    drop(runtime);
+}
