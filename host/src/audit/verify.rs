@@ -176,3 +176,116 @@ pub fn verify(dir: &Path) -> Result<Verified, VerifyError> {
         anchored: head.map(|h| h.seq),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::record::{Lifecycle, Record};
+    use crate::audit::writer::{AuditLog, WriterOptions};
+
+    /// A log of `n` records in `dir`, synced (so `head` names the last one).
+    fn log_of(n: u64, options: WriterOptions) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = AuditLog::open(dir.path(), options).expect("open");
+        for i in 0..n {
+            log.append(&Record::Lifecycle(Lifecycle::HostStop {
+                reason: format!("record {}", i + 1),
+            }))
+            .expect("append");
+            log.commit().expect("commit");
+        }
+        log.close().expect("close");
+        dir
+    }
+
+    fn segment(dir: &Path) -> PathBuf {
+        segments::path(dir, 1)
+    }
+
+    fn edit_lines(dir: &Path, f: impl FnOnce(&mut Vec<String>)) {
+        let text = std::fs::read_to_string(segment(dir)).expect("read");
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        f(&mut lines);
+        std::fs::write(segment(dir), lines.join("\n") + "\n").expect("write");
+    }
+
+    #[test]
+    fn an_untouched_log_verifies_and_is_anchored() {
+        let dir = log_of(5, WriterOptions::default());
+        let v = verify(dir.path()).expect("verifies");
+        assert_eq!((v.records, v.anchored), (5, Some(5)));
+    }
+
+    #[test]
+    fn an_edited_record_fails_at_that_record() {
+        let dir = log_of(5, WriterOptions::default());
+        edit_lines(dir.path(), |l| l[2] = l[2].replace("record 3", "record X"));
+        let e = verify(dir.path()).expect_err("edited");
+        assert_eq!((e.seq, e.line), (3, 3), "{e}");
+        assert!(e.what.contains("edited"), "{e}");
+    }
+
+    #[test]
+    fn a_deleted_record_fails_where_it_was() {
+        let dir = log_of(5, WriterOptions::default());
+        edit_lines(dir.path(), |l| {
+            l.remove(1);
+        });
+        let e = verify(dir.path()).expect_err("deleted");
+        assert_eq!(e.seq, 2, "{e}");
+        assert!(e.what.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn reordered_records_fail_at_the_first_moved_one() {
+        let dir = log_of(5, WriterOptions::default());
+        edit_lines(dir.path(), |l| l.swap(2, 3));
+        let e = verify(dir.path()).expect_err("reordered");
+        assert_eq!(e.seq, 3, "{e}");
+    }
+
+    #[test]
+    fn truncation_is_caught_mid_record_and_at_a_record_boundary() {
+        let dir = log_of(5, WriterOptions::default());
+        let bytes = std::fs::read(segment(dir.path())).expect("read");
+        std::fs::write(segment(dir.path()), &bytes[..bytes.len() - 20]).expect("cut");
+        let e = verify(dir.path()).expect_err("torn");
+        assert_eq!(e.seq, 5, "{e}");
+
+        edit_lines(dir.path(), |l| l.truncate(3));
+        let e = verify(dir.path()).expect_err("records cut off");
+        assert_eq!(e.seq, 4, "{e}");
+        assert!(e.what.contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn reopening_a_torn_log_repairs_it_with_a_record_saying_so() {
+        let dir = log_of(3, WriterOptions::default());
+        let mut bytes = std::fs::read(segment(dir.path())).expect("read");
+        bytes.extend_from_slice(br#"{"seq":4,"time":"2026-"#);
+        std::fs::write(segment(dir.path()), &bytes).expect("tear");
+        AuditLog::open(dir.path(), WriterOptions::default())
+            .expect("repairs")
+            .close()
+            .expect("close");
+        let v = verify(dir.path()).expect("verifies after repair");
+        assert_eq!(v.records, 4);
+        let text = std::fs::read_to_string(segment(dir.path())).expect("read");
+        assert!(text.contains("\"event\":\"tail-repaired\""), "{text}");
+    }
+
+    #[test]
+    fn the_chain_continues_across_rotated_segments() {
+        let options = WriterOptions {
+            segment_bytes: 300,
+            ..WriterOptions::default()
+        };
+        let dir = log_of(8, options);
+        let v = verify(dir.path()).expect("verifies");
+        assert!(v.segments > 2, "{v:?}");
+        assert!(v.checkpoints >= v.segments as u64 - 1, "each new segment opens with a checkpoint");
+        std::fs::remove_file(segments::path(dir.path(), 2)).expect("remove a segment");
+        let e = verify(dir.path()).expect_err("segment missing");
+        assert!(e.what.contains("segment is missing"), "{e}");
+    }
+}
