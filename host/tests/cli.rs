@@ -220,3 +220,85 @@ fn inspect_of_a_non_component_says_so() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn kill_9_mid_run_then_restart_leaves_a_verifying_log_with_one_invocation_per_event() {
+    use std::collections::HashMap;
+    use vigil::audit::query;
+    use vigil::audit::record::Record;
+
+    const EVENTS: u64 = 100_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("events.jsonl");
+    let lines: String = (1..=EVENTS)
+        .map(|i| {
+            format!("{{\"n\":{i},\"Event\":{{\"EventData\":{{\"Image\":\"C:/x{i}.exe\"}}}}}}\n")
+        })
+        .collect();
+    std::fs::write(&input, lines).expect("write events");
+    let audit = dir.path().join(".vigil/audit");
+    let segment = audit.join("00000001.jsonl");
+    let args = [
+        "run",
+        "--input",
+        "events.jsonl",
+        "--output",
+        "findings.jsonl",
+    ];
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .current_dir(dir.path())
+        .env("VIGIL_LOG", "error")
+        .spawn()
+        .expect("start vigil");
+    // Kill once a few batch units are on disk (the whole log is several
+    // times larger), then restart.
+    loop {
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the run ended before it could be killed"
+        );
+        if std::fs::metadata(&segment).is_ok_and(|m| m.len() > 3 << 20) {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+            break;
+        }
+        std::thread::yield_now();
+    }
+    let out = vigil(&args, dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("resuming an interrupted run"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let verified = vigil(&["audit", "verify"], dir.path());
+    assert!(verified.status.success(), "{}", text(&verified.stdout));
+
+    let mut batches: HashMap<u64, Vec<u64>> = HashMap::new();
+    let mut seen: HashMap<String, Vec<u64>> = HashMap::new();
+    query::for_each(&audit, |entry, _| match entry.record {
+        Record::Batch(b) => {
+            batches.insert(entry.seq, b.events.iter().map(|e| e.id).collect());
+        }
+        Record::Invocation(inv) => seen
+            .entry(inv.plugin)
+            .or_default()
+            .extend(batches.get(&inv.batch).expect("batch before invocation")),
+        _ => {}
+    })
+    .expect("read the log");
+    assert_eq!(seen.len(), 3, "every starter plugin ran");
+    for (plugin, mut ids) in seen {
+        ids.sort_unstable();
+        assert_eq!(
+            ids.len() as u64,
+            EVENTS,
+            "{plugin}: one invocation per event"
+        );
+        ids.dedup();
+        assert_eq!(ids.len() as u64, EVENTS, "{plugin}: no event twice");
+    }
+}

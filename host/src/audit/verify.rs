@@ -283,7 +283,10 @@ mod tests {
         let dir = log_of(8, options);
         let v = verify(dir.path()).expect("verifies");
         assert!(v.segments > 2, "{v:?}");
-        assert!(v.checkpoints >= v.segments as u64 - 1, "each new segment opens with a checkpoint");
+        assert!(
+            v.checkpoints >= v.segments as u64 - 1,
+            "each new segment opens with a checkpoint"
+        );
         std::fs::remove_file(segments::path(dir.path(), 2)).expect("remove a segment");
         let e = verify(dir.path()).expect_err("segment missing");
         assert!(e.what.contains("segment is missing"), "{e}");
