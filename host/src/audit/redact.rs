@@ -89,7 +89,7 @@ impl Scrub {
         if needle.len() >= MIN_SCRUB_BYTES && !self.pairs.iter().any(|(n, _)| *n == needle) {
             self.pairs.push((needle, token));
             // Longest first, so `alice.smith` is replaced before `alice`.
-            self.pairs.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            self.pairs.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         }
     }
 

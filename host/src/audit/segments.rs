@@ -90,6 +90,18 @@ pub(crate) struct Repair {
     pub(crate) reason: String,
 }
 
+/// A batch unit whose invocation records have not all been seen yet.
+struct OpenUnit {
+    /// Byte offset of its batch record.
+    start: u64,
+    /// Invocation records still missing.
+    missing: u32,
+    /// Records of the unit seen so far.
+    records: u64,
+    /// Seq and hash of the record before the unit.
+    before: Option<(u64, String)>,
+}
+
 /// Scan the last segment `last` of `dir` (listed in `all`) for its final
 /// complete unit.
 pub(crate) fn scan_tail(
@@ -105,8 +117,7 @@ pub(crate) fn scan_tail(
     let mut end: Option<(u64, String)> = None;
     let mut good_len = 0u64;
     let mut cut: Option<String> = None;
-    // (start offset, invocations still missing, records in the unit, seq/hash before it)
-    let mut unit: Option<(u64, u32, u64, Option<(u64, String)>)> = None;
+    let mut unit: Option<OpenUnit> = None;
     let mut all_lines = lines(&bytes).peekable();
     while let Some(line) = all_lines.next() {
         let is_last = all_lines.peek().is_none();
@@ -138,13 +149,18 @@ pub(crate) fn scan_tail(
                 kind,
                 invocations: Some(n),
             }) if kind == "batch" => {
-                unit = (n > 0).then(|| (line.offset, n, 1, end.clone()));
+                unit = (n > 0).then(|| OpenUnit {
+                    start: line.offset,
+                    missing: n,
+                    records: 1,
+                    before: end.clone(),
+                });
             }
             Some(Peek { kind, .. }) if kind == "invocation" => {
                 if let Some(u) = &mut unit {
-                    u.1 -= 1;
-                    u.2 += 1;
-                    if u.1 == 0 {
+                    u.missing -= 1;
+                    u.records += 1;
+                    if u.missing == 0 {
                         unit = None;
                     }
                 }
@@ -155,7 +171,13 @@ pub(crate) fn scan_tail(
         good_len = line.offset + line.bytes.len() as u64 + 1;
     }
     let mut records_removed = 0;
-    if let Some((start, missing, records, before)) = unit {
+    if let Some(OpenUnit {
+        start,
+        missing,
+        records,
+        before,
+    }) = unit
+    {
         let note = format!("a batch unit lacks {missing} invocation record(s)");
         cut = Some(match cut {
             Some(why) => format!("{why}; {note}"),

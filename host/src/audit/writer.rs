@@ -143,8 +143,10 @@ impl AuditLog {
             Some(&(index, ref path)) => (index, Some(segments::scan_tail(dir, path, &list)?)),
         };
         let segment_path = segments::path(dir, segment);
+        // Never truncate on open: the tail is cut below, only when torn.
         let file = OpenOptions::new()
             .create(true)
+            .truncate(false)
             .read(true)
             .write(true)
             .open(&segment_path)
