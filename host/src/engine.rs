@@ -84,10 +84,7 @@ pub fn deadline_ticks(deadline: Duration) -> u64 {
 
 /// Hex SHA-256 of a byte string; identifies components in caches and reports.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::audit::chain::hex(&Sha256::digest(bytes))
 }
 
 /// Compiled components on disk, keyed by the component's SHA-256 and the

@@ -37,6 +37,25 @@ pub const MAX_RECORDED_CALLS: usize = 10_000;
 /// Most bytes of recorded arguments and results per plugin call (same rule).
 pub const MAX_RECORDED_BYTES: usize = 8 << 20;
 
+/// [`RecordedError`] for an interface whose only error is `access-denied`
+/// (`clock`, `config`): one definition instead of one copy per interface.
+#[macro_export]
+macro_rules! access_denied_only_error {
+    ($error:ty) => {
+        impl $crate::audit::tape::RecordedError for $error {
+            fn code(&self) -> String {
+                "access-denied".into()
+            }
+            fn from_code(code: &str) -> Option<Self> {
+                (code == "access-denied").then_some(<$error>::AccessDenied)
+            }
+            fn access_denied() -> Self {
+                <$error>::AccessDenied
+            }
+        }
+    };
+}
+
 /// Host calls of one plugin call: being recorded, or being replayed.
 #[derive(Debug)]
 pub enum Tape {

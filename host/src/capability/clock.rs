@@ -10,7 +10,7 @@ use serde_json::json;
 use wasmtime::component::{HasData, Linker};
 
 use super::Capability;
-use crate::audit::tape::{RecordedError, Tape};
+use crate::audit::tape::Tape;
 use crate::bindings::vigil::plugin::clock as wit;
 
 /// Per-call clock context.
@@ -39,19 +39,7 @@ pub struct Clock<'a> {
     tape: &'a mut Tape,
 }
 
-impl RecordedError for wit::Error {
-    fn code(&self) -> String {
-        match self {
-            wit::Error::AccessDenied => "access-denied".into(),
-        }
-    }
-    fn from_code(code: &str) -> Option<Self> {
-        (code == "access-denied").then_some(wit::Error::AccessDenied)
-    }
-    fn access_denied() -> Self {
-        wit::Error::AccessDenied
-    }
-}
+crate::access_denied_only_error!(wit::Error);
 
 impl wit::Host for Clock<'_> {
     fn wall_now(&mut self) -> Result<u64, wit::Error> {

@@ -10,7 +10,7 @@ use serde_json::json;
 use wasmtime::component::{HasData, Linker};
 
 use super::Capability;
-use crate::audit::tape::{RecordedError, Tape};
+use crate::audit::tape::Tape;
 use crate::bindings::vigil::plugin::config as wit;
 
 /// Per-call config context.
@@ -40,19 +40,7 @@ pub struct Config<'a> {
     tape: &'a mut Tape,
 }
 
-impl RecordedError for wit::Error {
-    fn code(&self) -> String {
-        match self {
-            wit::Error::AccessDenied => "access-denied".into(),
-        }
-    }
-    fn from_code(code: &str) -> Option<Self> {
-        (code == "access-denied").then_some(wit::Error::AccessDenied)
-    }
-    fn access_denied() -> Self {
-        wit::Error::AccessDenied
-    }
-}
+crate::access_denied_only_error!(wit::Error);
 
 impl wit::Host for Config<'_> {
     fn get(&mut self, key: String) -> Result<Option<String>, wit::Error> {
