@@ -2,13 +2,14 @@
 //! each, write findings in event order.
 
 use std::io::{self, BufRead, Write};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::audit::record::Position;
 use crate::audit::{AuditError, Auditor, BatchUnit, PluginCall};
 use crate::bindings::vigil::plugin::types::EventBatch;
 use crate::capability::log::{LogLevel, LogSource};
-use crate::input::BatchReader;
+use crate::input::{BatchReader, MalformedLine, RawEvents};
 use crate::output::FindingRecord;
 use crate::pack::Generation;
 use crate::plugin::LoadedPlugin;
@@ -88,7 +89,7 @@ pub fn run(
     input: impl BufRead,
     source: &str,
     batch_size: usize,
-    out: &mut impl Write,
+    out: &mut (impl Write + Send),
 ) -> Result<RunStats, RunError> {
     run_audited(
         generation,
@@ -100,71 +101,129 @@ pub fn run(
     )
 }
 
+/// How many dispatched batches may wait for the audit-and-emit stage. Two
+/// keep both cores busy (one detecting, one hashing and writing) without
+/// holding much in memory.
+const PIPELINE_DEPTH: usize = 2;
+
+/// One dispatched batch on its way to the audit-and-emit stage.
+struct Dispatched<'g> {
+    start: Position,
+    end: Position,
+    raw: RawEvents,
+    malformed: Vec<MalformedLine>,
+    calls: Vec<PluginCall<'g>>,
+}
+
 /// [`run`] reading through `reader` (which may start mid-file), recording
 /// every batch unit in `audit` before its findings are written.
-pub fn run_audited<R: BufRead>(
+///
+/// Two stages on two threads: this one reads and calls the detectors; the
+/// other writes each batch unit to the audit log and only then emits its
+/// findings (write-ahead), so auditing overlaps the next batch's detection
+/// instead of adding to it. If the log cannot be written, the second stage
+/// stops, nothing more is emitted, and the run returns [`RunError::Audit`].
+pub fn run_audited<R: BufRead, W: Write + Send>(
     generation: &Generation,
     mut reader: BatchReader<R>,
     source: &str,
     batch_size: usize,
-    out: &mut impl Write,
-    mut audit: Option<&mut Auditor>,
+    out: &mut W,
+    audit: Option<&mut Auditor>,
 ) -> Result<RunStats, RunError> {
     let started = Instant::now();
-    let mut stats = RunStats::default();
     let mut batch = EventBatch {
         data: Vec::new(),
         events: Vec::new(),
     };
-    let mut malformed = Vec::new();
-    let mut records: Vec<FindingRecord> = Vec::new();
-    loop {
-        let start = reader.position();
-        let more = reader
-            .fill(&mut batch, batch_size, &mut malformed)
-            .map_err(|error| RunError::Input {
-                source_name: source.to_owned(),
-                error,
-            })?;
-        if !more && malformed.is_empty() {
-            break;
-        }
-        for m in &malformed {
-            tracing::warn!("{source}:{}: skipped malformed event: {}", m.line, m.reason);
-        }
-        let mut calls = Vec::new();
-        if !batch.events.is_empty() {
-            for plugin in &generation.detectors {
-                if plugin.quarantine_reason().is_some() {
-                    continue;
+    let (mut stats, end) = std::thread::scope(|scope| {
+        let (to_emitter, from_dispatcher) = mpsc::sync_channel::<Dispatched<'_>>(PIPELINE_DEPTH);
+        // Emitted batches' line buffers come back for reuse.
+        let (recycle, recycled) = mpsc::channel::<RawEvents>();
+        let emitter = scope.spawn(move || emit(from_dispatcher, recycle, source, out, audit));
+        let read = loop {
+            let start = reader.position();
+            let mut malformed = Vec::new();
+            match reader.fill(&mut batch, batch_size, &mut malformed) {
+                Err(error) => {
+                    break Err(RunError::Input {
+                        source_name: source.to_owned(),
+                        error,
+                    });
                 }
-                calls.push(call_plugin(plugin, &batch, source));
+                Ok(more) if !more && malformed.is_empty() => break Ok(()),
+                Ok(_) => {}
             }
-        }
-        if let Some(audit) = audit.as_deref_mut() {
-            let raw = reader.raw_events();
-            let unit = BatchUnit {
-                source,
+            for m in &malformed {
+                tracing::warn!("{source}:{}: skipped malformed event: {}", m.line, m.reason);
+            }
+            let mut calls = Vec::new();
+            if !batch.events.is_empty() {
+                for plugin in &generation.detectors {
+                    if plugin.quarantine_reason().is_none() {
+                        calls.push(call_plugin(plugin, &batch, source));
+                    }
+                }
+            }
+            let unit = Dispatched {
                 start,
                 end: reader.position(),
+                raw: reader.take_raw(recycled.try_recv().unwrap_or_default()),
+                malformed,
+                calls,
+            };
+            // A closed channel means the emitter stopped on an error, which
+            // `join` returns below.
+            if to_emitter.send(unit).is_err() {
+                break Ok(());
+            }
+        };
+        drop(to_emitter);
+        let emitted = emitter.join().expect("the emit stage does not panic")?;
+        read.map(|()| (emitted, reader.position()))
+    })?;
+    stats.end = end;
+    stats.elapsed = started.elapsed();
+    Ok(stats)
+}
+
+/// The audit-and-emit stage: for each dispatched batch, in order, write its
+/// unit to the audit log, then its findings to `out`, then count it.
+fn emit<W: Write>(
+    units: mpsc::Receiver<Dispatched<'_>>,
+    recycle: mpsc::Sender<RawEvents>,
+    source: &str,
+    out: &mut W,
+    mut audit: Option<&mut Auditor>,
+) -> Result<RunStats, RunError> {
+    let mut stats = RunStats::default();
+    let mut records: Vec<FindingRecord> = Vec::new();
+    for unit in units {
+        if let Some(audit) = audit.as_deref_mut() {
+            let raw = unit.raw.events();
+            let batch_unit = BatchUnit {
+                source,
+                start: unit.start,
+                end: unit.end,
                 events: &raw,
-                malformed: &malformed,
-                calls: &calls,
+                malformed: &unit.malformed,
+                calls: &unit.calls,
             };
             // Write-ahead: nothing of this batch is emitted or counted
             // unless its unit is in the log.
-            audit.batch_unit(&unit).map_err(|error| RunError::Audit {
-                error,
-                source_name: source.to_owned(),
-                first: start.line + 1,
-                last: reader.position().line,
-            })?;
+            audit
+                .batch_unit(&batch_unit)
+                .map_err(|error| RunError::Audit {
+                    error,
+                    source_name: source.to_owned(),
+                    first: unit.start.line + 1,
+                    last: unit.end.line,
+                })?;
         }
-        stats.malformed += malformed.len() as u64;
-        malformed.clear();
-        stats.events += batch.events.len() as u64;
+        stats.malformed += unit.malformed.len() as u64;
+        stats.events += unit.raw.len() as u64;
         records.clear();
-        for call in calls {
+        for call in unit.calls {
             if call.outcome.result.is_err() {
                 stats.failed_calls += 1;
             }
@@ -184,9 +243,9 @@ pub fn run_audited<R: BufRead>(
         }
         stats.findings += records.len() as u64;
         out.flush().map_err(RunError::Output)?;
+        // The dispatcher may have finished already; then the buffer just drops.
+        let _ = recycle.send(unit.raw);
     }
-    stats.end = reader.position();
-    stats.elapsed = started.elapsed();
     Ok(stats)
 }
 

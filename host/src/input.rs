@@ -22,6 +22,34 @@ pub struct MalformedLine {
     pub reason: String,
 }
 
+/// The original lines of one batch's events, owned, so the audit stage can
+/// record them while the next batch is being read.
+#[derive(Debug, Default)]
+pub struct RawEvents {
+    data: Vec<u8>,
+    spans: Vec<(u64, usize, usize)>,
+}
+
+impl RawEvents {
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// `(event id, original line)` of every event.
+    pub fn events(&self) -> Vec<(u64, &[u8])> {
+        self.spans
+            .iter()
+            .map(|&(id, start, end)| (id, &self.data[start..end]))
+            .collect()
+    }
+}
+
 /// Reads JSON Lines and fills batches.
 #[derive(Debug)]
 pub struct BatchReader<R> {
@@ -66,12 +94,19 @@ impl<R: BufRead> BatchReader<R> {
         }
     }
 
-    /// `(event id, original line)` of every event of the last batch.
-    pub fn raw_events(&self) -> Vec<(u64, &[u8])> {
-        self.raw_spans
-            .iter()
-            .map(|&(id, start, end)| (id, &self.raw[start..end]))
-            .collect()
+    /// Take the original lines of the last batch's events (for the audit
+    /// log), leaving `spare` (a buffer handed back by a previous taker, or
+    /// an empty one) for the next batch. Reusing buffers matters: a batch's
+    /// lines are a few hundred KiB, above malloc's mmap threshold, so a
+    /// fresh buffer per batch costs page faults on every batch.
+    pub fn take_raw(&mut self, spare: RawEvents) -> RawEvents {
+        let mut spare = spare;
+        spare.data.clear();
+        spare.spans.clear();
+        RawEvents {
+            data: std::mem::replace(&mut self.raw, spare.data),
+            spans: std::mem::replace(&mut self.raw_spans, spare.spans),
+        }
     }
 
     /// Clear `batch` and fill it with up to `size` events. Malformed lines go

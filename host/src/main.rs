@@ -336,11 +336,11 @@ fn run_command(
     };
     auditor.pack_load(&generation)?;
 
-    let mut out: Box<dyn Write> = match &output {
+    let mut out: Box<dyn Write + Send> = match &output {
         Some(path) => Box::new(BufWriter::new(
             File::create(path).with_context(|| format!("creating {}", path.display()))?,
         )),
-        None => Box::new(BufWriter::new(io::stdout().lock())),
+        None => Box::new(BufWriter::new(io::stdout())),
     };
     // The input's name in the log: resuming matches on it.
     let (name, reader): (String, Box<dyn io::BufRead>) = match input.as_deref() {
