@@ -2,17 +2,19 @@
 //! each, write findings in event order.
 
 use std::io::{self, BufRead, Write};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::audit::record::Position;
+use crate::audit::redact::Scrub;
 use crate::audit::{AuditError, Auditor, BatchUnit, PluginCall};
 use crate::bindings::vigil::plugin::types::EventBatch;
 use crate::capability::log::{LogLevel, LogSource};
+use crate::enrich::{self, Enriched};
 use crate::input::{BatchReader, MalformedLine, RawEvents};
-use crate::output::FindingRecord;
+use crate::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
 use crate::pack::Generation;
-use crate::plugin::LoadedPlugin;
+use crate::plugin::{CallOutcome, LoadedPlugin};
 
 /// Counters of one run, printed as the summary line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,6 +29,10 @@ pub struct RunStats {
     pub findings: u64,
     /// Plugin calls that failed (trap, deadline, error, bad output).
     pub failed_calls: u64,
+    /// Findings emitted with at least one enrichment.
+    pub enriched: u64,
+    /// Findings emitted without any (each enricher's reason attached).
+    pub unenriched: u64,
     /// Plugins quarantined during the run, with the reason.
     pub quarantined: Vec<String>,
     /// Wall time.
@@ -36,8 +42,16 @@ pub struct RunStats {
 impl RunStats {
     /// The one-line summary printed on stderr.
     pub fn summary(&self) -> String {
+        let enrichment = if self.enriched + self.unenriched > 0 {
+            format!(
+                " ({} enriched, {} not enriched)",
+                self.enriched, self.unenriched
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "vigil: {} events read, {} findings, {} errors ({} malformed lines, {} failed plugin calls), {} quarantined, {:.3} s",
+            "vigil: {} events read, {} findings{enrichment}, {} errors ({} malformed lines, {} failed plugin calls), {} quarantined, {:.3} s",
             self.events,
             self.findings,
             self.malformed + self.failed_calls,
@@ -101,10 +115,20 @@ pub fn run(
     )
 }
 
-/// How many dispatched batches may wait for the audit-and-emit stage. Two
-/// keep both cores busy (one detecting, one hashing and writing) without
-/// holding much in memory.
+/// How many messages (dispatched batches, finished enrichments) may wait
+/// for the audit-and-emit stage. Two batches keep both cores busy (one
+/// detecting, one hashing and writing) without holding much in memory.
 const PIPELINE_DEPTH: usize = 2;
+
+/// What the audit-and-emit stage receives.
+enum Message<'g> {
+    /// A batch and its detector calls, from the dispatcher.
+    Batch(Dispatched<'g>),
+    /// A finding and its enricher calls, from an enrichment worker.
+    Enriched(Enriched<'g>),
+    /// The dispatcher has read everything.
+    DispatchDone,
+}
 
 /// One dispatched batch on its way to the audit-and-emit stage.
 struct Dispatched<'g> {
@@ -118,11 +142,15 @@ struct Dispatched<'g> {
 /// [`run`] reading through `reader` (which may start mid-file), recording
 /// every batch unit in `audit` before its findings are written.
 ///
-/// Two stages on two threads: this one reads and calls the detectors; the
-/// other writes each batch unit to the audit log and only then emits its
-/// findings (write-ahead), so auditing overlaps the next batch's detection
-/// instead of adding to it. If the log cannot be written, the second stage
-/// stops, nothing more is emitted, and the run returns [`RunError::Audit`].
+/// Stages on their own threads: this one reads and calls the detectors; the
+/// audit-and-emit stage writes each batch unit to the audit log and only
+/// then emits its findings (write-ahead), so auditing overlaps the next
+/// batch's detection instead of adding to it. When the pack has enrichers,
+/// findings go from there to a pool of enrichment workers
+/// (`enrich.rs`) and come back to be recorded and emitted; a slow
+/// enrichment service holds up only the findings waiting for it, never
+/// detection. If the log cannot be written, the audit stage stops, nothing
+/// more is emitted, and the run returns [`RunError::Audit`].
 pub fn run_audited<R: BufRead, W: Write + Send>(
     generation: &Generation,
     mut reader: BatchReader<R>,
@@ -137,10 +165,27 @@ pub fn run_audited<R: BufRead, W: Write + Send>(
         events: Vec::new(),
     };
     let (mut stats, end) = std::thread::scope(|scope| {
-        let (to_emitter, from_dispatcher) = mpsc::sync_channel::<Dispatched<'_>>(PIPELINE_DEPTH);
+        let (to_emitter, inbox) = mpsc::sync_channel::<Message<'_>>(PIPELINE_DEPTH);
+        let enrichment = (!generation.enrichers.is_empty()).then(|| {
+            let to_emitter = to_emitter.clone();
+            enrich::start(scope, generation, move |done| {
+                to_emitter.send(Message::Enriched(done)).is_ok()
+            })
+        });
         // Emitted batches' line buffers come back for reuse.
         let (recycle, recycled) = mpsc::channel::<RawEvents>();
-        let emitter = scope.spawn(move || emit(from_dispatcher, recycle, source, out, audit));
+        let emitter = scope.spawn(move || {
+            Emitter {
+                generation,
+                source,
+                out,
+                audit,
+                enrichment,
+                recycle,
+                stats: RunStats::default(),
+            }
+            .run(inbox)
+        });
         let read = loop {
             let start = reader.position();
             let mut malformed = Vec::new();
@@ -174,10 +219,12 @@ pub fn run_audited<R: BufRead, W: Write + Send>(
             };
             // A closed channel means the emitter stopped on an error, which
             // `join` returns below.
-            if to_emitter.send(unit).is_err() {
+            if to_emitter.send(Message::Batch(unit)).is_err() {
                 break Ok(());
             }
         };
+        // Ignored when the emitter already stopped on an error.
+        let _ = to_emitter.send(Message::DispatchDone);
         drop(to_emitter);
         let emitted = emitter.join().expect("the emit stage does not panic")?;
         read.map(|()| (emitted, reader.position()))
@@ -187,49 +234,95 @@ pub fn run_audited<R: BufRead, W: Write + Send>(
     Ok(stats)
 }
 
-/// The audit-and-emit stage: for each dispatched batch, in order, write its
-/// unit to the audit log, then its findings to `out`, then count it.
-fn emit<W: Write>(
-    units: mpsc::Receiver<Dispatched<'_>>,
+/// The audit-and-emit stage: the only writer of the audit log and the
+/// output during a run.
+struct Emitter<'g, 'w, 'a, W> {
+    generation: &'g Generation,
+    source: &'g str,
+    out: &'w mut W,
+    audit: Option<&'a mut Auditor>,
+    enrichment: Option<enrich::Pool<'g>>,
     recycle: mpsc::Sender<RawEvents>,
-    source: &str,
-    out: &mut W,
-    mut audit: Option<&mut Auditor>,
-) -> Result<RunStats, RunError> {
-    let mut stats = RunStats::default();
-    let mut records: Vec<FindingRecord> = Vec::new();
-    for unit in units {
-        if let Some(audit) = audit.as_deref_mut() {
-            let raw = unit.raw.events();
-            let batch_unit = BatchUnit {
-                source,
-                start: unit.start,
-                end: unit.end,
-                events: &raw,
-                malformed: &unit.malformed,
-                calls: &unit.calls,
-            };
-            // Write-ahead: nothing of this batch is emitted or counted
-            // unless its unit is in the log.
-            audit
-                .batch_unit(&batch_unit)
-                .map_err(|error| RunError::Audit {
-                    error,
-                    source_name: source.to_owned(),
-                    first: unit.start.line + 1,
-                    last: unit.end.line,
-                })?;
+    stats: RunStats,
+}
+
+impl<W: Write> Emitter<'_, '_, '_, W> {
+    /// Handle messages until the dispatcher is done and every finding sent
+    /// to enrichment has come back.
+    fn run(mut self, inbox: mpsc::Receiver<Message<'_>>) -> Result<RunStats, RunError> {
+        let mut dispatch_done = false;
+        let mut outstanding = 0usize;
+        while !(dispatch_done && outstanding == 0) {
+            let Ok(message) = inbox.recv() else { break };
+            self.record_grant_changes()?;
+            match message {
+                Message::Batch(unit) => outstanding += self.batch(unit)?,
+                Message::Enriched(done) => {
+                    outstanding -= 1;
+                    self.enriched(done)?;
+                }
+                Message::DispatchDone => dispatch_done = true,
+            }
         }
-        stats.malformed += unit.malformed.len() as u64;
-        stats.events += unit.raw.len() as u64;
-        records.clear();
+        self.record_grant_changes()?;
+        Ok(self.stats)
+    }
+
+    /// Revocations and restorations the host put in force since the last
+    /// record, so they precede the calls they affect in the log.
+    fn record_grant_changes(&mut self) -> Result<(), RunError> {
+        let changes = self.generation.revocations.take_changes();
+        if let Some(audit) = self.audit.as_deref_mut() {
+            for change in changes {
+                audit.lifecycle(change).map_err(|error| RunError::Audit {
+                    error,
+                    source_name: self.source.to_owned(),
+                    first: 0,
+                    last: 0,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Record a batch unit, then emit its findings or hand them to
+    /// enrichment. Returns how many went to enrichment.
+    fn batch(&mut self, unit: Dispatched<'_>) -> Result<usize, RunError> {
+        let source = self.source;
+        let (batch_seq, scrub) = match self.audit.as_deref_mut() {
+            Some(audit) => {
+                let raw = unit.raw.events();
+                let batch_unit = BatchUnit {
+                    source,
+                    start: unit.start,
+                    end: unit.end,
+                    events: &raw,
+                    malformed: &unit.malformed,
+                    calls: &unit.calls,
+                };
+                // Write-ahead: nothing of this batch is emitted or counted
+                // unless its unit is in the log.
+                audit
+                    .batch_unit(&batch_unit)
+                    .map_err(|error| RunError::Audit {
+                        error,
+                        source_name: source.to_owned(),
+                        first: unit.start.line + 1,
+                        last: unit.end.line,
+                    })?
+            }
+            None => (0, Scrub::default()),
+        };
+        self.stats.malformed += unit.malformed.len() as u64;
+        self.stats.events += unit.raw.len() as u64;
+        let mut records = Vec::new();
         for call in unit.calls {
             if call.outcome.result.is_err() {
-                stats.failed_calls += 1;
+                self.stats.failed_calls += 1;
             }
             if call.outcome.quarantined_now {
                 let reason = call.plugin.quarantine_reason().unwrap_or_default();
-                stats
+                self.stats
                     .quarantined
                     .push(format!("{}: {reason}", call.plugin.label()));
             }
@@ -237,21 +330,104 @@ fn emit<W: Write>(
         }
         // Stable: findings of one event keep plugin order.
         records.sort_by_key(|r| r.event.line);
-        for record in &records {
-            serde_json::to_writer(&mut *out, record).map_err(|e| RunError::Output(e.into()))?;
-            out.write_all(b"\n").map_err(RunError::Output)?;
+        let mut sent = 0;
+        let scrub = Arc::new(scrub);
+        for mut record in records {
+            if let Some(pool) = &self.enrichment {
+                match pool.submit(batch_seq, scrub.clone(), record) {
+                    Ok(()) => {
+                        sent += 1;
+                        continue;
+                    }
+                    // Never drop a finding: past the queue bound it leaves
+                    // un-enriched, saying why.
+                    Err(rejected) => {
+                        record = rejected;
+                        let reason = format!(
+                            "enrichment queue full ({} findings waiting)",
+                            enrich::QUEUE_BOUND
+                        );
+                        record.enrichments = unavailable_everywhere(self.generation, &reason);
+                        self.stats.unenriched += 1;
+                    }
+                }
+            }
+            self.write_finding(&record)?;
         }
-        stats.findings += records.len() as u64;
-        out.flush().map_err(RunError::Output)?;
+        self.out.flush().map_err(RunError::Output)?;
         // The dispatcher may have finished already; then the buffer just drops.
-        let _ = recycle.send(unit.raw);
+        let _ = self.recycle.send(unit.raw);
+        Ok(sent)
     }
-    Ok(stats)
+
+    /// Record a finding's enrichments, then emit it with them attached.
+    fn enriched(&mut self, done: Enriched<'_>) -> Result<(), RunError> {
+        if let Some(audit) = self.audit.as_deref_mut() {
+            audit
+                .enrichments(done.batch, &done.scrub, &done.finding, &done.calls)
+                .map_err(|error| RunError::Audit {
+                    error,
+                    source_name: self.source.to_owned(),
+                    first: done.finding.event.line,
+                    last: done.finding.event.line,
+                })?;
+        }
+        let mut finding = done.finding;
+        for (plugin, outcome) in done.calls {
+            if outcome.quarantined_now {
+                let reason = plugin.quarantine_reason().unwrap_or_default();
+                self.stats
+                    .quarantined
+                    .push(format!("{}: {reason}", plugin.label()));
+            }
+            let result = match outcome.result {
+                Ok(enrichment) => EnrichmentResult::enriched(enrichment),
+                Err(e) => {
+                    self.stats.failed_calls += 1;
+                    EnrichmentResult::Unavailable {
+                        reason: e.to_string(),
+                    }
+                }
+            };
+            finding.enrichments.push(EnrichmentRecord {
+                plugin: plugin.label(),
+                result,
+            });
+        }
+        finding.enrichments.extend(done.skipped);
+        if (finding.enrichments.iter())
+            .any(|e| matches!(e.result, EnrichmentResult::Enriched { .. }))
+        {
+            self.stats.enriched += 1;
+        } else {
+            self.stats.unenriched += 1;
+        }
+        self.write_finding(&finding)?;
+        self.out.flush().map_err(RunError::Output)
+    }
+
+    fn write_finding(&mut self, record: &FindingRecord) -> Result<(), RunError> {
+        serde_json::to_writer(&mut *self.out, record).map_err(|e| RunError::Output(e.into()))?;
+        self.out.write_all(b"\n").map_err(RunError::Output)?;
+        self.stats.findings += 1;
+        Ok(())
+    }
 }
 
-/// Call one plugin on `batch` and report what it did to the host log.
-fn call_plugin<'p>(plugin: &'p LoadedPlugin, batch: &EventBatch, source: &str) -> PluginCall<'p> {
-    let mut outcome = plugin.detect(batch);
+/// The same reason for every enricher of the generation.
+fn unavailable_everywhere(generation: &Generation, reason: &str) -> Vec<EnrichmentRecord> {
+    (generation.enrichers.iter())
+        .map(|p| EnrichmentRecord {
+            plugin: p.label(),
+            result: EnrichmentResult::Unavailable {
+                reason: reason.to_owned(),
+            },
+        })
+        .collect()
+}
+
+/// Forward a call's plugin logs and captured stdio to the host log.
+pub(crate) fn forward_logs<T>(plugin: &LoadedPlugin, outcome: &CallOutcome<T>) {
     let label = plugin.label();
     for log in &outcome.logs {
         let stream = match log.source {
@@ -278,6 +454,13 @@ fn call_plugin<'p>(plugin: &'p LoadedPlugin, batch: &EventBatch, source: &str) -
             outcome.logs_dropped
         );
     }
+}
+
+/// Call one plugin on `batch` and report what it did to the host log.
+fn call_plugin<'p>(plugin: &'p LoadedPlugin, batch: &EventBatch, source: &str) -> PluginCall<'p> {
+    let mut outcome = plugin.detect(batch);
+    let label = plugin.label();
+    forward_logs(plugin, &outcome);
     let findings = match &mut outcome.result {
         Ok(findings) => std::mem::take(findings)
             .into_iter()

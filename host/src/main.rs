@@ -16,6 +16,7 @@ use vigil::audit::{Auditor, query, resume, verify};
 use vigil::input::BatchReader;
 use vigil::pack::PackSource;
 use vigil::policy::Policy;
+use vigil::revocation::{self, Revocation, RevocationList};
 use vigil::runtime::Runtime;
 
 /// Host for sandboxed WebAssembly detection plugins.
@@ -98,6 +99,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Revoke a capability of a plugin, in running hosts (within a second)
+    /// and across restarts; the next call is refused with `access-denied`.
+    Revoke {
+        /// Plugin id (in any pack) or `pack/plugin`.
+        plugin: String,
+        /// The capability to revoke (log, config, state, clock, http).
+        /// Default: every capability.
+        #[arg(long, value_parser = parse_capability)]
+        capability: Option<vigil::capability::Capability>,
+        /// Why; recorded in the audit log with who asked.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Undo `vigil revoke` for a plugin (one capability, or all of its revocations).
+    Restore {
+        /// Plugin id or `pack/plugin`, exactly as given to `vigil revoke`.
+        plugin: String,
+        /// Only this capability's revocation. Default: all of the plugin's.
+        #[arg(long, value_parser = parse_capability)]
+        capability: Option<vigil::capability::Capability>,
+        /// Why; recorded in the audit log with who asked.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        host: HostArgs,
+    },
     /// Run a pack's test cases; exits non-zero with a diff on any mismatch.
     Test {
         /// Pack directory. Default: the embedded starter pack.
@@ -129,6 +158,17 @@ enum AuditCommand {
     },
     /// Per plugin: invocations, events, errors, findings, denials, host calls by capability.
     Stats,
+}
+
+fn parse_capability(text: &str) -> Result<vigil::capability::Capability, String> {
+    use vigil::capability::Capability;
+    Capability::ALL
+        .into_iter()
+        .find(|c| c.name() == text)
+        .ok_or_else(|| {
+            let names: Vec<_> = Capability::ALL.iter().map(|c| c.name()).collect();
+            format!("`{text}` is not a capability; one of: {}", names.join(", "))
+        })
 }
 
 fn parse_since(text: &str) -> Result<SystemTime, String> {
@@ -282,6 +322,43 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Revoke {
+            plugin,
+            capability,
+            reason,
+            host,
+        } => change_grant(&host, |list| {
+            let revocation = Revocation {
+                plugin: plugin.clone(),
+                capability,
+                reason: reason.clone(),
+                by: revocation::current_user(),
+                at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            };
+            let what = revocation.what();
+            list.revoke(revocation);
+            Ok(format!("revoked {what} of {plugin}"))
+        }),
+        Command::Restore {
+            plugin,
+            capability,
+            reason,
+            host,
+        } => change_grant(&host, |list| {
+            let removed = list.restore(&plugin, capability);
+            if removed.is_empty() {
+                bail!(
+                    "nothing to restore: {plugin} has no revocation{} (see {})",
+                    capability.map(|c| format!(" of {c}")).unwrap_or_default(),
+                    revocation::FILE
+                );
+            }
+            let what: Vec<String> = removed.iter().map(|r| r.what()).collect();
+            // The reason for restoring is logged by this command; the
+            // running host records the restore with the revocation it ends.
+            tracing::info!("restoring {} of {plugin}: {reason}", what.join(", "));
+            Ok(format!("restored {} of {plugin}", what.join(", ")))
+        }),
         Command::Test { pack, host } => {
             let source = pack_source(pack.as_deref());
             let runtime = runtime(&host, &source)?;
@@ -299,6 +376,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// `vigil revoke` / `vigil restore`: edit the revocation list in the state
+/// dir; running hosts watching it apply the change.
+fn change_grant(
+    host: &HostArgs,
+    change: impl FnOnce(&mut RevocationList) -> Result<String>,
+) -> Result<ExitCode> {
+    let policy = match &host.policy {
+        Some(path) => read_policy(path)?,
+        None if Path::new("vigil.toml").exists() => read_policy(Path::new("vigil.toml"))?,
+        None => Policy::default(),
+    };
+    let state_dir = host.state_dir.clone().unwrap_or_else(|| policy.state_dir());
+    let path = state_dir.join(revocation::FILE);
+    let mut list = RevocationList::load(&path)?;
+    let done = change(&mut list)?;
+    list.save(&path)?;
+    eprintln!(
+        "vigil: {done} ({}; a running `vigil run` with state dir {} applies it within a second)",
+        path.display(),
+        state_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `vigil run`: load, audit, resume if interrupted, dispatch.
@@ -335,6 +436,14 @@ fn run_command(
         }
     };
     auditor.pack_load(&generation)?;
+    // Revocations change under a running host: watch the list. Without a
+    // watcher the run would go on with the grants it started with, which
+    // the operator must know.
+    let revocations_file = runtime.state_dir.join(revocation::FILE);
+    let _watcher = revocation::watch(&revocations_file, runtime.revocations.clone())
+        .with_context(|| format!("watching {}", revocations_file.display()))?;
+    // Whatever changed between start-up and the watch.
+    runtime.revocations.reload(&revocations_file);
 
     let mut out: Box<dyn Write + Send> = match &output {
         Some(path) => Box::new(BufWriter::new(

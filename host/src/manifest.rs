@@ -12,7 +12,7 @@
 //! [[plugins]]
 //! id = "brute-force"            # [a-z0-9][a-z0-9_-]*, unique in the pack
 //! component = "brute_force.wasm" # relative to the pack directory
-//! world = "detector"            # detector | responder
+//! world = "detector"            # detector | enricher | responder
 //! capabilities = ["log", "state"] # requested; the operator decides what is granted
 //! config = { threshold = 5 }    # passed to `init` and the `config` capability
 //!
@@ -74,6 +74,8 @@ pub enum World {
     Detector,
     /// Exports `init` and `respond` (host support comes with response actions).
     Responder,
+    /// Exports `init` and `enrich`; runs on detectors' findings.
+    Enricher,
 }
 
 impl World {
@@ -82,6 +84,7 @@ impl World {
         match self {
             World::Detector => "detector",
             World::Responder => "responder",
+            World::Enricher => "enricher",
         }
     }
 }

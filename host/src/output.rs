@@ -10,7 +10,7 @@
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::bindings::vigil::plugin::types::{Finding, Severity};
+use crate::bindings::vigil::plugin::types::{Enrichment, Evidence, Finding, Priority, Severity};
 
 /// A finding with its provenance, as written to the output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +32,60 @@ pub struct FindingRecord {
     pub evidence: Vec<(String, String)>,
     /// The triggering event.
     pub event: EventPosition,
+    /// What each enricher of the pack added, or why it could not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enrichments: Vec<EnrichmentRecord>,
+}
+
+/// One enricher's result on a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrichmentRecord {
+    /// `pack/plugin` of the enricher.
+    pub plugin: String,
+    /// The enrichment, or why there is none.
+    #[serde(flatten)]
+    pub result: EnrichmentResult,
+}
+
+/// An enrichment or the reason it is missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum EnrichmentResult {
+    /// The enricher answered.
+    Enriched {
+        /// Analyst summary.
+        summary: String,
+        /// ATT&CK technique ids.
+        techniques: Vec<String>,
+        /// `low`, `medium`, `high` or `immediate`.
+        priority: String,
+        /// Where it came from (e.g. the model).
+        source: String,
+    },
+    /// No enrichment: denied, revoked, rate-limited, timed out, malformed
+    /// answer, queue full, plugin failure. The finding is emitted anyway.
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl EnrichmentResult {
+    /// The output form of a plugin's enrichment.
+    pub fn enriched(e: Enrichment) -> Self {
+        EnrichmentResult::Enriched {
+            summary: e.summary,
+            techniques: e.techniques,
+            priority: match e.priority {
+                Priority::Low => "low",
+                Priority::Medium => "medium",
+                Priority::High => "high",
+                Priority::Immediate => "immediate",
+            }
+            .to_owned(),
+            source: e.source,
+        }
+    }
 }
 
 /// Where an event came from.
@@ -69,6 +123,31 @@ impl FindingRecord {
                 source: source.to_owned(),
                 line: f.event_id,
             },
+            enrichments: Vec::new(),
+        }
+    }
+
+    /// The finding as an enricher receives it (`event-id` is the line).
+    pub fn to_wit(&self) -> Finding {
+        let severity = match self.severity.as_str() {
+            "info" => Severity::Info,
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            _ => Severity::Critical,
+        };
+        Finding {
+            event_id: self.event.line,
+            rule_id: self.rule_id.clone(),
+            title: self.title.clone(),
+            severity,
+            techniques: self.techniques.clone(),
+            evidence: (self.evidence.iter())
+                .map(|(key, value)| Evidence {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
         }
     }
 }

@@ -19,12 +19,15 @@ use wasmtime::component::types::ComponentItem;
 use crate::audit::grants_digest;
 use crate::audit::record::{GrantSet, LimitsRecord};
 use crate::bindings::DetectorPre;
+use crate::bindings::enricher::EnricherPre;
+use crate::capability::http::{HttpPolicy, SecretSource};
 use crate::capability::{Capability, ImportKind, classify_import};
 use crate::engine::{ComponentCache, sha256_hex};
 use crate::manifest::{ManifestError, PackManifest, PluginManifest, World};
-use crate::plugin::LoadedPlugin;
+use crate::plugin::{LoadedPlugin, PluginPre};
 use crate::policy::Policy;
-use crate::sandbox::{CallState, CallTemplate, linker_for};
+use crate::revocation::{RevocationScope, Revocations};
+use crate::sandbox::{CallTemplate, linker_for};
 use crate::state_store::{StateQuota, StateStore};
 
 /// Where a pack's files come from.
@@ -143,6 +146,17 @@ pub enum LoadError {
         /// Why.
         message: String,
     },
+    /// The plugin's `http` grant cannot be put in force (a secret is
+    /// missing, the secrets file is unreadable).
+    #[error("pack `{pack}`, plugin `{plugin}`: http grant: {message}")]
+    Http {
+        /// Pack name.
+        pack: String,
+        /// Plugin id.
+        plugin: String,
+        /// Why, naming the secret or file.
+        message: String,
+    },
 }
 
 /// Every problem found while loading a pack.
@@ -214,6 +228,10 @@ pub struct Generation {
     pub source: PackSource,
     /// Detectors in manifest order.
     pub detectors: Vec<Arc<LoadedPlugin>>,
+    /// Enrichers in manifest order; each finding goes through all of them.
+    pub enrichers: Vec<Arc<LoadedPlugin>>,
+    /// Revocations in force, shared with the runtime.
+    pub revocations: Arc<Revocations>,
     /// One report per plugin, detectors and responders alike.
     pub reports: Vec<PluginReport>,
 }
@@ -231,6 +249,8 @@ pub struct LoadContext<'a> {
     pub state_dir: &'a Path,
     /// Origin of monotonic clock readings.
     pub clock_origin: Instant,
+    /// Revocations checked on every host call.
+    pub revocations: &'a Arc<Revocations>,
     /// Number of the generation being loaded.
     pub generation: u64,
 }
@@ -250,11 +270,15 @@ impl Generation {
 
         let mut errors = Vec::new();
         let mut detectors = Vec::new();
+        let mut enrichers = Vec::new();
         let mut reports = Vec::new();
         for plugin in &manifest.plugins {
             match load_plugin(ctx, &source, &manifest, plugin) {
                 Ok((loaded, report)) => {
-                    detectors.extend(loaded);
+                    match plugin.world {
+                        World::Enricher => enrichers.extend(loaded),
+                        _ => detectors.extend(loaded),
+                    }
                     reports.push(report);
                 }
                 Err(e) => errors.extend(e),
@@ -266,6 +290,8 @@ impl Generation {
                 manifest,
                 source,
                 detectors,
+                enrichers,
+                revocations: ctx.revocations.clone(),
                 reports,
             })
         } else {
@@ -345,12 +371,32 @@ fn load_plugin(
         _ => Vec::new(),
     };
     let config = plugin.config_entries();
+    let http_grant = match ctx.policy.grant(pack, id) {
+        Some(g) if effective.contains(&Capability::Http) => Some(g.http.clone()),
+        _ => None,
+    };
+    let http = http_grant
+        .as_ref()
+        .map(|grant| {
+            SecretSource::from_policy(ctx.policy)
+                .and_then(|secrets| HttpPolicy::resolve(grant, &secrets))
+                .map(Arc::new)
+        })
+        .transpose()
+        .map_err(|message| {
+            vec![LoadError::Http {
+                pack: pack.into(),
+                plugin: id.into(),
+                message,
+            }]
+        })?;
     let grants = GrantSet {
         requested: plugin.capabilities.clone(),
         effective: effective.clone(),
         state_key_prefixes: key_prefixes.clone(),
         config: config.clone(),
         limits: LimitsRecord::from(limits),
+        http: http_grant,
     };
     let report = PluginReport {
         id: id.to_owned(),
@@ -397,8 +443,8 @@ fn load_plugin(
 
     // Second check happens at call time inside each capability; here we link
     // exactly the effective capabilities and nothing else.
-    let pre = link_detector(ctx.engine, &component, &effective)
-        .map_err(|e| wrong_world("detector", format!("{e:#}")))?;
+    let pre = link_plugin(ctx.engine, &component, &effective, plugin.world)
+        .map_err(|e| wrong_world(plugin.world.name(), format!("{e:#}")))?;
 
     let state = if effective.contains(&Capability::State) {
         let path = ctx.state_dir.join(pack).join(format!("{id}.state.jsonl"));
@@ -419,6 +465,12 @@ fn load_plugin(
         config: Arc::new(config),
         clock_origin: ctx.clock_origin,
         state,
+        http,
+        revocations: Some(RevocationScope::new(
+            ctx.revocations.clone(),
+            Arc::from(pack),
+            Arc::from(id),
+        )),
     };
     let loaded = LoadedPlugin {
         pack: Arc::from(pack),
@@ -439,12 +491,16 @@ fn load_plugin(
 }
 
 /// Link exactly `effective` (plus deny-all WASI) and pre-instantiate
-/// `component` as a detector.
-pub(crate) fn link_detector(
+/// `component` for `world` (a detector or an enricher).
+pub(crate) fn link_plugin(
     engine: &Engine,
     component: &Component,
     effective: &[Capability],
-) -> wasmtime::Result<DetectorPre<CallState>> {
+    world: World,
+) -> wasmtime::Result<PluginPre> {
     let instance_pre = linker_for(engine, effective)?.instantiate_pre(component)?;
-    DetectorPre::new(instance_pre)
+    Ok(match world {
+        World::Enricher => PluginPre::Enricher(EnricherPre::new(instance_pre)?),
+        _ => PluginPre::Detector(DetectorPre::new(instance_pre)?),
+    })
 }

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, Store, Trap};
 
+use crate::bindings::enricher::{Enricher, EnricherPre};
 use crate::bindings::{Detector, DetectorPre};
 use vigil_event::Projection;
 
 use crate::audit::record::HostCall;
 use crate::audit::tape::Tape;
-use crate::bindings::vigil::plugin::types::{Event, EventBatch, Finding, PluginError};
+use crate::bindings::vigil::plugin::types::{Enrichment, Event, EventBatch, Finding, PluginError};
 use crate::capability::Capability;
 use crate::capability::log::{LogLevel, LogRecord, LogSource};
 use crate::capability::wasi::fresh_seed;
@@ -63,13 +64,17 @@ pub enum CallError {
     /// A finding pointed at an event not in the batch.
     #[error("returned a finding for event {0}, which is not in the batch")]
     UnknownEvent(u64),
+    /// The plugin was called through a world it does not implement.
+    #[error("is a {0} plugin, not a {1}")]
+    WrongWorld(&'static str, &'static str),
 }
 
-/// The result of one call.
+/// The result of one call: findings from a detector, an enrichment from
+/// an enricher.
 #[derive(Debug)]
-pub struct CallOutcome {
-    /// Findings, or why the call failed.
-    pub result: Result<Vec<Finding>, CallError>,
+pub struct CallOutcome<T = Vec<Finding>> {
+    /// The output, or why the call failed.
+    pub result: Result<T, CallError>,
     /// Log records and captured stdout/stderr of the call, in order.
     pub logs: Vec<LogRecord>,
     /// Log records refused for exceeding the budget.
@@ -92,7 +97,24 @@ pub(crate) struct Health {
     quarantine_reason: Option<String>,
 }
 
-/// A detector plugin ready to be called.
+/// A component pre-linked for the world its manifest declares.
+pub(crate) enum PluginPre {
+    /// `detector`: `init` then `detect(batch)`.
+    Detector(DetectorPre<CallState>),
+    /// `enricher`: `init` then `enrich(finding)`.
+    Enricher(EnricherPre<CallState>),
+}
+
+impl PluginPre {
+    fn world(&self) -> &'static str {
+        match self {
+            PluginPre::Detector(_) => "detector",
+            PluginPre::Enricher(_) => "enricher",
+        }
+    }
+}
+
+/// A plugin ready to be called (a detector or an enricher).
 pub struct LoadedPlugin {
     /// Pack name.
     pub pack: Arc<str>,
@@ -111,7 +133,7 @@ pub struct LoadedPlugin {
     /// Resolved limits.
     pub limits: Limits,
     pub(crate) engine: Engine,
-    pub(crate) pre: DetectorPre<CallState>,
+    pub(crate) pre: PluginPre,
     pub(crate) template: CallTemplate,
     pub(crate) health: Mutex<Health>,
     /// The last field list the plugin declared, compiled. Plugins declare
@@ -161,15 +183,88 @@ impl LoadedPlugin {
     /// the guest: the fixed cost every call pays (measured by `cargo bench`).
     pub fn instantiate_only(&self) -> wasmtime::Result<()> {
         let mut store = self.new_store_with(Tape::default(), [0; 32]);
-        self.pre.instantiate(&mut store).map(drop)
+        match &self.pre {
+            PluginPre::Detector(pre) => pre.instantiate(&mut store).map(drop),
+            PluginPre::Enricher(pre) => pre.instantiate(&mut store).map(drop),
+        }
     }
 
     /// Run `batch` through a fresh instance: `init(config)` then `detect`.
     pub fn detect(&self, batch: &EventBatch) -> CallOutcome {
         let started = Instant::now();
         let random_seed = fresh_seed();
-        let mut store = self.new_store_with(Tape::default(), random_seed);
+        let mut store = self.new_store_with(self.template.live_tape(), random_seed);
         let result = self.call(&mut store, batch);
+        self.finish(store, result, started, random_seed)
+    }
+
+    /// Run `finding` through a fresh instance of an enricher: `init(config)`
+    /// then `enrich`.
+    pub fn enrich(&self, finding: &Finding) -> CallOutcome<Enrichment> {
+        let started = Instant::now();
+        let random_seed = fresh_seed();
+        let mut store = self.new_store_with(self.template.live_tape(), random_seed);
+        let result = self.call_enrich(&mut store, finding);
+        self.finish(store, result, started, random_seed)
+    }
+
+    /// Re-run an enrichment of `finding` with host calls answered from
+    /// `tape`; see [`LoadedPlugin::replay`].
+    pub fn replay_enrich(
+        &self,
+        finding: &Finding,
+        tape: Tape,
+        random_seed: [u8; 32],
+    ) -> (Result<Enrichment, CallError>, Option<String>) {
+        let mut store = self.new_store_with(tape, random_seed);
+        let result = self.call_enrich(&mut store, finding);
+        let divergence = store.data().tape.divergence();
+        (result, divergence)
+    }
+
+    fn call_enrich(
+        &self,
+        store: &mut Store<CallState>,
+        finding: &Finding,
+    ) -> Result<Enrichment, CallError> {
+        let PluginPre::Enricher(pre) = &self.pre else {
+            return Err(CallError::WrongWorld(self.pre.world(), "enricher"));
+        };
+        let enricher: Enricher =
+            pre.instantiate(&mut *store)
+                .map_err(|e| match self.classify(store, e) {
+                    CallError::Trap(m) => CallError::Instantiate(m),
+                    other => other,
+                })?;
+        enricher
+            .call_init(&mut *store, &self.template.config)
+            .map_err(|e| self.classify(store, e))?
+            .map_err(|e| CallError::Init(plugin_error_text(&e)))?;
+        let enrichment = enricher
+            .call_enrich(&mut *store, finding)
+            .map_err(|e| self.classify(store, e))?
+            .map_err(|e| CallError::Plugin(plugin_error_text(&e)))?;
+        let bytes = enrichment.summary.len()
+            + enrichment.source.len()
+            + enrichment.techniques.iter().map(String::len).sum::<usize>();
+        if bytes > self.limits.max_output_bytes {
+            return Err(CallError::OutputTooLarge {
+                bytes,
+                max: self.limits.max_output_bytes,
+            });
+        }
+        Ok(enrichment)
+    }
+
+    /// Collect what a finished call left in its store: host calls, logs
+    /// and captured stdio; save state; update the failure streak.
+    fn finish<T>(
+        &self,
+        store: Store<CallState>,
+        result: Result<T, CallError>,
+        started: Instant,
+        random_seed: [u8; 32],
+    ) -> CallOutcome<T> {
         if let Some(store) = &self.template.state
             && let Err(e) = store.0.flush()
         {
@@ -242,13 +337,15 @@ impl LoadedPlugin {
         &self,
         store: &mut Store<CallState>,
     ) -> Result<(Detector, Option<Arc<Projection>>), CallError> {
-        let detector =
-            self.pre
-                .instantiate(&mut *store)
-                .map_err(|e| match self.classify(store, e) {
-                    CallError::Trap(m) => CallError::Instantiate(m),
-                    other => other,
-                })?;
+        let PluginPre::Detector(pre) = &self.pre else {
+            return Err(CallError::WrongWorld(self.pre.world(), "detector"));
+        };
+        let detector = pre
+            .instantiate(&mut *store)
+            .map_err(|e| match self.classify(store, e) {
+                CallError::Trap(m) => CallError::Instantiate(m),
+                other => other,
+            })?;
         let info = detector
             .call_init(&mut *store, &self.template.config)
             .map_err(|e| self.classify(store, e))?
@@ -327,9 +424,10 @@ impl LoadedPlugin {
     }
 
     fn new_store_with(&self, tape: Tape, random_seed: [u8; 32]) -> Store<CallState> {
+        let deadline = Instant::now() + self.limits.deadline;
         let mut store = Store::new(
             &self.engine,
-            CallState::new(&self.template, tape, random_seed),
+            CallState::new(&self.template, tape, random_seed, deadline),
         );
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
@@ -381,7 +479,7 @@ impl LoadedPlugin {
     }
 
     /// Update the failure streak; returns whether the plugin was just quarantined.
-    fn record_health(&self, result: &Result<Vec<Finding>, CallError>) -> bool {
+    fn record_health<T>(&self, result: &Result<T, CallError>) -> bool {
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(_) => {

@@ -25,17 +25,31 @@
 //! checkpoint_every = 10000      # records between checkpoint records
 //! redact = { drop = ["Event.EventData.IpAddress"], hash = ["Event.EventData.TargetUserName"] }
 //!
+//! [secrets]
+//! file = "/etc/vigil/secrets.toml" # NAME = "value"; names not in it come from env vars
+//!
 //! [packs.starter.plugins.brute-force]
 //! capabilities = ["log", "state"]
 //! state = { key_prefixes = ["fail/"] }
 //! limits = { deadline_ms = 500 } # per-plugin overrides
+//!
+//! [packs.ai.plugins.ai-enrich]
+//! capabilities = ["http", "config"]
+//! [packs.ai.plugins.ai-enrich.http]
+//! origins = ["https://api.openai.com"]   # also "https://*.example.com"
+//! methods = ["POST"]
+//! max_request_bytes = 65536
+//! max_response_bytes = 1048576
+//! timeout_ms = 10000
+//! requests_per_minute = 60
+//! headers = [{ origin = "https://api.openai.com", name = "Authorization", value = "Bearer ${AI_API_KEY}" }]
 //! ```
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::capability::Capability;
 use crate::engine::MAX_PLUGIN_MEMORY_BYTES;
@@ -57,6 +71,9 @@ pub struct Policy {
     /// The audit log.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Where secrets for `http` header grants come from.
+    #[serde(default)]
+    pub secrets: SecretsConfig,
     /// Grants by pack name.
     #[serde(default)]
     pub packs: BTreeMap<String, PackGrants>,
@@ -81,6 +98,9 @@ pub struct PluginGrant {
     /// Scope of the `state` grant.
     #[serde(default)]
     pub state: StateGrant,
+    /// Scope of the `http` grant.
+    #[serde(default)]
+    pub http: HttpGrant,
     /// Overrides of the default limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -93,6 +113,62 @@ pub struct StateGrant {
     /// Key prefixes the plugin may read and write; empty means no keys.
     #[serde(default)]
     pub key_prefixes: Vec<String>,
+}
+
+/// Scope of an `http` grant (see `capability/http.rs`). Everything not
+/// listed is refused: no origins means no requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpGrant {
+    /// Allowed origins: `scheme://host[:port]`, where host may start with
+    /// `*.` to allow any subdomain (not the bare domain). An origin whose
+    /// host is an IP address also allows that address even when it is
+    /// loopback, link-local or private.
+    #[serde(default)]
+    pub origins: Vec<String>,
+    /// Allowed methods, e.g. `["POST"]`.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Largest request body in bytes (default 64 KiB).
+    #[serde(default)]
+    pub max_request_bytes: Option<usize>,
+    /// Largest response body in bytes (default 1 MiB).
+    #[serde(default)]
+    pub max_response_bytes: Option<usize>,
+    /// Timeout per request, redirects included, ms (default 10000). The
+    /// plugin's remaining deadline caps it further.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Requests per minute for this plugin (default 60).
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    /// Headers the host adds, with `${NAME}` replaced by a secret.
+    #[serde(default)]
+    pub headers: Vec<HttpHeaderGrant>,
+}
+
+/// A header the host sets on requests to one origin; the plugin never sees
+/// its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpHeaderGrant {
+    /// The origin (one of the grant's `origins`) the header is sent to.
+    pub origin: String,
+    /// Header name, e.g. `Authorization`.
+    pub name: String,
+    /// Value template, e.g. `Bearer ${AI_API_KEY}`: each `${NAME}` is read
+    /// from `[secrets] file`, else from the environment variable `NAME`.
+    pub value: String,
+}
+
+/// `[secrets]`: where `${NAME}` references in header grants are read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// A TOML file of `NAME = "value"` lines, read at load. Names not in
+    /// it (or without a file) come from environment variables.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
 }
 
 /// Limits as written in the policy; unset fields fall back.
@@ -256,6 +332,13 @@ impl Policy {
             return err(format!(
                 "[audit.redact] `{bad}` is not a dotted field path like `Event.EventData.User`"
             ));
+        }
+        for (pack, grants) in &self.packs {
+            for (plugin, grant) in &grants.plugins {
+                if let Err(message) = crate::capability::http::HttpPolicy::validate(&grant.http) {
+                    return err(format!("[packs.{pack}.plugins.{plugin}.http] {message}"));
+                }
+            }
         }
         let mut all = vec![("[limits]".to_owned(), &self.limits)];
         for (pack, grants) in &self.packs {

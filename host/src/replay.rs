@@ -22,9 +22,11 @@ use crate::audit::record::{BatchRecord, InvocationRecord, Lifecycle, Outcome, Pl
 use crate::audit::tape::Tape;
 use crate::bindings::vigil::plugin::types::{Event, EventBatch};
 use crate::capability::Capability;
+use crate::capability::http::{HttpPolicy, SecretSource};
 use crate::engine::{ComponentCache, sha256_hex};
-use crate::output::FindingRecord;
-use crate::pack::link_detector;
+use crate::manifest::World;
+use crate::output::{EnrichmentResult, FindingRecord};
+use crate::pack::link_plugin;
 use crate::plugin::LoadedPlugin;
 use crate::sandbox::CallTemplate;
 use crate::state_store::{StateQuota, StateStore};
@@ -73,7 +75,7 @@ pub fn replay(
     selection: &Selection,
 ) -> std::io::Result<Vec<Replayed>> {
     let scratch = tempfile::tempdir()?;
-    let mut loads: HashMap<(String, String, String), PluginLoad> = HashMap::new();
+    let mut loads: HashMap<PluginKey, PluginLoad> = HashMap::new();
     let mut plugins: HashMap<(String, String), Result<Arc<LoadedPlugin>, Verdict>> = HashMap::new();
     let mut batch: Option<(u64, BatchRecord)> = None;
     let mut out = Vec::new();
@@ -88,27 +90,33 @@ pub fn replay(
             }
         }
         Record::Batch(b) => batch = Some((entry.seq, b)),
+        Record::Enrichment(inv) => {
+            if !selection.wants(entry.seq, &entry.time, &inv) {
+                return;
+            }
+            let verdict = (|| {
+                let plugin = plugin_for(&mut plugins, &loads, engine, dir, scratch.path(), &inv)?;
+                let input = (inv.input.as_ref()).ok_or_else(|| {
+                    Verdict::NotReplayable("the enrichment record holds no input finding".into())
+                })?;
+                Ok(compare_enrichment(&plugin, &inv, input))
+            })()
+            .unwrap_or_else(|verdict| verdict);
+            out.push(Replayed {
+                record: entry.seq,
+                plugin: format!("{}/{}", inv.pack, inv.plugin),
+                findings: 0,
+                host_calls: inv.host_calls.len(),
+                verdict,
+            });
+        }
         Record::Invocation(inv) => {
-            let wanted = selection.record.is_none_or(|r| r == entry.seq)
-                && selection.plugin.as_ref().is_none_or(|p| *p == inv.plugin)
-                && selection.since.is_none_or(|since| {
-                    humantime::parse_rfc3339_weak(&entry.time).is_ok_and(|t| t >= since)
-                });
-            if !wanted {
+            if !selection.wants(entry.seq, &entry.time, &inv) {
                 return;
             }
             let verdict = (|| {
                 let not_replayable = |why: &str| Verdict::NotReplayable(why.to_owned());
-                let load = loads
-                    .get(&(inv.pack.clone(), inv.plugin.clone(), inv.grants.clone()))
-                    .ok_or_else(|| {
-                        not_replayable("no pack-load record holds this plugin's grant set")
-                    })?;
-                let key = (inv.component.clone(), inv.grants.clone());
-                let plugin = plugins
-                    .entry(key)
-                    .or_insert_with(|| build_plugin(engine, dir, scratch.path(), &inv, load))
-                    .clone()?;
+                let plugin = plugin_for(&mut plugins, &loads, engine, dir, scratch.path(), &inv)?;
                 let (seq, b) = batch
                     .as_ref()
                     .filter(|(seq, _)| *seq == inv.batch)
@@ -129,6 +137,39 @@ pub fn replay(
         _ => {}
     })?;
     Ok(out)
+}
+
+impl Selection {
+    fn wants(&self, seq: u64, time: &str, inv: &InvocationRecord) -> bool {
+        self.record.is_none_or(|r| r == seq)
+            && self.plugin.as_ref().is_none_or(|p| *p == inv.plugin)
+            && self
+                .since
+                .is_none_or(|since| humantime::parse_rfc3339_weak(time).is_ok_and(|t| t >= since))
+    }
+}
+
+type PluginKey = (String, String, String);
+
+/// The plugin that made `inv`, rebuilt once per component and grant set.
+fn plugin_for(
+    plugins: &mut HashMap<(String, String), Result<Arc<LoadedPlugin>, Verdict>>,
+    loads: &HashMap<PluginKey, PluginLoad>,
+    engine: &Engine,
+    dir: &Path,
+    scratch: &Path,
+    inv: &InvocationRecord,
+) -> Result<Arc<LoadedPlugin>, Verdict> {
+    let load = loads
+        .get(&(inv.pack.clone(), inv.plugin.clone(), inv.grants.clone()))
+        .ok_or_else(|| {
+            Verdict::NotReplayable("no pack-load record holds this plugin's grant set".into())
+        })?;
+    let key = (inv.component.clone(), inv.grants.clone());
+    plugins
+        .entry(key)
+        .or_insert_with(|| build_plugin(engine, dir, scratch, inv, load))
+        .clone()
 }
 
 /// A plugin rebuilt from its stored component and recorded grant set.
@@ -170,7 +211,12 @@ fn build_from_bytes(
         .load(engine, bytes)
         .map_err(|e| format!("component does not compile: {e:#}"))?;
     let grants = &load.grant_set;
-    let pre = link_detector(engine, &component, &grants.effective)
+    let world = match load.world.as_str() {
+        "enricher" => World::Enricher,
+        "detector" => World::Detector,
+        other => return Err(format!("a {other} plugin cannot be replayed")),
+    };
+    let pre = link_plugin(engine, &component, &grants.effective, world)
         .map_err(|e| format!("component does not link: {e:#}"))?;
     // Replay never touches real state: the tape answers every state call,
     // and this scratch store only satisfies the linker's shape.
@@ -205,6 +251,15 @@ fn build_from_bytes(
             config: Arc::new(grants.config.clone()),
             clock_origin: Instant::now(),
             state,
+            // The tape answers every http call; no request is made, so the
+            // grant is rebuilt without reading any secret.
+            http: grants
+                .http
+                .as_ref()
+                .map(|g| HttpPolicy::resolve(g, &SecretSource::placeholders()).map(Arc::new))
+                .transpose()?,
+            // Replay answers from the record, revoked calls included.
+            revocations: None,
         },
         health: Mutex::default(),
         projection: Mutex::default(),
@@ -288,6 +343,43 @@ fn compare(
         ));
     }
     Verdict::Identical
+}
+
+fn compare_enrichment(
+    plugin: &LoadedPlugin,
+    inv: &InvocationRecord,
+    input: &FindingRecord,
+) -> Verdict {
+    let Some(seed) = decode_seed(&inv.random_seed) else {
+        return Verdict::NotReplayable("the random seed is not 64 hex digits".into());
+    };
+    let tape = Tape::replay(inv.host_calls.clone(), inv.host_calls_refused);
+    let (result, divergence) = plugin.replay_enrich(&input.to_wit(), tape, seed);
+    if let Some(d) = divergence {
+        return Verdict::Mismatch(d);
+    }
+    match result {
+        Err(e) if inv.outcome != Outcome::Ok && outcome_of(&e) == inv.outcome => Verdict::Identical,
+        Err(e) => Verdict::Mismatch(format!(
+            "outcome: recorded {:?}, replay failed: {e}",
+            inv.outcome
+        )),
+        Ok(_) if inv.outcome != Outcome::Ok => {
+            Verdict::Mismatch(format!("outcome: recorded {:?}, replay ok", inv.outcome))
+        }
+        Ok(enrichment) => {
+            let again = EnrichmentResult::enriched(enrichment);
+            if inv.enrichment.as_ref() == Some(&again) {
+                Verdict::Identical
+            } else {
+                Verdict::Mismatch(format!(
+                    "enrichment: recorded {}, replay {}",
+                    serde_json::to_string(&inv.enrichment).unwrap_or_default(),
+                    serde_json::to_string(&again).unwrap_or_default()
+                ))
+            }
+        }
+    }
 }
 
 fn decode_seed(hex: &str) -> Option<[u8; 32]> {

@@ -13,6 +13,7 @@ use wasmtime::Engine;
 use crate::engine::{ComponentCache, build_engine};
 use crate::pack::{Generation, LoadContext, LoadErrors, PackSource};
 use crate::policy::Policy;
+use crate::revocation::{self, RevocationList, Revocations};
 
 /// Engine, cache and policy: everything needed to load packs.
 #[derive(Debug, Clone)]
@@ -25,15 +26,22 @@ pub struct Runtime {
     pub policy: Policy,
     /// Plugin state directory.
     pub state_dir: PathBuf,
+    /// Revocations in force (from `<state_dir>/revocations.json`); `vigil
+    /// run` keeps them current with [`crate::revocation::watch`].
+    pub revocations: Arc<Revocations>,
     clock_origin: Instant,
     generations: Arc<AtomicU64>,
 }
 
 impl Runtime {
-    /// A runtime for `policy`, keeping state and the compile cache in `state_dir`.
+    /// A runtime for `policy`, keeping state, the compile cache and the
+    /// revocation list in `state_dir`.
     pub fn new(policy: Policy, state_dir: impl Into<PathBuf>) -> wasmtime::Result<Self> {
         let state_dir = state_dir.into();
+        let revocations = RevocationList::load(&state_dir.join(revocation::FILE))?;
+        let revocations = Revocations::new(revocations);
         Ok(Runtime {
+            revocations,
             engine: build_engine()?,
             cache: ComponentCache::in_dir(state_dir.join("cache")),
             policy,
@@ -61,6 +69,7 @@ impl Runtime {
             policy: &self.policy,
             state_dir,
             clock_origin: self.clock_origin,
+            revocations: &self.revocations,
             generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
         };
         Generation::load(&ctx, source)

@@ -15,10 +15,12 @@ use wasmtime_wasi::{WasiCtxView, WasiView};
 use crate::audit::tape::Tape;
 use crate::capability::clock::{ClockCtx, ClockView};
 use crate::capability::config::{ConfigCtx, ConfigView};
+use crate::capability::http::{HttpCtx, HttpPolicy, HttpView};
 use crate::capability::log::{LogCtx, LogView};
 use crate::capability::state::{StateCtx, StateView};
 use crate::capability::wasi::WasiSandbox;
 use crate::capability::{self, Capability};
+use crate::revocation::RevocationScope;
 use crate::state_store::StateStore;
 
 /// Memory and table growth limits for one call.
@@ -68,6 +70,8 @@ pub struct CallState {
     clock: ClockCtx,
     /// `None` unless `state` is granted.
     state: Option<StateCtx>,
+    /// `None` unless `http` is granted.
+    http: Option<HttpCtx>,
 }
 
 /// Everything a plugin's calls share, built once at load from its grant.
@@ -83,12 +87,33 @@ pub struct CallTemplate {
     pub clock_origin: Instant,
     /// State store and granted prefixes, if `state` is granted.
     pub state: Option<(Arc<StateStore>, Arc<[String]>)>,
+    /// The resolved grant, if `http` is granted.
+    pub http: Option<Arc<HttpPolicy>>,
+    /// Revocations checked on every host call (`None` in replay).
+    pub revocations: Option<RevocationScope>,
+}
+
+impl CallTemplate {
+    /// A live tape for one call: records every host call and refuses
+    /// revoked capabilities.
+    pub fn live_tape(&self) -> Tape {
+        match &self.revocations {
+            Some(scope) => Tape::recording(scope.clone()),
+            None => Tape::default(),
+        }
+    }
 }
 
 impl CallState {
-    /// Fresh store data for one call, with `tape` for its host calls and
-    /// `random_seed` for its WASI random generators.
-    pub fn new(template: &CallTemplate, tape: Tape, random_seed: [u8; 32]) -> Self {
+    /// Fresh store data for one call, with `tape` for its host calls,
+    /// `random_seed` for its WASI random generators and the call's
+    /// `deadline` (host calls that wait, like `http`, must not outlive it).
+    pub fn new(
+        template: &CallTemplate,
+        tape: Tape,
+        random_seed: [u8; 32],
+        deadline: Instant,
+    ) -> Self {
         CallState {
             limiter: CallLimiter {
                 memory_bytes: template.memory_bytes,
@@ -103,6 +128,7 @@ impl CallState {
                 .state
                 .as_ref()
                 .map(|(store, prefixes)| StateCtx::new(store.clone(), prefixes.clone())),
+            http: (template.http.as_ref()).map(|policy| HttpCtx::new(policy.clone(), deadline)),
         }
     }
 }
@@ -143,6 +169,17 @@ impl StateView for CallState {
     }
 }
 
+impl HttpView for CallState {
+    fn http_ctx(&mut self) -> (&mut HttpCtx, &mut Tape) {
+        // Linked only when `http` is granted, and then the context exists.
+        let http = self
+            .http
+            .as_mut()
+            .expect("http capability linked without an http grant");
+        (http, &mut self.tape)
+    }
+}
+
 /// A linker with WASI (deny-all), the shared types, and exactly the granted
 /// capabilities. An interface not in `granted` is not linked at all.
 pub fn linker_for(engine: &Engine, granted: &[Capability]) -> wasmtime::Result<Linker<CallState>> {
@@ -160,6 +197,7 @@ pub fn linker_for(engine: &Engine, granted: &[Capability]) -> wasmtime::Result<L
             Capability::Config => capability::config::add_to_linker(&mut linker)?,
             Capability::State => capability::state::add_to_linker(&mut linker)?,
             Capability::Clock => capability::clock::add_to_linker(&mut linker)?,
+            Capability::Http => capability::http::add_to_linker(&mut linker)?,
         }
     }
     Ok(linker)

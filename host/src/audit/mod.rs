@@ -36,9 +36,10 @@ use self::record::{
 };
 use self::redact::{Redaction, Scrub};
 use self::writer::{AuditLog, WriterOptions};
+use crate::bindings::vigil::plugin::types::Enrichment;
 use crate::capability::log::LogSource;
 use crate::input::MalformedLine;
-use crate::output::FindingRecord;
+use crate::output::{EnrichmentResult, FindingRecord};
 use crate::pack::Generation;
 use crate::plugin::{CallError, CallOutcome, LoadedPlugin};
 use crate::policy::{AuditConfig, InputMode};
@@ -142,7 +143,9 @@ impl Auditor {
 
     /// Write a batch unit (batch record, then one invocation record per
     /// call) and commit it. Call before emitting any of its findings.
-    pub fn batch_unit(&mut self, unit: &BatchUnit<'_>) -> Result<(), AuditError> {
+    /// Returns the batch record's sequence number and the redaction
+    /// replacements of its events, which enrichments of its findings reuse.
+    pub fn batch_unit(&mut self, unit: &BatchUnit<'_>) -> Result<(u64, Scrub), AuditError> {
         let mut scrub = Scrub::default();
         let events = self.event_inputs(unit.events, &mut scrub);
         let batch = BatchRecord {
@@ -176,7 +179,12 @@ impl Auditor {
         let batch_seq = self.log.append_json(&self.json);
 
         for call in unit.calls {
-            let record = Record::Invocation(invocation(batch_seq, call));
+            let record = Record::Invocation(invocation(
+                batch_seq,
+                call.plugin,
+                &call.outcome,
+                call.findings.clone(),
+            ));
             self.json.clear();
             self.write_record(&record, &scrub)?;
             self.log.append_json(&self.json);
@@ -188,6 +196,43 @@ impl Auditor {
                     reason: call.plugin.quarantine_reason().unwrap_or_default(),
                 });
                 self.write_record(&quarantine, &scrub)?;
+                self.log.append_json(&self.json);
+            }
+        }
+        self.log.commit()?;
+        Ok((batch_seq, scrub))
+    }
+
+    /// Write and commit one `enrichment` record per enricher call on
+    /// `finding` (from the unit `batch`, redacted with its `scrub`). Call
+    /// before emitting the enriched finding.
+    pub fn enrichments(
+        &mut self,
+        batch: u64,
+        scrub: &Scrub,
+        finding: &FindingRecord,
+        calls: &[(&LoadedPlugin, CallOutcome<Enrichment>)],
+    ) -> Result<(), AuditError> {
+        for (plugin, outcome) in calls {
+            let mut record = invocation(batch, plugin, outcome, Vec::new());
+            record.input = Some(finding.clone());
+            record.enrichment = outcome
+                .result
+                .as_ref()
+                .ok()
+                .cloned()
+                .map(EnrichmentResult::enriched);
+            self.json.clear();
+            self.write_record(&Record::Enrichment(record), scrub)?;
+            self.log.append_json(&self.json);
+            if outcome.quarantined_now {
+                self.json.clear();
+                let quarantine = Record::Lifecycle(Lifecycle::Quarantine {
+                    pack: plugin.pack.to_string(),
+                    plugin: plugin.id.to_string(),
+                    reason: plugin.quarantine_reason().unwrap_or_default(),
+                });
+                self.write_record(&quarantine, scrub)?;
                 self.log.append_json(&self.json);
             }
         }
@@ -300,9 +345,12 @@ fn write_event(out: &mut Vec<u8>, event: &RecordedEvent<'_>) {
 }
 
 /// The invocation record of one call.
-fn invocation(batch: u64, call: &PluginCall<'_>) -> InvocationRecord {
-    let plugin = call.plugin;
-    let outcome = &call.outcome;
+fn invocation<T>(
+    batch: u64,
+    plugin: &LoadedPlugin,
+    outcome: &CallOutcome<T>,
+    findings: Vec<FindingRecord>,
+) -> InvocationRecord {
     let (kind, error) = match &outcome.result {
         Ok(_) => (Outcome::Ok, None),
         Err(e) => (outcome_of(e), Some(e.to_string())),
@@ -318,7 +366,9 @@ fn invocation(batch: u64, call: &PluginCall<'_>) -> InvocationRecord {
         random_seed: hex(&outcome.random_seed),
         outcome: kind,
         error,
-        findings: call.findings.clone(),
+        findings,
+        input: None,
+        enrichment: None,
         host_calls: outcome.host_calls.clone(),
         host_calls_refused: outcome.host_calls_refused,
         logs: outcome

@@ -56,8 +56,21 @@ impl Filter {
                         .as_ref()
                         .is_none_or(|rule| inv.findings.iter().any(|f| f.rule_id == *rule))
             }
-            Record::Lifecycle(Lifecycle::Quarantine { plugin, .. }) => {
-                self.finding.is_none() && self.plugin.as_ref().is_none_or(|p| p == plugin)
+            Record::Enrichment(inv) => {
+                self.plugin.as_ref().is_none_or(|p| *p == inv.plugin)
+                    && self
+                        .finding
+                        .as_ref()
+                        .is_none_or(|rule| inv.input.as_ref().is_some_and(|f| f.rule_id == *rule))
+            }
+            Record::Lifecycle(
+                Lifecycle::Quarantine { plugin, .. } | Lifecycle::GrantChange { plugin, .. },
+            ) => {
+                self.finding.is_none()
+                    && self
+                        .plugin
+                        .as_ref()
+                        .is_none_or(|p| p == plugin || plugin.ends_with(&format!("/{p}")))
             }
             _ => self.plugin.is_none() && self.finding.is_none(),
         }
@@ -126,6 +139,23 @@ pub fn describe(entry: &Entry) -> String {
                 } => {
                     write!(out, "QUARANTINE {pack}/{plugin}: {reason}")
                 }
+                Lifecycle::GrantChange {
+                    action,
+                    plugin,
+                    capability,
+                    reason,
+                    by,
+                    requested_at,
+                    note,
+                } => write!(
+                    out,
+                    "GRANT {} {} of {plugin} by {by} (asked {requested_at}): {reason}{}",
+                    action.to_uppercase(),
+                    capability.as_deref().unwrap_or("every capability"),
+                    note.as_deref()
+                        .map(|n| format!(" [{n}]"))
+                        .unwrap_or_default()
+                ),
                 Lifecycle::RunStart {
                     source,
                     from,
@@ -202,6 +232,51 @@ pub fn describe(entry: &Entry) -> String {
                 );
             }
         }
+        Record::Enrichment(inv) => {
+            let _ = write!(
+                out,
+                "enrichment {}/{}: {:?}, {} host calls ({} denied), {:.3} ms",
+                inv.pack,
+                inv.plugin,
+                inv.outcome,
+                inv.host_calls.len(),
+                (inv.host_calls.iter())
+                    .filter(|c| c.status == CallStatus::Denied)
+                    .count(),
+                inv.duration_us as f64 / 1000.0
+            );
+            if let Some(f) = &inv.input {
+                let _ = write!(
+                    out,
+                    "\n    of finding {} line {} (batch #{})",
+                    f.rule_id, f.event.line, inv.batch
+                );
+            }
+            match (&inv.enrichment, &inv.error) {
+                (
+                    Some(crate::output::EnrichmentResult::Enriched {
+                        priority, summary, ..
+                    }),
+                    _,
+                ) => {
+                    let _ = write!(out, "\n    -> [{priority}] {summary}");
+                }
+                (_, Some(e)) => {
+                    let _ = write!(out, "\n    -> not enriched: {e}");
+                }
+                _ => {}
+            }
+            for call in inv.host_calls.iter().filter(|c| c.detail.is_some()) {
+                let _ = write!(
+                    out,
+                    "\n    {}.{} {:?}: {}",
+                    call.interface,
+                    call.function,
+                    call.status,
+                    call.detail.as_deref().unwrap_or_default()
+                );
+            }
+        }
         Record::Checkpoint(c) => {
             let _ = write!(
                 out,
@@ -238,12 +313,14 @@ pub fn stats(dir: &Path) -> std::io::Result<BTreeMap<String, PluginStats>> {
         Record::Batch(b) => {
             batch_sizes.insert(entry.seq, b.events.len() as u64);
         }
-        Record::Invocation(inv) => {
+        Record::Invocation(inv) | Record::Enrichment(inv) => {
             let s = out
                 .entry(format!("{}/{}", inv.pack, inv.plugin))
                 .or_default();
             s.invocations += 1;
-            s.events += batch_sizes.get(&inv.batch).copied().unwrap_or(0);
+            if inv.input.is_none() {
+                s.events += batch_sizes.get(&inv.batch).copied().unwrap_or(0);
+            }
             s.errors += u64::from(inv.outcome != Outcome::Ok);
             s.findings += inv.findings.len() as u64;
             for call in &inv.host_calls {

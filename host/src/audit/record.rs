@@ -31,6 +31,10 @@ pub enum Record {
     Batch(BatchRecord),
     /// One plugin call on one batch.
     Invocation(InvocationRecord),
+    /// One enricher call on one finding (written on its own, after the
+    /// batch unit that produced the finding and before the finding is
+    /// emitted; `batch` names that unit, `input` is the finding).
+    Enrichment(InvocationRecord),
     /// A summary of the chain so far.
     Checkpoint(Checkpoint),
 }
@@ -72,6 +76,26 @@ pub enum Lifecycle {
         source: String,
         /// Every problem found.
         reasons: Vec<String>,
+    },
+    /// A capability of a plugin was revoked or restored (`vigil revoke`,
+    /// `vigil restore`), as the host put it in force.
+    GrantChange {
+        /// `revoke` or `restore`.
+        action: String,
+        /// `plugin-id` or `pack/plugin-id`.
+        plugin: String,
+        /// The capability; absent for every capability.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capability: Option<String>,
+        /// Why, as given by the operator.
+        reason: String,
+        /// Who asked.
+        by: String,
+        /// When it was asked.
+        requested_at: String,
+        /// e.g. `in force at host start`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     /// A plugin was quarantined and gets no more events.
     Quarantine {
@@ -149,6 +173,10 @@ pub struct GrantSet {
     pub config: Vec<(String, String)>,
     /// Limits the plugin runs under.
     pub limits: LimitsRecord,
+    /// The `http` grant (origins, methods, limits, header templates; never
+    /// secret values), when `http` is effective.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::policy::HttpGrant>,
 }
 
 /// The resolved limits of a plugin.
@@ -289,7 +317,14 @@ pub struct InvocationRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Findings emitted (none unless `ok`).
+    #[serde(default)]
     pub findings: Vec<FindingRecord>,
+    /// For an enrichment: the finding the enricher received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<FindingRecord>,
+    /// For an enrichment: what the enricher returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrichment: Option<crate::output::EnrichmentResult>,
     /// Every host call, in order (`log.emit` calls included).
     pub host_calls: Vec<HostCall>,
     /// Host calls refused unrun past the per-call recording limits.
@@ -322,6 +357,10 @@ pub struct HostCall {
     pub status: CallStatus,
     /// `{"ok": value}` or `{"error": code}`: what the guest received.
     pub result: Value,
+    /// Why the host refused or failed, beyond the error code the guest
+    /// got (e.g. which origin was not granted, who revoked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Whether a host call was allowed.

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::record::{CallStatus, HostCall};
 use crate::capability::Capability;
+use crate::revocation::RevocationScope;
 
 /// An error variant of a capability interface, in the form the audit log
 /// records it.
@@ -77,6 +78,27 @@ pub struct Recorder {
     calls: Vec<HostCall>,
     bytes: usize,
     refused: u64,
+    /// Revocations checked before every call (`None`: nothing can be revoked).
+    revocations: Option<RevocationScope>,
+}
+
+/// A refused or failed host call: the error the guest gets and, for the
+/// audit log only, why.
+#[derive(Debug)]
+pub struct Refusal<E> {
+    /// What the guest receives.
+    pub error: E,
+    /// Why, recorded as the host call's `detail`.
+    pub detail: Option<String>,
+}
+
+impl<E> From<E> for Refusal<E> {
+    fn from(error: E) -> Self {
+        Refusal {
+            error,
+            detail: None,
+        }
+    }
 }
 
 /// Plays back recorded host calls and notes the first divergence.
@@ -90,6 +112,14 @@ pub struct Replayer {
 }
 
 impl Tape {
+    /// A live tape that refuses calls to capabilities revoked in `scope`.
+    pub fn recording(scope: RevocationScope) -> Self {
+        Tape::Record(Recorder {
+            revocations: Some(scope),
+            ..Recorder::default()
+        })
+    }
+
     /// A tape that answers from `calls`, then refuses `refused` more.
     pub fn replay(calls: Vec<HostCall>, refused: u64) -> Self {
         Tape::Replay(Replayer {
@@ -112,6 +142,22 @@ impl Tape {
         T: Serialize + DeserializeOwned,
         E: RecordedError,
     {
+        self.call_detailed(interface, function, args, || live().map_err(Refusal::from))
+    }
+
+    /// [`Tape::call`] for a capability that explains its refusals: the
+    /// [`Refusal::detail`] goes into the record, only the error to the guest.
+    pub fn call_detailed<T, E>(
+        &mut self,
+        interface: Capability,
+        function: &'static str,
+        args: Value,
+        live: impl FnOnce() -> Result<T, Refusal<E>>,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: RecordedError,
+    {
         match self {
             Tape::Record(recorder) => {
                 let size = value_bytes(&args);
@@ -121,10 +167,24 @@ impl Tape {
                     recorder.refused += 1;
                     return Err(E::access_denied());
                 }
-                let result = live();
-                let (status, recorded) = match &result {
-                    Ok(value) => (CallStatus::Allowed, json!({ "ok": value })),
-                    Err(e) => (e.status(), json!({ "error": e.code() })),
+                // Revocation is checked here, on every call of every
+                // capability, so a revoked grant needs no help from the
+                // capability's own code.
+                let revoked = (recorder.revocations.as_ref()).and_then(|s| s.check(interface));
+                let result = match revoked {
+                    Some(why) => Err(Refusal {
+                        error: E::access_denied(),
+                        detail: Some(why),
+                    }),
+                    None => live(),
+                };
+                let (status, recorded, detail) = match &result {
+                    Ok(value) => (CallStatus::Allowed, json!({ "ok": value }), None),
+                    Err(r) => (
+                        r.error.status(),
+                        json!({ "error": r.error.code() }),
+                        r.detail.clone(),
+                    ),
                 };
                 recorder.bytes += size + value_bytes(&recorded);
                 recorder.calls.push(HostCall {
@@ -133,8 +193,9 @@ impl Tape {
                     args,
                     status,
                     result: recorded,
+                    detail,
                 });
-                result
+                result.map_err(|r| r.error)
             }
             Tape::Replay(replayer) => replayer.answer(interface, function, args),
         }
@@ -204,6 +265,7 @@ impl Replayer {
             args,
             status: CallStatus::Allowed,
             result: Value::Null,
+            detail: None,
         };
         let recorded = match self.calls.get(index) {
             Some(r)

@@ -15,6 +15,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod http;
 pub mod log;
 pub mod state;
 pub mod wasi;
@@ -40,15 +41,18 @@ pub enum Capability {
     State,
     /// `vigil:plugin/clock`: wall and monotonic time.
     Clock,
+    /// `vigil:plugin/http`: outbound HTTP to granted origins.
+    Http,
 }
 
 impl Capability {
     /// Every capability this host offers.
-    pub const ALL: [Capability; 4] = [
+    pub const ALL: [Capability; 5] = [
         Capability::Log,
         Capability::Config,
         Capability::State,
         Capability::Clock,
+        Capability::Http,
     ];
 
     /// Short name used in `pack.toml` and `vigil.toml`.
@@ -58,6 +62,7 @@ impl Capability {
             Capability::Config => "config",
             Capability::State => "state",
             Capability::Clock => "clock",
+            Capability::Http => "http",
         }
     }
 

@@ -1,0 +1,143 @@
+//! Enrichment workers: findings in, each pack enricher called on them, the
+//! results handed back to the audit-and-emit stage (`dispatch.rs`).
+//!
+//! Enrichers usually wait on a remote service, so they run on their own
+//! threads with their own bound: [`WORKERS`] calls at a time and at most
+//! [`QUEUE_BOUND`] findings waiting. Detection never waits for them: when
+//! the queue is full, the dispatcher's findings leave un-enriched with that
+//! reason instead. Each enricher call is an ordinary plugin call (fresh
+//! instance, deadline, memory cap, quarantine), so a hostile or stuck
+//! enricher costs at most its deadline per finding.
+
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::Scope;
+
+use crate::audit::redact::Scrub;
+use crate::bindings::vigil::plugin::types::Enrichment;
+use crate::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
+use crate::pack::Generation;
+use crate::plugin::{CallOutcome, LoadedPlugin};
+
+/// Enricher calls in flight at once.
+pub const WORKERS: usize = 4;
+/// Findings waiting for a worker before new ones leave un-enriched.
+pub const QUEUE_BOUND: usize = 256;
+
+/// A finding waiting for enrichment.
+struct Job {
+    batch: u64,
+    scrub: Arc<Scrub>,
+    finding: FindingRecord,
+}
+
+/// A finding after every enricher ran on it.
+pub struct Enriched<'g> {
+    /// Sequence number of the batch record the finding came from.
+    pub batch: u64,
+    /// That batch's redaction replacements.
+    pub scrub: Arc<Scrub>,
+    /// The finding, without enrichments yet.
+    pub finding: FindingRecord,
+    /// Each enricher that was called and what happened.
+    pub calls: Vec<(&'g LoadedPlugin, CallOutcome<Enrichment>)>,
+    /// Enrichers not called (quarantined), with the reason.
+    pub skipped: Vec<EnrichmentRecord>,
+}
+
+/// The submitting end of the worker pool. Dropping it stops the workers
+/// once the queue is empty.
+pub struct Pool<'g> {
+    jobs: mpsc::SyncSender<Job>,
+    _generation: std::marker::PhantomData<&'g Generation>,
+}
+
+impl Pool<'_> {
+    /// Queue `finding` (from batch record `batch`). Returns it back when
+    /// the queue is full or the workers are gone.
+    pub fn submit(
+        &self,
+        batch: u64,
+        scrub: Arc<Scrub>,
+        finding: FindingRecord,
+    ) -> Result<(), FindingRecord> {
+        self.jobs
+            .try_send(Job {
+                batch,
+                scrub,
+                finding,
+            })
+            .map_err(|e| match e {
+                mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job) => {
+                    job.finding
+                }
+            })
+    }
+}
+
+/// Start [`WORKERS`] threads in `scope` running `generation`'s enrichers;
+/// each finished finding goes to `deliver`, which returns `false` once
+/// nobody listens any more (the worker then stops).
+pub fn start<'scope, 'env: 'scope, 'g: 'scope>(
+    scope: &'scope Scope<'scope, 'env>,
+    generation: &'g Generation,
+    deliver: impl Fn(Enriched<'g>) -> bool + Send + Sync + 'scope,
+) -> Pool<'g> {
+    let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE_BOUND);
+    let queue = Arc::new(Mutex::new(queue));
+    let deliver = Arc::new(deliver);
+    for _ in 0..WORKERS {
+        let queue = queue.clone();
+        let deliver = deliver.clone();
+        scope.spawn(move || {
+            loop {
+                // Holding the lock only while waiting for the next job.
+                let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let Ok(job) = job else { return };
+                if !deliver(enrich_one(generation, job)) {
+                    return;
+                }
+            }
+        });
+    }
+    Pool {
+        jobs,
+        _generation: std::marker::PhantomData,
+    }
+}
+
+/// Run every enricher of the generation on one finding.
+fn enrich_one(generation: &Generation, job: Job) -> Enriched<'_> {
+    let input = job.finding.to_wit();
+    let mut calls = Vec::new();
+    let mut skipped = Vec::new();
+    for plugin in &generation.enrichers {
+        if let Some(reason) = plugin.quarantine_reason() {
+            skipped.push(EnrichmentRecord {
+                plugin: plugin.label(),
+                result: EnrichmentResult::Unavailable {
+                    reason: format!("quarantined: {reason}"),
+                },
+            });
+            continue;
+        }
+        let outcome = plugin.enrich(&input);
+        crate::dispatch::forward_logs(plugin, &outcome);
+        if let Err(e) = &outcome.result {
+            tracing::warn!(
+                "enricher {} {e} (finding {} at {}:{}); the finding is emitted without it",
+                plugin.label(),
+                job.finding.rule_id,
+                job.finding.event.source,
+                job.finding.event.line
+            );
+        }
+        calls.push((&**plugin, outcome));
+    }
+    Enriched {
+        batch: job.batch,
+        scrub: job.scrub,
+        finding: job.finding,
+        calls,
+        skipped,
+    }
+}
