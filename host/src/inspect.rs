@@ -10,7 +10,7 @@ use crate::capability::{ImportKind, classify_import};
 /// A component's declared surface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Inspection {
-    /// `detector`, `responder`, or `unknown` when the exports match neither.
+    /// `detector`, `enricher`, `responder`, or `unknown` when the exports match none.
     pub world: String,
     /// Exported names with their kind (`func`, `instance`, ...).
     pub exports: Vec<String>,
@@ -49,6 +49,8 @@ pub fn inspect(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Inspection> {
         "detector"
     } else if has("init") && has("respond") {
         "responder"
+    } else if has("init") && has("enrich") {
+        "enricher"
     } else {
         "unknown"
     };

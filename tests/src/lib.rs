@@ -2,6 +2,8 @@
 //! directory from components compiled out of this workspace, with a policy,
 //! and run events through it with the real host.
 
+pub mod ai_server;
+
 use std::path::{Path, PathBuf};
 
 use vigil::dispatch::RunStats;
@@ -40,18 +42,25 @@ pub fn component(crate_name: &str) -> &'static str {
 }
 
 impl TestPack {
-    /// Write `pack.toml` (pack name `t`) and copy the components.
+    /// Write `pack.toml` (pack name `t`, every plugin a detector) and copy
+    /// the components.
     pub fn new(plugins: &[PluginSpec<'_>]) -> Self {
+        let worlds: Vec<_> = plugins.iter().map(|p| (p, "detector")).collect();
+        Self::with_worlds(&worlds)
+    }
+
+    /// [`TestPack::new`] with each plugin's world given.
+    pub fn with_worlds(plugins: &[(&PluginSpec<'_>, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let pack_dir = dir.path().join("pack");
         let state_dir = dir.path().join("state");
         std::fs::create_dir_all(&pack_dir).expect("pack dir");
         let mut manifest = String::from("name = \"t\"\nversion = \"1.0.0\"\n");
-        for p in plugins {
+        for (p, world) in plugins {
             let file = format!("{}.wasm", p.crate_name.replace('-', "_"));
             std::fs::copy(component(p.crate_name), pack_dir.join(&file)).expect("copy component");
             manifest.push_str(&format!(
-                "\n[[plugins]]\nid = \"{}\"\ncomponent = \"{file}\"\nworld = \"detector\"\ncapabilities = [{}]\nconfig = {{ {} }}\n",
+                "\n[[plugins]]\nid = \"{}\"\ncomponent = \"{file}\"\nworld = \"{world}\"\ncapabilities = [{}]\nconfig = {{ {} }}\n",
                 p.id, p.capabilities, p.config
             ));
         }

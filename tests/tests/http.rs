@@ -1,0 +1,486 @@
+//! The `http` capability and the `ai-enrich` plugin against a real HTTP
+//! server on loopback: grants, redirects, the resolved-address rule,
+//! secrets, size and time limits, revocation mid-run, and replay from the
+//! audit log with the server stopped.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vigil::audit::Auditor;
+use vigil::audit::query;
+use vigil::audit::record::{CallStatus, Lifecycle, Record};
+use vigil::capability::Capability;
+use vigil::input::BatchReader;
+use vigil::output::{EnrichmentResult, FindingRecord};
+use vigil::replay::{Selection, Verdict, replay};
+use vigil::revocation::{self, Revocation, RevocationList};
+use vigil_tests::ai_server::{AiServer, SUMMARY};
+use vigil_tests::{PluginSpec, TestPack, events};
+
+const SECRET: &str = "sk-test-7f3a9c2e5b";
+
+/// A detector that reports every event (hostile `echo`) and `ai-enrich`
+/// pointed at `base_url`.
+fn pack(base_url: &str) -> TestPack {
+    let config = format!("base_url = \"{base_url}\", model = \"test-model\"");
+    let detector = PluginSpec {
+        id: "det",
+        crate_name: "hostile",
+        capabilities: "\"log\", \"config\", \"state\", \"clock\"",
+        config: "mode = \"echo\"",
+    };
+    let enricher = PluginSpec {
+        id: "ai",
+        crate_name: "ai-enrich",
+        capabilities: "\"http\"",
+        config: &config,
+    };
+    TestPack::with_worlds(&[(&detector, "detector"), (&enricher, "enricher")])
+}
+
+/// The policy: `ai` may POST to `origin` with the API key injected.
+fn policy(pack: &TestPack, origin: &str, extra: &str) -> String {
+    let secrets = pack.dir.path().join("secrets.toml");
+    std::fs::write(&secrets, format!("AI_API_KEY = \"{SECRET}\"\n")).expect("secrets file");
+    format!(
+        r#"
+[secrets]
+file = "{}"
+[packs.t.plugins.det]
+capabilities = ["log", "config", "state", "clock"]
+[packs.t.plugins.ai]
+capabilities = ["http"]
+limits = {{ deadline_ms = 1500 }}
+[packs.t.plugins.ai.http]
+origins = ["{origin}"]
+methods = ["POST"]
+max_response_bytes = 65536
+timeout_ms = 5000
+requests_per_minute = 1000
+headers = [{{ origin = "{origin}", name = "Authorization", value = "Bearer ${{AI_API_KEY}}" }}]
+{extra}
+"#,
+        secrets.display()
+    )
+}
+
+/// Run `jsonl` with the audit log in `audit`; returns the findings.
+fn audited_run(pack: &TestPack, policy: &str, audit: &Path, jsonl: &str) -> Vec<FindingRecord> {
+    let (runtime, generation) = pack.load(policy).expect("pack loads");
+    let mut auditor = Auditor::open(&runtime.policy.audit, audit).expect("audit opens");
+    auditor.pack_load(&generation).expect("recorded");
+    let mut out = Vec::new();
+    vigil::dispatch::run_audited(
+        &generation,
+        BatchReader::new(jsonl.as_bytes()),
+        "test.jsonl",
+        4,
+        &mut out,
+        Some(&mut auditor),
+    )
+    .expect("run");
+    auditor.close("test done").expect("closes");
+    parse_findings(&out)
+}
+
+fn parse_findings(out: &[u8]) -> Vec<FindingRecord> {
+    out.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("finding JSON"))
+        .collect()
+}
+
+/// The single enricher result of a finding.
+fn enrichment(f: &FindingRecord) -> &EnrichmentResult {
+    assert_eq!(f.enrichments.len(), 1, "{f:?}");
+    &f.enrichments[0].result
+}
+
+fn unavailable_reason(f: &FindingRecord) -> String {
+    match enrichment(f) {
+        EnrichmentResult::Unavailable { reason } => reason.clone(),
+        other => panic!("expected no enrichment, got {other:?}"),
+    }
+}
+
+/// Every http host call recorded in the log, with its record's kind.
+fn http_calls(audit: &Path) -> Vec<vigil::audit::record::HostCall> {
+    let mut calls = Vec::new();
+    query::for_each(audit, |entry, _| {
+        if let Record::Enrichment(inv) = entry.record {
+            calls.extend(inv.host_calls.into_iter().filter(|c| c.interface == "http"));
+        }
+    })
+    .expect("log reads");
+    calls
+}
+
+fn log_bytes(audit: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(audit).expect("audit dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            bytes.extend(std::fs::read(&path).expect("read"));
+        }
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn an_allowed_call_enriches_with_the_secret_reaching_only_the_server_and_replays_offline() {
+    let mut server = AiServer::start();
+    let pack = pack(&server.base_url("ok"));
+    let audit = pack.dir.path().join("audit");
+    let findings = audited_run(
+        &pack,
+        &policy(&pack, &server.origin(), ""),
+        &audit,
+        &events(3),
+    );
+
+    assert_eq!(findings.len(), 3, "every finding is emitted");
+    for f in &findings {
+        match enrichment(f) {
+            EnrichmentResult::Enriched {
+                summary,
+                techniques,
+                priority,
+                source,
+            } => {
+                assert_eq!(summary, SUMMARY);
+                assert_eq!(techniques, &["T1059.001", "T1027"]);
+                assert_eq!(priority, "high");
+                assert_eq!(source, "test-model");
+            }
+            other => panic!("not enriched: {other:?}"),
+        }
+    }
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[0].path, "/ok/v1/chat/completions");
+    assert_eq!(
+        requests[0].header("authorization"),
+        Some(format!("Bearer {SECRET}").as_str()),
+        "the host injects the secret"
+    );
+    assert!(String::from_utf8_lossy(&requests[0].body).contains("\"model\":\"test-model\""));
+
+    // The log has the request and response, the secret's name, never its value.
+    let calls = http_calls(&audit);
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[0].status, CallStatus::Allowed);
+    assert_eq!(calls[0].args["method"], "POST");
+    assert_eq!(calls[0].result["ok"]["status"], 200);
+    assert_eq!(
+        calls[0].result["ok"]["host_headers"][0][1],
+        "Bearer ${AI_API_KEY}"
+    );
+    assert!(calls[0].result["ok"]["latency_ms"].is_u64());
+    assert!(
+        !contains(&log_bytes(&audit), SECRET),
+        "secret in the audit log"
+    );
+
+    // Replay needs neither the server nor the secret.
+    server.stop();
+    let engine = vigil::engine::build_engine().expect("engine");
+    let replayed = replay(&engine, &audit, &Selection::default()).expect("replay");
+    let enrichments: Vec<_> = replayed.iter().filter(|r| r.plugin == "t/ai").collect();
+    assert_eq!(enrichments.len(), 3, "{replayed:?}");
+    for r in &replayed {
+        assert_eq!(r.verdict, Verdict::Identical, "{r:?}");
+    }
+}
+
+#[test]
+fn a_server_echoing_the_secret_cannot_leak_it_to_the_guest_or_the_log() {
+    let server = AiServer::start();
+    let pack = pack(&server.base_url("echo-auth"));
+    let audit = pack.dir.path().join("audit");
+    let findings = audited_run(
+        &pack,
+        &policy(&pack, &server.origin(), ""),
+        &audit,
+        &events(1),
+    );
+    match enrichment(&findings[0]) {
+        EnrichmentResult::Enriched { summary, .. } => {
+            assert_eq!(
+                summary, "the request said: Bearer [secret:AI_API_KEY]",
+                "the guest saw the masked value"
+            );
+        }
+        other => panic!("not enriched: {other:?}"),
+    }
+    assert!(!contains(&log_bytes(&audit), SECRET));
+}
+
+#[test]
+fn origins_outside_the_grant_are_denied_directly_and_by_redirect() {
+    let granted = AiServer::start();
+    let other = AiServer::start();
+
+    // Directly: base_url on a port the grant does not name.
+    let pack = pack(&other.base_url("ok"));
+    let audit = pack.dir.path().join("audit");
+    let findings = audited_run(
+        &pack,
+        &policy(&pack, &granted.origin(), ""),
+        &audit,
+        &events(2),
+    );
+    assert_eq!(findings.len(), 2, "denied enrichment never drops a finding");
+    assert!(unavailable_reason(&findings[0]).contains("access denied"));
+    let calls = http_calls(&audit);
+    assert_eq!(calls[0].status, CallStatus::Denied);
+    let detail = calls[0].detail.as_deref().unwrap_or_default();
+    assert!(detail.contains("is not granted"), "{detail}");
+
+    // By redirect: the granted server sends the client to the other one.
+    granted.redirect_to(&format!("{}/ok/v1/chat/completions", other.origin()));
+    let pack = self::pack(&granted.base_url("redirect"));
+    let audit = pack.dir.path().join("audit");
+    let findings = audited_run(
+        &pack,
+        &policy(&pack, &granted.origin(), ""),
+        &audit,
+        &events(1),
+    );
+    assert!(unavailable_reason(&findings[0]).contains("access denied"));
+    let detail = http_calls(&audit)[0].detail.clone().unwrap_or_default();
+    assert!(
+        detail.contains("redirect") && detail.contains("not granted"),
+        "{detail}"
+    );
+    assert!(
+        other.requests().is_empty(),
+        "nothing reached the other origin"
+    );
+    assert_eq!(granted.requests().len(), 1);
+}
+
+#[test]
+fn a_name_resolving_to_loopback_is_refused_unless_the_address_itself_is_granted() {
+    let server = AiServer::start();
+    let port = server.addr.rsplit(':').next().expect("port");
+    let by_name = format!("http://localhost:{port}");
+    let pack = pack(&format!("{by_name}/ok/v1"));
+    let audit = pack.dir.path().join("audit");
+    let findings = audited_run(&pack, &policy(&pack, &by_name, ""), &audit, &events(1));
+    assert!(unavailable_reason(&findings[0]).contains("access denied"));
+    let detail = http_calls(&audit)[0].detail.clone().unwrap_or_default();
+    assert!(detail.contains("loopback"), "{detail}");
+    assert!(server.requests().is_empty(), "no connection was made");
+}
+
+#[test]
+fn failures_of_the_service_leave_findings_unenriched_with_the_reason() {
+    let server = AiServer::start();
+    for (mode, says) in [
+        ("huge", "response larger than the grant allows"),
+        ("error", "HTTP 500"),
+        ("malformed", "not JSON"),
+    ] {
+        let pack = pack(&server.base_url(mode));
+        let audit = pack.dir.path().join("audit");
+        let findings = audited_run(
+            &pack,
+            &policy(&pack, &server.origin(), ""),
+            &audit,
+            &events(1),
+        );
+        assert_eq!(findings.len(), 1, "{mode}");
+        let reason = unavailable_reason(&findings[0]);
+        assert!(reason.contains(says), "{mode}: {reason}");
+    }
+}
+
+#[test]
+fn time_in_a_slow_request_counts_against_the_plugin_deadline() {
+    let server = AiServer::start();
+    let pack = pack(&server.base_url("slow"));
+    let audit = pack.dir.path().join("audit");
+    // The grant allows 5 s, the plugin's deadline is 1.5 s, the server takes 3 s.
+    let findings = audited_run(
+        &pack,
+        &policy(&pack, &server.origin(), ""),
+        &audit,
+        &events(1),
+    );
+    // The guest gets `timeout` when its deadline is used up (and may have
+    // no time left to say so: either reason is the deadline's).
+    let reason = unavailable_reason(&findings[0]);
+    assert!(
+        reason.contains("did not answer in time") || reason.contains("deadline"),
+        "{reason}"
+    );
+    let call = &http_calls(&audit)[0];
+    assert_eq!(call.result["error"], "timeout");
+    let detail = call.detail.as_deref().unwrap_or_default();
+    assert!(detail.contains("plugin's deadline"), "{detail}");
+}
+
+#[test]
+fn a_rate_limit_refuses_requests_past_the_grant() {
+    let server = AiServer::start();
+    let pack = pack(&server.base_url("ok"));
+    let audit = pack.dir.path().join("audit");
+    let policy = policy(&pack, &server.origin(), "")
+        .replace("requests_per_minute = 1000", "requests_per_minute = 2");
+    let findings = audited_run(&pack, &policy, &audit, &events(4));
+    let enriched = findings
+        .iter()
+        .filter(|f| matches!(enrichment(f), EnrichmentResult::Enriched { .. }))
+        .count();
+    assert_eq!(enriched, 2);
+    assert_eq!(server.requests().len(), 2);
+    let limited = http_calls(&audit)
+        .iter()
+        .filter(|c| c.result["error"] == "rate-limited")
+        .count();
+    assert_eq!(limited, 2);
+}
+
+/// `Write` into a shared buffer the test can read while the run goes on.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Wait (bounded) until `done` holds; panics with `what` after 20 s.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn revoking_http_mid_run_denies_the_next_call_within_a_second_and_persists() {
+    let server = AiServer::start();
+    let pack = pack(&server.base_url("ok"));
+    let audit = pack.dir.path().join("audit");
+    let (runtime, generation) = pack
+        .load(&policy(&pack, &server.origin(), ""))
+        .expect("pack loads");
+    let file = pack.state_dir.join(revocation::FILE);
+    let _watcher = revocation::watch(&file, runtime.revocations.clone()).expect("watch");
+    let mut auditor = Auditor::open(&runtime.policy.audit, &audit).expect("audit opens");
+    auditor.pack_load(&generation).expect("recorded");
+
+    let (reader, mut feed) = std::io::pipe().expect("pipe");
+    let output = Shared::default();
+    let lines = || parse_findings(&output.0.lock().expect("lock"));
+    let stats = std::thread::scope(|scope| {
+        let mut out = output.clone();
+        let auditor = &mut auditor;
+        let generation = &generation;
+        let run = scope.spawn(move || {
+            vigil::dispatch::run_audited(
+                generation,
+                BatchReader::new(std::io::BufReader::new(reader)),
+                "pipe",
+                1,
+                &mut out,
+                Some(auditor),
+            )
+            .expect("run")
+        });
+        let event = |n: usize| format!("{{\"n\":{n}}}\n");
+        feed.write_all(event(1).as_bytes()).expect("feed");
+        wait_for("the first finding", || lines().len() == 1);
+        assert!(matches!(
+            enrichment(&lines()[0]),
+            EnrichmentResult::Enriched { .. }
+        ));
+
+        // `vigil revoke ai --capability http` does exactly this.
+        let mut list = RevocationList::load(&file).expect("list");
+        list.revoke(Revocation {
+            plugin: "ai".into(),
+            capability: Some(Capability::Http),
+            reason: "vendor incident".into(),
+            by: "alice".into(),
+            at: "2026-11-22T12:00:00Z".into(),
+        });
+        let revoked_at = Instant::now();
+        list.save(&file).expect("save");
+        wait_for("the revocation to apply", || {
+            runtime
+                .revocations
+                .check("t", "ai", Capability::Http)
+                .is_some()
+        });
+        let took = revoked_at.elapsed();
+        assert!(took < Duration::from_secs(1), "applied after {took:?}");
+
+        feed.write_all(event(2).as_bytes()).expect("feed");
+        drop(feed);
+        run.join().expect("run thread")
+    });
+    auditor.close("test done").expect("closes");
+
+    let findings = lines();
+    assert_eq!(
+        stats.findings, 2,
+        "detection continued after the revocation"
+    );
+    assert_eq!(findings.len(), 2);
+    assert!(unavailable_reason(&findings[1]).contains("access denied"));
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "no request after the revocation"
+    );
+
+    // The log: the revocation (who, why) before the denied call, which says why.
+    let mut order = Vec::new();
+    query::for_each(&audit, |entry, _| match entry.record {
+        Record::Lifecycle(Lifecycle::GrantChange {
+            action, by, reason, ..
+        }) => order.push(format!("{action} by {by}: {reason}")),
+        Record::Enrichment(inv) => {
+            let call = &inv.host_calls[0];
+            order.push(format!(
+                "{:?} {}",
+                call.status,
+                call.detail.clone().unwrap_or_default()
+            ));
+        }
+        _ => {}
+    })
+    .expect("log reads");
+    assert_eq!(order.len(), 3, "{order:?}");
+    assert_eq!(order[0], "Allowed ");
+    assert_eq!(order[1], "revoke by alice: vendor incident");
+    assert!(order[2].starts_with("Denied revoked by alice"), "{order:?}");
+
+    // A restarted host starts with the revocation in force.
+    let restarted = pack.runtime(&policy(&pack, &server.origin(), ""));
+    assert!(
+        restarted
+            .revocations
+            .check("t", "ai", Capability::Http)
+            .is_some()
+    );
+}
