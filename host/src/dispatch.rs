@@ -342,7 +342,7 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
                     // Never drop a finding: past the queue bound it leaves
                     // un-enriched, saying why.
                     Err(rejected) => {
-                        record = rejected;
+                        record = *rejected;
                         let reason = format!(
                             "enrichment queue full ({} findings waiting)",
                             enrich::QUEUE_BOUND

@@ -59,7 +59,7 @@ impl Pool<'_> {
         batch: u64,
         scrub: Arc<Scrub>,
         finding: FindingRecord,
-    ) -> Result<(), FindingRecord> {
+    ) -> Result<(), Box<FindingRecord>> {
         self.jobs
             .try_send(Job {
                 batch,
@@ -68,7 +68,7 @@ impl Pool<'_> {
             })
             .map_err(|e| match e {
                 mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job) => {
-                    job.finding
+                    Box::new(job.finding)
                 }
             })
     }

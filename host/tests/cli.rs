@@ -302,3 +302,75 @@ fn kill_9_mid_run_then_restart_leaves_a_verifying_log_with_one_invocation_per_ev
         assert_eq!(ids.len() as u64, EVENTS, "{plugin}: no event twice");
     }
 }
+
+#[test]
+fn revoke_and_restore_edit_the_revocation_list_and_refuse_mistakes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let state_arg = state.to_str().expect("utf-8 path");
+    let out = vigil(
+        &[
+            "revoke",
+            "ai-enrich",
+            "--capability",
+            "http",
+            "--reason",
+            "vendor incident",
+            "--state-dir",
+            state_arg,
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("revoked http of ai-enrich"));
+    let list = vigil::revocation::RevocationList::load(&state.join(vigil::revocation::FILE))
+        .expect("list");
+    assert_eq!(list.revoked.len(), 1);
+    assert_eq!(list.revoked[0].reason, "vendor incident");
+
+    let out = vigil(
+        &[
+            "revoke",
+            "ai-enrich",
+            "--capability",
+            "htp",
+            "--reason",
+            "x",
+            "--state-dir",
+            state_arg,
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("`htp` is not a capability"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let restore = |plugin: &str| {
+        vigil(
+            &[
+                "restore",
+                plugin,
+                "--reason",
+                "fixed",
+                "--state-dir",
+                state_arg,
+            ],
+            dir.path(),
+        )
+    };
+    let out = restore("other");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("nothing to restore"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = restore("ai-enrich");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list = vigil::revocation::RevocationList::load(&state.join(vigil::revocation::FILE))
+        .expect("list");
+    assert!(list.revoked.is_empty());
+}

@@ -1,7 +1,8 @@
 //! The audit log: every input, output, host call and authority, in an
 //! append-only, hash-chained, replayable record.
 //!
-//! - [`record`]: what a line holds (lifecycle, batch, invocation, checkpoint);
+//! - [`record`]: what a line holds (lifecycle, batch, invocation,
+//!   enrichment, checkpoint);
 //! - [`chain`]: the hash-chain envelope of a line;
 //! - [`writer`], [`segments`]: appending with group commit, rotation and
 //!   torn-tail repair;
@@ -11,7 +12,8 @@
 //! - [`resume`]: where an interrupted run over a file continues.
 //!
 //! [`Auditor`] is what the host talks to: it turns loads, batches and calls
-//! into records and commits each batch unit before its findings are emitted.
+//! into records and commits each batch unit before its findings are emitted,
+//! and each finding's enrichment records before the enriched finding is.
 
 pub mod chain;
 pub mod query;
