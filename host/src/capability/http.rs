@@ -208,8 +208,9 @@ fn non_public(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
-/// A header the host sets on requests to one origin.
-#[derive(Debug, Clone)]
+/// A header the host sets on requests to one origin. `Debug` shows the
+/// template, never the value.
+#[derive(Clone)]
 struct SecretHeader {
     origin: Origin,
     /// Lower case.
@@ -220,12 +221,44 @@ struct SecretHeader {
     value: String,
 }
 
+impl std::fmt::Debug for SecretHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretHeader")
+            .field("origin", &self.origin)
+            .field("name", &self.name)
+            .field("template", &self.template)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Secret values, kept only to scrub them; `Debug` shows the names.
+#[derive(Default)]
+struct Secrets(Vec<(String, String)>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(_, name)| name))
+            .finish()
+    }
+}
+
 /// Where `${NAME}` secrets come from: `[secrets] file`, then the environment.
-#[derive(Debug, Default)]
+/// `Debug` shows where, never the values.
+#[derive(Default)]
 pub struct SecretSource {
     file: Option<(PathBuf, BTreeMap<String, String>)>,
     /// Replay: no secret is read; every `${NAME}` becomes `[secret:NAME]`.
     placeholders: bool,
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretSource")
+            .field("file", &self.file.as_ref().map(|(path, _)| path))
+            .field("placeholders", &self.placeholders)
+            .finish()
+    }
 }
 
 impl SecretSource {
@@ -319,7 +352,7 @@ pub struct HttpPolicy {
     rate: RateLimiter,
     headers: Vec<SecretHeader>,
     /// `(value, NAME)` of every secret used, longest first, for scrubbing.
-    secrets: Vec<(String, String)>,
+    secrets: Secrets,
 }
 
 impl HttpPolicy {
@@ -409,7 +442,7 @@ impl HttpPolicy {
                     .unwrap_or(DEFAULT_REQUESTS_PER_MINUTE),
             ),
             headers,
-            secrets: used,
+            secrets: Secrets(used),
         })
     }
 
@@ -420,7 +453,7 @@ impl HttpPolicy {
     /// Replace every secret value in `text` by `[secret:NAME]`.
     fn scrub(&self, text: &str) -> String {
         let mut out = text.to_owned();
-        for (value, name) in &self.secrets {
+        for (value, name) in &self.secrets.0 {
             if out.contains(value.as_str()) {
                 out = out.replace(value.as_str(), &format!("[secret:{name}]"));
             }
@@ -434,7 +467,12 @@ impl HttpPolicy {
             Err(e) => {
                 let bytes = e.into_bytes();
                 let lossy = String::from_utf8_lossy(&bytes);
-                if self.secrets.iter().any(|(v, _)| lossy.contains(v.as_str())) {
+                if self
+                    .secrets
+                    .0
+                    .iter()
+                    .any(|(v, _)| lossy.contains(v.as_str()))
+                {
                     self.scrub(&lossy).into_bytes()
                 } else {
                     bytes
@@ -720,7 +758,8 @@ fn send(ctx: &HttpCtx, request: &wit::Request) -> Result<RecordedResponse, Refus
             "headers: at most {MAX_HEADERS}, names must be tokens, values one line of at most {MAX_HEADER_BYTES} bytes"
         )));
     }
-    checked_addresses(policy, &url)?;
+    // Checked before the rate limit is spent: a refused request costs nothing.
+    let mut first_hop = Some(checked_addresses(policy, &url)?);
     if request.body.len() > policy.max_request_bytes {
         return Err(Refusal {
             error: wit::Error::RequestTooLarge,
@@ -761,7 +800,10 @@ fn send(ctx: &HttpCtx, request: &wit::Request) -> Result<RecordedResponse, Refus
         if remaining.is_zero() {
             return Err(timeout("no response"));
         }
-        let addrs = checked_addresses(policy, &url)?;
+        let addrs = match first_hop.take() {
+            Some(addrs) => addrs,
+            None => checked_addresses(policy, &url)?,
+        };
         // The resolver hands ureq the addresses checked above, so what is
         // connected to is what was checked (no second lookup to rebind).
         let agent = ureq::AgentBuilder::new()
@@ -948,7 +990,7 @@ mod tests {
     }
 
     #[test]
-    fn header_templates_need_secrets_and_scrub_them() {
+    fn header_templates_need_secrets_and_scrub_them_and_debug_hides_them() {
         let grant = HttpGrant {
             origins: vec!["https://api.example.com".into()],
             methods: vec!["POST".into()],
@@ -975,6 +1017,7 @@ mod tests {
             resolved.scrub("echo: Bearer sk-123456"),
             "echo: Bearer [secret:VIGIL_TEST_UNSET_SECRET]"
         );
+        assert!(!format!("{resolved:?} {source:?}").contains("sk-123456"));
     }
 
     #[test]
