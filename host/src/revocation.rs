@@ -295,11 +295,20 @@ pub fn watch(
     Ok(watcher)
 }
 
-/// The OS user running this process, for `by`.
+/// The OS user running this process, for `by`: `$USER`, `$LOGNAME`, else
+/// the numeric uid (services often run without either variable).
 pub fn current_user() -> String {
+    use std::os::unix::fs::MetadataExt;
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned())
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            std::fs::metadata("/proc/self")
+                .ok()
+                .map(|m| format!("uid {}", m.uid()))
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 #[cfg(test)]
