@@ -283,28 +283,10 @@ fn starter_pack(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let state = tempfile::tempdir().expect("tempdir");
-                let generation = runtime
-                    .load_with_state_dir(vigil::artifacts::starter_pack(), state.path())
-                    .expect("loads");
-                let mut auditor =
-                    Auditor::open(&AuditConfig::default(), &state.path().join("audit"))
-                        .expect("opens the audit log");
-                auditor.pack_load(&generation).expect("records the load");
+                let (generation, auditor) = audited_starter(&runtime, state.path());
                 (state, generation, auditor)
             },
-            |(_state, generation, mut auditor)| {
-                let stats = vigil::dispatch::run_audited(
-                    &generation,
-                    BatchReader::new(events),
-                    "events.jsonl",
-                    BATCH,
-                    &mut std::io::sink(),
-                    Some(&mut auditor),
-                )
-                .expect("runs");
-                auditor.close("bench").expect("closes");
-                stats
-            },
+            |(_state, generation, auditor)| run_and_close(&generation, auditor, events),
             BatchSize::PerIteration,
         )
     });
@@ -312,20 +294,29 @@ fn starter_pack(c: &mut Criterion) {
     report_audit_size(events, count);
 }
 
-/// Audit records, records/s and bytes per event for one audited run,
-/// printed beside criterion's numbers (the issue asks for both).
-fn report_audit_size(events: &'static [u8], count: usize) {
-    let state = tempfile::tempdir().expect("tempdir");
-    let runtime = Runtime::new(vigil::artifacts::starter_policy(), state.path()).expect("engine");
+/// The starter pack loaded with state in `state`, and an audit log in
+/// `state/audit` (default settings) that has recorded the load.
+fn audited_starter(
+    runtime: &Runtime,
+    state: &std::path::Path,
+) -> (vigil::pack::Generation, Auditor) {
     let generation = runtime
-        .load_with_state_dir(vigil::artifacts::starter_pack(), state.path())
+        .load_with_state_dir(vigil::artifacts::starter_pack(), state)
         .expect("loads");
-    let dir = state.path().join("audit");
-    let mut auditor = Auditor::open(&AuditConfig::default(), &dir).expect("opens");
+    let mut auditor =
+        Auditor::open(&AuditConfig::default(), &state.join("audit")).expect("opens the audit log");
     auditor.pack_load(&generation).expect("records the load");
-    let started = std::time::Instant::now();
-    vigil::dispatch::run_audited(
-        &generation,
+    (generation, auditor)
+}
+
+/// One audited run over `events`, closing the log (final fdatasync).
+fn run_and_close(
+    generation: &vigil::pack::Generation,
+    mut auditor: Auditor,
+    events: &'static [u8],
+) -> vigil::dispatch::RunStats {
+    let stats = vigil::dispatch::run_audited(
+        generation,
         BatchReader::new(events),
         "events.jsonl",
         BATCH,
@@ -334,6 +325,18 @@ fn report_audit_size(events: &'static [u8], count: usize) {
     )
     .expect("runs");
     auditor.close("bench").expect("closes");
+    stats
+}
+
+/// Audit records, records/s and bytes per event for one audited run,
+/// printed beside criterion's numbers (the issue asks for both).
+fn report_audit_size(events: &'static [u8], count: usize) {
+    let state = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::new(vigil::artifacts::starter_policy(), state.path()).expect("engine");
+    let (generation, auditor) = audited_starter(&runtime, state.path());
+    let dir = state.path().join("audit");
+    let started = std::time::Instant::now();
+    run_and_close(&generation, auditor, events);
     let elapsed = started.elapsed().as_secs_f64();
     let (mut bytes, mut records) = (0u64, 0u64);
     for entry in std::fs::read_dir(&dir).expect("audit dir") {

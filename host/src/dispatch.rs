@@ -241,7 +241,7 @@ struct Emitter<'g, 'w, 'a, W> {
     source: &'g str,
     out: &'w mut W,
     audit: Option<&'a mut Auditor>,
-    enrichment: Option<enrich::Pool<'g>>,
+    enrichment: Option<enrich::Pool>,
     recycle: mpsc::Sender<RawEvents>,
     stats: RunStats,
 }

@@ -46,12 +46,11 @@ pub struct Enriched<'g> {
 
 /// The submitting end of the worker pool. Dropping it stops the workers
 /// once the queue is empty.
-pub struct Pool<'g> {
+pub struct Pool {
     jobs: mpsc::SyncSender<Job>,
-    _generation: std::marker::PhantomData<&'g Generation>,
 }
 
-impl Pool<'_> {
+impl Pool {
     /// Queue `finding` (from batch record `batch`). Returns it back when
     /// the queue is full or the workers are gone.
     pub fn submit(
@@ -81,7 +80,7 @@ pub fn start<'scope, 'env: 'scope, 'g: 'scope>(
     scope: &'scope Scope<'scope, 'env>,
     generation: &'g Generation,
     deliver: impl Fn(Enriched<'g>) -> bool + Send + Sync + 'scope,
-) -> Pool<'g> {
+) -> Pool {
     let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE_BOUND);
     let queue = Arc::new(Mutex::new(queue));
     let deliver = Arc::new(deliver);
@@ -99,10 +98,7 @@ pub fn start<'scope, 'env: 'scope, 'g: 'scope>(
             }
         });
     }
-    Pool {
-        jobs,
-        _generation: std::marker::PhantomData,
-    }
+    Pool { jobs }
 }
 
 /// Run every enricher of the generation on one finding.

@@ -384,12 +384,7 @@ fn change_grant(
     host: &HostArgs,
     change: impl FnOnce(&mut RevocationList) -> Result<String>,
 ) -> Result<ExitCode> {
-    let policy = match &host.policy {
-        Some(path) => read_policy(path)?,
-        None if Path::new("vigil.toml").exists() => read_policy(Path::new("vigil.toml"))?,
-        None => Policy::default(),
-    };
-    let state_dir = host.state_dir.clone().unwrap_or_else(|| policy.state_dir());
+    let (_, state_dir) = policy_and_state_dir(host)?;
     let path = state_dir.join(revocation::FILE);
     let mut list = RevocationList::load(&path)?;
     let done = change(&mut list)?;
@@ -517,13 +512,20 @@ fn audit_dir(audit: Option<PathBuf>, host: &HostArgs) -> Result<PathBuf> {
     if let Some(dir) = audit {
         return Ok(dir);
     }
+    let (policy, state_dir) = policy_and_state_dir(host)?;
+    Ok(policy.audit_dir(&state_dir))
+}
+
+/// For commands that load no pack: the policy (`--policy`, else
+/// `./vigil.toml`, else the default) and the state dir it implies.
+fn policy_and_state_dir(host: &HostArgs) -> Result<(Policy, PathBuf)> {
     let policy = match &host.policy {
         Some(path) => read_policy(path)?,
         None if Path::new("vigil.toml").exists() => read_policy(Path::new("vigil.toml"))?,
         None => Policy::default(),
     };
     let state_dir = host.state_dir.clone().unwrap_or_else(|| policy.state_dir());
-    Ok(policy.audit_dir(&state_dir))
+    Ok((policy, state_dir))
 }
 
 /// `vigil audit verify|show|stats`.

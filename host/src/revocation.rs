@@ -171,30 +171,26 @@ impl Revocations {
     /// with `note` (e.g. `in force at host start`).
     pub fn replace(&self, list: RevocationList, note: Option<&str>) {
         let mut current = self.list.write().unwrap_or_else(|p| p.into_inner());
+        let added = (list.revoked.iter())
+            .filter(|r| !current.revoked.contains(r))
+            .map(|r| ("revoke", r));
+        let removed = (current.revoked.iter())
+            .filter(|r| !list.revoked.contains(r))
+            .map(|r| ("restore", r));
         let mut changes = Vec::new();
-        for r in list.revoked.iter().filter(|r| !current.revoked.contains(r)) {
-            changes.push(grant_change("revoke", r, note));
-        }
-        for r in current.revoked.iter().filter(|r| !list.revoked.contains(r)) {
-            changes.push(grant_change("restore", r, note));
+        for (action, r) in added.chain(removed) {
+            tracing::warn!(
+                "{action}: {} of {} by {}: {}",
+                r.what(),
+                r.plugin,
+                r.by,
+                r.reason
+            );
+            changes.push(grant_change(action, r, note));
         }
         self.any.store(!list.revoked.is_empty(), Ordering::SeqCst);
         *current = list;
         drop(current);
-        for change in &changes {
-            if let Lifecycle::GrantChange {
-                action,
-                plugin,
-                capability,
-                by,
-                reason,
-                ..
-            } = change
-            {
-                let what = capability.as_deref().unwrap_or("every capability");
-                tracing::warn!("{action}: {what} of {plugin} by {by}: {reason}");
-            }
-        }
         self.changes
             .lock()
             .unwrap_or_else(|p| p.into_inner())

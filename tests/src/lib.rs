@@ -6,7 +6,9 @@ pub mod ai_server;
 
 use std::path::{Path, PathBuf};
 
+use vigil::audit::Auditor;
 use vigil::dispatch::RunStats;
+use vigil::input::BatchReader;
 use vigil::output::FindingRecord;
 use vigil::pack::{Generation, LoadErrors, PackSource};
 use vigil::policy::Policy;
@@ -89,6 +91,35 @@ impl TestPack {
     pub fn path(&self) -> &Path {
         &self.pack_dir
     }
+
+    /// Load under `policy` and run `jsonl` in batches of 4 with the audit
+    /// log in `audit_dir` (opened, pack load recorded, closed); returns
+    /// what was written to the output.
+    pub fn audited_run(&self, policy: &str, audit_dir: &Path, jsonl: &str) -> Vec<u8> {
+        let (runtime, generation) = self.load(policy).expect("pack loads");
+        let mut auditor = Auditor::open(&runtime.policy.audit, audit_dir).expect("audit opens");
+        auditor.pack_load(&generation).expect("recorded");
+        let mut out = Vec::new();
+        vigil::dispatch::run_audited(
+            &generation,
+            BatchReader::new(jsonl.as_bytes()),
+            "test.jsonl",
+            4,
+            &mut out,
+            Some(&mut auditor),
+        )
+        .expect("run");
+        auditor.close("test done").expect("closes");
+        out
+    }
+}
+
+/// The findings of a run's output (JSON Lines).
+pub fn parse_findings(out: &[u8]) -> Vec<FindingRecord> {
+    out.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("findings are valid JSON"))
+        .collect()
 }
 
 /// `n` small JSON events, one per line.
@@ -114,12 +145,7 @@ pub fn run(
         &mut out,
     )
     .expect("in-memory run");
-    let findings = out
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).expect("findings are valid JSON"))
-        .collect();
-    (stats, findings)
+    (stats, parse_findings(&out))
 }
 
 /// The value of evidence `key` of a finding.

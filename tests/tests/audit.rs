@@ -1,8 +1,6 @@
 //! The audit log with real components: replay from the log alone,
 //! redaction down to the file bytes, fail-closed writing.
 
-use std::path::Path;
-
 use vigil::audit::Auditor;
 use vigil::audit::query;
 use vigil::audit::record::Record;
@@ -39,31 +37,11 @@ fn clock_and_counter() -> TestPack {
     ])
 }
 
-/// Run `jsonl` through the pack with an audit log in `audit_dir`; returns
-/// the findings written.
-fn audited_run(pack: &TestPack, policy: &str, audit_dir: &Path, jsonl: &str) -> Vec<u8> {
-    let (runtime, generation) = pack.load(policy).expect("pack loads");
-    let mut auditor = Auditor::open(&runtime.policy.audit, audit_dir).expect("audit opens");
-    auditor.pack_load(&generation).expect("recorded");
-    let mut out = Vec::new();
-    vigil::dispatch::run_audited(
-        &generation,
-        BatchReader::new(jsonl.as_bytes()),
-        "test.jsonl",
-        4,
-        &mut out,
-        Some(&mut auditor),
-    )
-    .expect("run");
-    auditor.close("test done").expect("closes");
-    out
-}
-
 #[test]
 fn replay_of_a_run_with_clock_and_state_reads_reproduces_every_output() {
     let pack = clock_and_counter();
     let audit_dir = pack.dir.path().join("audit");
-    let out = audited_run(&pack, POLICY, &audit_dir, &events(10));
+    let out = pack.audited_run(POLICY, &audit_dir, &events(10));
     assert!(!out.is_empty(), "the plugins report findings");
     vigil::audit::verify::verify(&audit_dir).expect("the log verifies");
 
@@ -94,7 +72,7 @@ fn replay_of_a_run_with_clock_and_state_reads_reproduces_every_output() {
 fn replay_of_a_deliberately_altered_plugin_reports_the_mismatch() {
     let pack = clock_and_counter();
     let audit_dir = pack.dir.path().join("audit");
-    audited_run(&pack, POLICY, &audit_dir, &events(4));
+    pack.audited_run(POLICY, &audit_dir, &events(4));
     // Swap the stored component for another plugin's bytes.
     let digest =
         vigil::engine::sha256_hex(&std::fs::read(vigil_tests::component("hostile")).expect("read"));
@@ -122,7 +100,7 @@ fn replay_of_a_deliberately_altered_plugin_reports_the_mismatch() {
 fn a_tampered_host_call_result_is_reported_as_the_first_difference() {
     let pack = clock_and_counter();
     let audit_dir = pack.dir.path().join("audit");
-    audited_run(&pack, POLICY, &audit_dir, &events(4));
+    pack.audited_run(POLICY, &audit_dir, &events(4));
     // Change the recorded state read: the plugin's output then differs.
     let segment = audit_dir.join("00000001.jsonl");
     let text = std::fs::read_to_string(&segment).expect("read");
@@ -175,7 +153,7 @@ fn redacted_fields_never_appear_in_the_file_bytes() {
         ))
         .collect();
     let audit_dir = pack.dir.path().join("audit");
-    let out = audited_run(&pack, policy, &audit_dir, &jsonl);
+    let out = pack.audited_run(policy, &audit_dir, &jsonl);
     assert!(
         String::from_utf8_lossy(&out).contains("alice.w0"),
         "findings themselves are not redacted"

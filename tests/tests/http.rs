@@ -4,7 +4,7 @@
 //! audit log with the server stopped.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use vigil::output::{EnrichmentResult, FindingRecord};
 use vigil::replay::{Selection, Verdict, replay};
 use vigil::revocation::{self, Revocation, RevocationList};
 use vigil_tests::ai_server::{AiServer, SUMMARY};
-use vigil_tests::{PluginSpec, TestPack, events};
+use vigil_tests::{PluginSpec, TestPack, events, parse_findings};
 
 const SECRET: &str = "sk-test-7f3a9c2e5b";
 
@@ -66,30 +66,13 @@ headers = [{{ origin = "{origin}", name = "Authorization", value = "Bearer ${{AI
     )
 }
 
-/// Run `jsonl` with the audit log in `audit`; returns the findings.
-fn audited_run(pack: &TestPack, policy: &str, audit: &Path, jsonl: &str) -> Vec<FindingRecord> {
-    let (runtime, generation) = pack.load(policy).expect("pack loads");
-    let mut auditor = Auditor::open(&runtime.policy.audit, audit).expect("audit opens");
-    auditor.pack_load(&generation).expect("recorded");
-    let mut out = Vec::new();
-    vigil::dispatch::run_audited(
-        &generation,
-        BatchReader::new(jsonl.as_bytes()),
-        "test.jsonl",
-        4,
-        &mut out,
-        Some(&mut auditor),
-    )
-    .expect("run");
-    auditor.close("test done").expect("closes");
-    parse_findings(&out)
-}
-
-fn parse_findings(out: &[u8]) -> Vec<FindingRecord> {
-    out.split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).expect("finding JSON"))
-        .collect()
+/// Run `n` events through [`pack`] on `base_url` under [`policy`] for
+/// `origin`, auditing; returns the pack, the audit dir and the findings.
+fn enrich_run(base_url: &str, origin: &str, n: usize) -> (TestPack, PathBuf, Vec<FindingRecord>) {
+    let pack = pack(base_url);
+    let audit = pack.dir.path().join("audit");
+    let out = pack.audited_run(&policy(&pack, origin, ""), &audit, &events(n));
+    (pack, audit, parse_findings(&out))
 }
 
 /// The single enricher result of a finding.
@@ -137,14 +120,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 #[test]
 fn an_allowed_call_enriches_with_the_secret_reaching_only_the_server_and_replays_offline() {
     let mut server = AiServer::start();
-    let pack = pack(&server.base_url("ok"));
-    let audit = pack.dir.path().join("audit");
-    let findings = audited_run(
-        &pack,
-        &policy(&pack, &server.origin(), ""),
-        &audit,
-        &events(3),
-    );
+    let (_pack, audit, findings) = enrich_run(&server.base_url("ok"), &server.origin(), 3);
 
     assert_eq!(findings.len(), 3, "every finding is emitted");
     for f in &findings {
@@ -203,14 +179,7 @@ fn an_allowed_call_enriches_with_the_secret_reaching_only_the_server_and_replays
 #[test]
 fn a_server_echoing_the_secret_cannot_leak_it_to_the_guest_or_the_log() {
     let server = AiServer::start();
-    let pack = pack(&server.base_url("echo-auth"));
-    let audit = pack.dir.path().join("audit");
-    let findings = audited_run(
-        &pack,
-        &policy(&pack, &server.origin(), ""),
-        &audit,
-        &events(1),
-    );
+    let (_pack, audit, findings) = enrich_run(&server.base_url("echo-auth"), &server.origin(), 1);
     match enrichment(&findings[0]) {
         EnrichmentResult::Enriched { summary, .. } => {
             assert_eq!(
@@ -229,14 +198,7 @@ fn origins_outside_the_grant_are_denied_directly_and_by_redirect() {
     let other = AiServer::start();
 
     // Directly: base_url on a port the grant does not name.
-    let pack = pack(&other.base_url("ok"));
-    let audit = pack.dir.path().join("audit");
-    let findings = audited_run(
-        &pack,
-        &policy(&pack, &granted.origin(), ""),
-        &audit,
-        &events(2),
-    );
+    let (_pack, audit, findings) = enrich_run(&other.base_url("ok"), &granted.origin(), 2);
     assert_eq!(findings.len(), 2, "denied enrichment never drops a finding");
     assert!(unavailable_reason(&findings[0]).contains("access denied"));
     let calls = http_calls(&audit);
@@ -246,14 +208,7 @@ fn origins_outside_the_grant_are_denied_directly_and_by_redirect() {
 
     // By redirect: the granted server sends the client to the other one.
     granted.redirect_to(&format!("{}/ok/v1/chat/completions", other.origin()));
-    let pack = self::pack(&granted.base_url("redirect"));
-    let audit = pack.dir.path().join("audit");
-    let findings = audited_run(
-        &pack,
-        &policy(&pack, &granted.origin(), ""),
-        &audit,
-        &events(1),
-    );
+    let (_pack, audit, findings) = enrich_run(&granted.base_url("redirect"), &granted.origin(), 1);
     assert!(unavailable_reason(&findings[0]).contains("access denied"));
     let detail = http_calls(&audit)[0].detail.clone().unwrap_or_default();
     assert!(
@@ -272,9 +227,7 @@ fn a_name_resolving_to_loopback_is_refused_unless_the_address_itself_is_granted(
     let server = AiServer::start();
     let port = server.addr.rsplit(':').next().expect("port");
     let by_name = format!("http://localhost:{port}");
-    let pack = pack(&format!("{by_name}/ok/v1"));
-    let audit = pack.dir.path().join("audit");
-    let findings = audited_run(&pack, &policy(&pack, &by_name, ""), &audit, &events(1));
+    let (_pack, audit, findings) = enrich_run(&format!("{by_name}/ok/v1"), &by_name, 1);
     assert!(unavailable_reason(&findings[0]).contains("access denied"));
     let detail = http_calls(&audit)[0].detail.clone().unwrap_or_default();
     assert!(detail.contains("loopback"), "{detail}");
@@ -289,14 +242,7 @@ fn failures_of_the_service_leave_findings_unenriched_with_the_reason() {
         ("error", "HTTP 500"),
         ("malformed", "not JSON"),
     ] {
-        let pack = pack(&server.base_url(mode));
-        let audit = pack.dir.path().join("audit");
-        let findings = audited_run(
-            &pack,
-            &policy(&pack, &server.origin(), ""),
-            &audit,
-            &events(1),
-        );
+        let (_pack, _audit, findings) = enrich_run(&server.base_url(mode), &server.origin(), 1);
         assert_eq!(findings.len(), 1, "{mode}");
         let reason = unavailable_reason(&findings[0]);
         assert!(reason.contains(says), "{mode}: {reason}");
@@ -306,15 +252,8 @@ fn failures_of_the_service_leave_findings_unenriched_with_the_reason() {
 #[test]
 fn time_in_a_slow_request_counts_against_the_plugin_deadline() {
     let server = AiServer::start();
-    let pack = pack(&server.base_url("slow"));
-    let audit = pack.dir.path().join("audit");
     // The grant allows 5 s, the plugin's deadline is 1.5 s, the server takes 3 s.
-    let findings = audited_run(
-        &pack,
-        &policy(&pack, &server.origin(), ""),
-        &audit,
-        &events(1),
-    );
+    let (_pack, audit, findings) = enrich_run(&server.base_url("slow"), &server.origin(), 1);
     // The guest gets `timeout` when its deadline is used up (and may have
     // no time left to say so: either reason is the deadline's).
     let reason = unavailable_reason(&findings[0]);
@@ -335,7 +274,7 @@ fn a_rate_limit_refuses_requests_past_the_grant() {
     let audit = pack.dir.path().join("audit");
     let policy = policy(&pack, &server.origin(), "")
         .replace("requests_per_minute = 1000", "requests_per_minute = 2");
-    let findings = audited_run(&pack, &policy, &audit, &events(4));
+    let findings = parse_findings(&pack.audited_run(&policy, &audit, &events(4)));
     let enriched = findings
         .iter()
         .filter(|f| matches!(enrichment(f), EnrichmentResult::Enriched { .. }))
