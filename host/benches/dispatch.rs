@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use vigil::audit::Auditor;
-use vigil::bindings::vigil::plugin::types::{Event, EventBatch};
 use vigil::input::BatchReader;
 use vigil::pack::PackSource;
 use vigil::policy::{AuditConfig, Policy};
@@ -47,19 +46,12 @@ fn sysmon_process_events() -> Vec<&'static [u8]> {
         .collect()
 }
 
-fn batch_of(lines: &[&[u8]]) -> EventBatch {
-    let mut batch = EventBatch {
-        data: Vec::new(),
-        events: Vec::new(),
-    };
+fn batch_of(lines: &[&[u8]]) -> vigil_event::Batch {
+    let mut batch = vigil_event::Batch::new();
     for (i, line) in lines.iter().enumerate() {
-        let offset = batch.data.len();
-        vigil_event::encode_json(line, &mut batch.data).expect("sample events are valid");
-        batch.events.push(Event {
-            id: i as u64 + 1,
-            offset: offset as u32,
-            len: (batch.data.len() - offset) as u32,
-        });
+        batch
+            .push_json(i as u64 + 1, line)
+            .expect("sample events are valid");
     }
     batch
 }
@@ -140,16 +132,9 @@ fn host_encode(c: &mut Criterion) {
         "Event.EventData.CommandLine",
         "Event.EventData.User",
     ]);
+    let mut projected = vigil_event::Batch::new();
     group.bench_function("project_three_fields", |b| {
-        b.iter(|| {
-            out.clear();
-            for e in &encoded.events {
-                projection.project(
-                    &encoded.data[e.offset as usize..(e.offset + e.len) as usize],
-                    &mut out,
-                );
-            }
-        })
+        b.iter(|| encoded.project_into(&projection, &mut projected))
     });
     group.finish();
 }

@@ -5,10 +5,11 @@ use std::io::{self, BufRead, Write};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+use vigil_event::Batch;
+
 use crate::audit::record::Position;
 use crate::audit::redact::Scrub;
 use crate::audit::{AuditError, Auditor, BatchUnit, PluginCall};
-use crate::bindings::vigil::plugin::types::EventBatch;
 use crate::capability::log::{LogLevel, LogSource};
 use crate::enrich::{self, Enriched};
 use crate::input::{BatchReader, MalformedLine, RawEvents};
@@ -160,10 +161,7 @@ pub fn run_audited<R: BufRead, W: Write + Send>(
     audit: Option<&mut Auditor>,
 ) -> Result<RunStats, RunError> {
     let started = Instant::now();
-    let mut batch = EventBatch {
-        data: Vec::new(),
-        events: Vec::new(),
-    };
+    let mut batch = Batch::new();
     let (mut stats, end) = std::thread::scope(|scope| {
         let (to_emitter, inbox) = mpsc::sync_channel::<Message<'_>>(PIPELINE_DEPTH);
         let enrichment = (!generation.enrichers.is_empty()).then(|| {
@@ -203,7 +201,7 @@ pub fn run_audited<R: BufRead, W: Write + Send>(
                 tracing::warn!("{source}:{}: skipped malformed event: {}", m.line, m.reason);
             }
             let mut calls = Vec::new();
-            if !batch.events.is_empty() {
+            if !batch.is_empty() {
                 for plugin in &generation.detectors {
                     if plugin.quarantine_reason().is_none() {
                         calls.push(call_plugin(plugin, &batch, source));
@@ -457,7 +455,7 @@ pub(crate) fn forward_logs<T>(plugin: &LoadedPlugin, outcome: &CallOutcome<T>) {
 }
 
 /// Call one plugin on `batch` and report what it did to the host log.
-fn call_plugin<'p>(plugin: &'p LoadedPlugin, batch: &EventBatch, source: &str) -> PluginCall<'p> {
+fn call_plugin<'p>(plugin: &'p LoadedPlugin, batch: &Batch, source: &str) -> PluginCall<'p> {
     let mut outcome = plugin.detect(batch);
     let label = plugin.label();
     forward_logs(plugin, &outcome);
@@ -468,8 +466,8 @@ fn call_plugin<'p>(plugin: &'p LoadedPlugin, batch: &EventBatch, source: &str) -
             .collect(),
         Err(e) => {
             let (first, last) = (
-                batch.events.first().map_or(0, |e| e.id),
-                batch.events.last().map_or(0, |e| e.id),
+                batch.frames().first().map_or(0, |f| f.id),
+                batch.frames().last().map_or(0, |f| f.id),
             );
             tracing::error!(
                 "plugin {label} {e} (batch of {source} lines {first}-{last}); continuing with a fresh instance"

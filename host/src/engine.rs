@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
+};
 
 /// How often the epoch advances; deadlines are counted in ticks of this size.
 pub const TICK: Duration = Duration::from_millis(1);
@@ -57,6 +59,12 @@ pub fn build_engine() -> wasmtime::Result<Engine> {
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true);
+    // `VIGIL_PERFMAP=1` writes /tmp/perf-<pid>.map so `perf report` names
+    // the plugins' compiled functions (the plugin profile keeps the Wasm
+    // name section for this and for trap backtraces).
+    if std::env::var_os("VIGIL_PERFMAP").is_some() {
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     let engine = Engine::new(&config)?;
     start_epoch_ticker(&engine);
     Ok(engine)

@@ -8,7 +8,7 @@
 use std::io::{self, BufRead, Read};
 
 use crate::audit::record::Position;
-use crate::bindings::vigil::plugin::types::{Event, EventBatch};
+use vigil_event::Batch;
 
 /// Longest accepted event line, in bytes.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
@@ -114,15 +114,14 @@ impl<R: BufRead> BatchReader<R> {
     /// batch is empty.
     pub fn fill(
         &mut self,
-        batch: &mut EventBatch,
+        batch: &mut Batch,
         size: usize,
         malformed: &mut Vec<MalformedLine>,
     ) -> io::Result<bool> {
-        batch.data.clear();
-        batch.events.clear();
+        batch.clear();
         self.raw.clear();
         self.raw_spans.clear();
-        while batch.events.len() < size {
+        while batch.len() < size {
             self.line.clear();
             // Bounded read: a hostile multi-gigabyte line cannot exhaust memory.
             let n = (&mut self.reader)
@@ -149,14 +148,8 @@ impl<R: BufRead> BatchReader<R> {
             if text.is_empty() {
                 continue;
             }
-            let offset = batch.data.len();
-            match vigil_event::encode_json(text, &mut batch.data) {
+            match batch.push_json(self.line_no, text) {
                 Ok(()) => {
-                    batch.events.push(Event {
-                        id: self.line_no,
-                        offset: offset as u32,
-                        len: (batch.data.len() - offset) as u32,
-                    });
                     let start = self.raw.len();
                     self.raw.extend_from_slice(text);
                     self.raw_spans.push((self.line_no, start, self.raw.len()));
@@ -167,7 +160,7 @@ impl<R: BufRead> BatchReader<R> {
                 }),
             }
         }
-        Ok(!batch.events.is_empty())
+        Ok(!batch.is_empty())
     }
 
     fn skip_rest_of_line(&mut self) -> io::Result<usize> {
@@ -198,17 +191,14 @@ mod tests {
 
     fn read_all(input: &str, size: usize) -> (Vec<Vec<u64>>, Vec<MalformedLine>) {
         let mut reader = BatchReader::new(input.as_bytes());
-        let mut batch = EventBatch {
-            data: Vec::new(),
-            events: Vec::new(),
-        };
+        let mut batch = Batch::new();
         let mut malformed = Vec::new();
         let mut batches = Vec::new();
         while reader
             .fill(&mut batch, size, &mut malformed)
             .expect("in-memory read")
         {
-            batches.push(batch.events.iter().map(|e| e.id).collect());
+            batches.push(batch.frames().iter().map(|f| f.id).collect());
         }
         (batches, malformed)
     }
@@ -251,13 +241,10 @@ mod tests {
         input.extend_from_slice(&[0xff, 0xfe]);
         input.extend_from_slice(b"\"}\n{\"b\":1}\n");
         let mut reader = BatchReader::new(&input[..]);
-        let mut batch = EventBatch {
-            data: Vec::new(),
-            events: Vec::new(),
-        };
+        let mut batch = Batch::new();
         let mut malformed = Vec::new();
         assert!(reader.fill(&mut batch, 10, &mut malformed).expect("read"));
-        assert_eq!(batch.events.len(), 1);
+        assert_eq!(batch.len(), 1);
         assert_eq!(malformed[0].line, 1);
     }
 }

@@ -8,15 +8,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use vigil_event::{Batch, Projection};
 use wasmtime::{Engine, Store, Trap};
 
 use crate::bindings::enricher::{Enricher, EnricherPre};
 use crate::bindings::{Detector, DetectorPre};
-use vigil_event::Projection;
 
 use crate::audit::record::HostCall;
 use crate::audit::tape::Tape;
-use crate::bindings::vigil::plugin::types::{Enrichment, Event, EventBatch, Finding, PluginError};
+use crate::bindings::vigil::plugin::types::{Enrichment, Finding, PluginError};
 use crate::capability::Capability;
 use crate::capability::log::{LogLevel, LogRecord, LogSource};
 use crate::capability::wasi::fresh_seed;
@@ -190,7 +190,7 @@ impl LoadedPlugin {
     }
 
     /// Run `batch` through a fresh instance: `init(config)` then `detect`.
-    pub fn detect(&self, batch: &EventBatch) -> CallOutcome {
+    pub fn detect(&self, batch: &Batch) -> CallOutcome {
         let started = Instant::now();
         let random_seed = fresh_seed();
         let mut store = self.new_store_with(self.template.live_tape(), random_seed);
@@ -310,7 +310,7 @@ impl LoadedPlugin {
     /// divergence from the recorded host calls.
     pub fn replay(
         &self,
-        batch: &EventBatch,
+        batch: &Batch,
         tape: Tape,
         random_seed: [u8; 32],
     ) -> (Result<Vec<Finding>, CallError>, Option<String>) {
@@ -363,30 +363,27 @@ impl LoadedPlugin {
         store: &mut Store<CallState>,
         detector: &Detector,
         projection: Option<&Projection>,
-        batch: &EventBatch,
+        batch: &Batch,
+        scratch: &mut Batch,
     ) -> Result<Vec<Finding>, CallError> {
-        let projected;
         let input = match projection {
             None => batch,
             Some(projection) => {
-                projected = project(projection, batch);
-                &projected
+                batch.project_into(projection, scratch);
+                &*scratch
             }
         };
         let findings = detector
-            .call_detect(&mut *store, input)
+            .call_detect(&mut *store, input.wire_buffer())
             .map_err(|e| self.classify(store, e))?
             .map_err(|e| CallError::Plugin(plugin_error_text(&e)))?;
         self.check_output(batch, findings)
     }
 
-    fn call(
-        &self,
-        store: &mut Store<CallState>,
-        batch: &EventBatch,
-    ) -> Result<Vec<Finding>, CallError> {
+    fn call(&self, store: &mut Store<CallState>, batch: &Batch) -> Result<Vec<Finding>, CallError> {
         let (detector, projection) = self.start(store)?;
-        self.run_detect(store, &detector, projection.as_deref(), batch)
+        let mut scratch = Batch::new();
+        self.run_detect(store, &detector, projection.as_deref(), batch, &mut scratch)
     }
 
     /// Compile the declared field list, reusing the last one when unchanged.
@@ -420,6 +417,7 @@ impl LoadedPlugin {
             store,
             detector,
             projection,
+            scratch: Batch::new(),
         })
     }
 
@@ -438,7 +436,7 @@ impl LoadedPlugin {
     /// Guest-controlled output: enforce limits and event references.
     fn check_output(
         &self,
-        batch: &EventBatch,
+        batch: &Batch,
         findings: Vec<Finding>,
     ) -> Result<Vec<Finding>, CallError> {
         let max = self.limits.max_findings_per_batch;
@@ -469,7 +467,7 @@ impl LoadedPlugin {
         // Batch ids are strictly increasing, so a binary search suffices.
         if let Some(bad) = findings.iter().find(|f| {
             batch
-                .events
+                .frames()
                 .binary_search_by_key(&f.event_id, |e| e.id)
                 .is_err()
         }) {
@@ -510,11 +508,13 @@ pub struct WarmInstance<'p> {
     store: Store<CallState>,
     detector: Detector,
     projection: Option<Arc<Projection>>,
+    /// The projected batch, reused across calls.
+    scratch: Batch,
 }
 
 impl WarmInstance<'_> {
     /// Call `detect` on this instance, with a fresh deadline.
-    pub fn detect(&mut self, batch: &EventBatch) -> Result<Vec<Finding>, CallError> {
+    pub fn detect(&mut self, batch: &Batch) -> Result<Vec<Finding>, CallError> {
         self.store
             .set_epoch_deadline(deadline_ticks(self.plugin.limits.deadline));
         self.plugin.run_detect(
@@ -522,26 +522,7 @@ impl WarmInstance<'_> {
             &self.detector,
             self.projection.as_deref(),
             batch,
+            &mut self.scratch,
         )
     }
-}
-
-/// `batch` with every event cut down by `projection`.
-fn project(projection: &Projection, batch: &EventBatch) -> EventBatch {
-    let mut out = EventBatch {
-        data: Vec::with_capacity(batch.data.len() / 4),
-        events: Vec::with_capacity(batch.events.len()),
-    };
-    for event in &batch.events {
-        let start = out.data.len();
-        let bytes = &batch.data[event.offset as usize..(event.offset + event.len) as usize];
-        // The host encoded these bytes itself, so projection cannot fail.
-        projection.project(bytes, &mut out.data);
-        out.events.push(Event {
-            id: event.id,
-            offset: start as u32,
-            len: (out.data.len() - start) as u32,
-        });
-    }
-    out
 }

@@ -20,7 +20,6 @@ use crate::audit::outcome_of;
 use crate::audit::query::{self, Entry};
 use crate::audit::record::{BatchRecord, InvocationRecord, Lifecycle, Outcome, PluginLoad, Record};
 use crate::audit::tape::Tape;
-use crate::bindings::vigil::plugin::types::{Event, EventBatch};
 use crate::capability::Capability;
 use crate::capability::http::{HttpPolicy, SecretSource};
 use crate::engine::{ComponentCache, sha256_hex};
@@ -30,6 +29,7 @@ use crate::pack::link_plugin;
 use crate::plugin::LoadedPlugin;
 use crate::sandbox::CallTemplate;
 use crate::state_store::{StateQuota, StateStore};
+use vigil_event::Batch;
 
 /// Which invocations to replay.
 #[derive(Debug, Clone, Default)]
@@ -267,11 +267,8 @@ fn build_from_bytes(
 }
 
 /// The batch as the plugin saw it, re-encoded from the recorded events.
-fn events_of(batch: &BatchRecord) -> Result<EventBatch, String> {
-    let mut out = EventBatch {
-        data: Vec::new(),
-        events: Vec::new(),
-    };
+fn events_of(batch: &BatchRecord) -> Result<Batch, String> {
+    let mut out = Batch::new();
     for e in &batch.events {
         if e.redacted {
             return Err(format!("event {} was recorded redacted", e.id));
@@ -280,24 +277,13 @@ fn events_of(batch: &BatchRecord) -> Result<EventBatch, String> {
             return Err("events were recorded as digests only (`inputs = \"digest\"`)".into());
         };
         let json = serde_json::to_vec(value).map_err(|err| err.to_string())?;
-        let offset = out.data.len();
-        vigil_event::encode_json(&json, &mut out.data)
+        out.push_json(e.id, &json)
             .map_err(|err| format!("event {}: {err}", e.id))?;
-        out.events.push(Event {
-            id: e.id,
-            offset: offset as u32,
-            len: (out.data.len() - offset) as u32,
-        });
     }
     Ok(out)
 }
 
-fn compare(
-    plugin: &LoadedPlugin,
-    inv: &InvocationRecord,
-    source: &str,
-    batch: &EventBatch,
-) -> Verdict {
+fn compare(plugin: &LoadedPlugin, inv: &InvocationRecord, source: &str, batch: &Batch) -> Verdict {
     let Some(seed) = decode_seed(&inv.random_seed) else {
         return Verdict::NotReplayable("the random seed is not 64 hex digits".into());
     };

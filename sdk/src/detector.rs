@@ -199,11 +199,7 @@ pub fn export_init<P: Detector>(
 pub fn export_detect<P: Detector>(
     batch: wit::EventBatch,
 ) -> Result<Vec<wit::Finding>, wit::PluginError> {
-    let events = decode_batch(
-        &batch.data,
-        batch.events.iter().map(|e| (e.id, e.offset, e.len)),
-    )
-    .map_err(to_wit_error)?;
+    let events = decode_batch(&batch).map_err(to_wit_error)?;
     PLUGIN.with(|slot| {
         let mut slot = slot.borrow_mut();
         let plugin = slot
@@ -220,22 +216,13 @@ pub fn export_detect<P: Detector>(
     })
 }
 
-/// Slice a batch buffer into events.
-pub(crate) fn decode_batch(
-    data: &[u8],
-    spans: impl Iterator<Item = (u64, u32, u32)>,
-) -> Result<Vec<Event<'_>>, PluginError> {
-    spans
-        .map(|(id, offset, len)| {
-            let start = offset as usize;
-            data.get(start..start + len as usize)
-                .and_then(EventRef::new)
-                .map(|fields| Event::new(id, fields))
-                .ok_or_else(|| {
-                    PluginError::InvalidEvent(format!(
-                        "event {id}: bytes out of range or not an object"
-                    ))
-                })
+/// Read a framed batch (WIT `event-batch`) into events.
+pub(crate) fn decode_batch(wire: &[u8]) -> Result<Vec<Event<'_>>, PluginError> {
+    vigil_event::frames(wire)
+        .map(|frame| {
+            frame
+                .map(|(id, fields)| Event::new(id, fields))
+                .map_err(|e| PluginError::InvalidEvent(e.to_string()))
         })
         .collect()
 }

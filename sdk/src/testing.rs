@@ -56,25 +56,26 @@ impl TestHost {
     pub fn run<P: Detector>(&mut self, jsonl: &str) -> Result<Vec<Finding>, PluginError> {
         let mut plugin = P::init(&Config::from_entries(self.config.clone()))?;
         let projection = plugin.fields().map(vigil_event::Projection::new);
-        let mut data = Vec::new();
-        let mut spans = Vec::new();
-        let mut whole = Vec::new();
+        let mut batch = vigil_event::Batch::new();
         for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
             self.next_id += 1;
-            let start = data.len();
-            whole.clear();
-            vigil_event::encode_json(line.as_bytes(), &mut whole).map_err(|e| {
-                PluginError::InvalidEvent(format!("test event {}: {e}", self.next_id))
-            })?;
-            match &projection {
-                Some(projection) => {
-                    projection.project(&whole, &mut data);
-                }
-                None => data.extend_from_slice(&whole),
-            }
-            spans.push((self.next_id, start as u32, (data.len() - start) as u32));
+            batch
+                .push_json(self.next_id, line.as_bytes())
+                .map_err(|e| {
+                    PluginError::InvalidEvent(format!("test event {}: {e}", self.next_id))
+                })?;
         }
-        let events = decode_batch(&data, spans.into_iter())?;
+        let projected;
+        let batch = match &projection {
+            Some(projection) => {
+                let mut out = vigil_event::Batch::new();
+                batch.project_into(projection, &mut out);
+                projected = out;
+                &projected
+            }
+            None => &batch,
+        };
+        let events = decode_batch(batch.wire())?;
         let mut findings = Findings::default();
         plugin.detect_batch(&events, &mut findings);
         Ok(findings.into_vec())

@@ -315,13 +315,10 @@ fn declaring_an_absurd_number_of_fields_fails_the_call() {
     );
 }
 
-fn one_batch(n: usize) -> vigil::bindings::vigil::plugin::types::EventBatch {
+fn one_batch(n: usize) -> vigil_event::Batch {
     let text = events(n);
     let mut reader = vigil::input::BatchReader::new(text.as_bytes());
-    let mut batch = vigil::bindings::vigil::plugin::types::EventBatch {
-        data: Vec::new(),
-        events: Vec::new(),
-    };
+    let mut batch = vigil_event::Batch::new();
     let mut malformed = Vec::new();
     assert!(reader.fill(&mut batch, n, &mut malformed).expect("read"));
     batch

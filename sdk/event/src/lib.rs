@@ -7,16 +7,20 @@
 //! record `event-batch`) whose lists and objects carry their byte size, so a
 //! lookup by path skips whole subtrees and never allocates.
 //!
+//! [`Batch`] frames many encoded events into the one buffer a detector
+//! receives and [`frames`] reads them back;
 //! [`EventRef`] reads the encoding (used by plugins, no dependencies);
 //! [`encode_json`] writes it (feature `encode`, used by the host and by
 //! native plugin tests); [`Projection`] cuts an encoded event down to the
 //! fields a plugin declared it reads.
 
+mod batch;
 #[cfg(feature = "encode")]
 mod encode;
 mod project;
 mod read;
 
+pub use batch::{Batch, FRAME_HEADER, Frame, FrameError, Frames, frames};
 #[cfg(feature = "encode")]
 pub use encode::{EncodeError, encode_json};
 pub use project::Projection;
