@@ -60,6 +60,10 @@ impl Projection {
     }
 
     /// `bytes` starts with an object value. Writes the projected object.
+    ///
+    /// Only the first entry with a given key is projected, as readers only
+    /// ever see the first, and the scan stops once every named key has been
+    /// seen: a rule's fields usually sit early in a Sysmon `EventData`.
     fn project_object(&self, bytes: &[u8], out: &mut Vec<u8>) -> Option<()> {
         let count = u32::from_le_bytes(bytes.get(1..5)?.try_into().ok()?);
         let size = u32::from_le_bytes(bytes.get(5..9)?.try_into().ok()?) as usize;
@@ -68,26 +72,46 @@ impl Projection {
         let header = out.len();
         out.extend_from_slice(&[0; 8]);
         let mut kept = 0u32;
+        // Children seen so far, one bit each; a projection with more than
+        // 64 keys at one level simply scans the whole object.
+        let mut seen = 0u64;
+        let mut unseen = if self.children.len() <= 64 {
+            self.children.len()
+        } else {
+            usize::MAX
+        };
         for _ in 0..count {
+            if unseen == 0 {
+                break;
+            }
             let key_len = u16::from_le_bytes(rest.get(..2)?.try_into().ok()?) as usize;
             let key = rest.get(2..2 + key_len)?;
             let value = &rest[2 + key_len..];
             let value_len = crate::read::value_len(value)?;
-            if let Some((_, child)) = self.children.iter().find(|(k, _)| k == key) {
-                if child.whole {
-                    out.extend_from_slice(&rest[..2 + key_len + value_len]);
-                    kept += 1;
-                } else if value.first() == Some(&tag::OBJECT) {
-                    let entry_start = out.len();
-                    out.extend_from_slice(&rest[..2 + key_len]);
-                    child.project_object(&value[..value_len], out)?;
-                    // Leave out objects in which nothing matched.
-                    if out[entry_start + 2 + key_len + 1..entry_start + 2 + key_len + 5]
-                        == [0, 0, 0, 0]
-                    {
-                        out.truncate(entry_start);
-                    } else {
+            let found = self.children.iter().position(|(k, _)| {
+                k.len() == key.len() && k.first() == key.first() && k.as_slice() == key
+            });
+            if let Some(index) = found {
+                let bit = 1u64.checked_shl(index as u32).unwrap_or(0);
+                if seen & bit == 0 {
+                    seen |= bit;
+                    unseen = unseen.saturating_sub(usize::from(bit != 0));
+                    let child = &self.children[index].1;
+                    if child.whole {
+                        out.extend_from_slice(&rest[..2 + key_len + value_len]);
                         kept += 1;
+                    } else if value.first() == Some(&tag::OBJECT) {
+                        let entry_start = out.len();
+                        out.extend_from_slice(&rest[..2 + key_len]);
+                        child.project_object(&value[..value_len], out)?;
+                        // Leave out objects in which nothing matched.
+                        if out[entry_start + 2 + key_len + 1..entry_start + 2 + key_len + 5]
+                            == [0, 0, 0, 0]
+                        {
+                            out.truncate(entry_start);
+                        } else {
+                            kept += 1;
+                        }
                     }
                 }
             }
@@ -140,5 +164,19 @@ mod tests {
         let mut out = vec![1, 2];
         assert!(!Projection::new(["a"]).project(&event[..event.len() - 1], &mut out));
         assert_eq!(out, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_duplicated_key_projects_its_first_entry_like_readers_see_it() {
+        let event = encode(r#"{"a":{"x":1},"b":2,"a":{"x":9,"y":3},"c":4}"#);
+        let projection = Projection::new(["a.x", "a.y", "c"]);
+        let mut out = Vec::new();
+        assert!(projection.project(&event, &mut out));
+        let projected = EventRef::new(&out).expect("object");
+        assert_eq!(projected.to_json(), r#"{"a":{"x":1},"c":4}"#);
+        let original = EventRef::new(&event).expect("object");
+        for path in ["a.x", "a.y", "c"] {
+            assert_eq!(projected.get(path), original.get(path), "{path}");
+        }
     }
 }
