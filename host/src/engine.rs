@@ -59,15 +59,30 @@ pub fn build_engine() -> wasmtime::Result<Engine> {
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .memory_init_cow(true);
-    // `VIGIL_PERFMAP=1` writes /tmp/perf-<pid>.map so `perf report` names
-    // the plugins' compiled functions (the plugin profile keeps the Wasm
-    // name section for this and for trap backtraces).
-    if std::env::var_os("VIGIL_PERFMAP").is_some() {
-        config.profiler(ProfilingStrategy::PerfMap);
+    if let Some(strategy) = profiling_strategy() {
+        config.profiler(strategy);
     }
     let engine = Engine::new(&config)?;
     start_epoch_ticker(&engine);
     Ok(engine)
+}
+
+/// Which profiler agent the environment asks for (see the README's
+/// "Performance" section):
+/// - `VIGIL_PERFMAP=1` writes `/tmp/perf-<pid>.map`, so `perf report` names
+///   plugin functions (the plugin build profile keeps the Wasm name section
+///   for this and for trap backtraces);
+/// - `VIGIL_JITDUMP=1` (cargo feature `profiling`) writes `jit-<pid>.dump`
+///   in the working directory; `perf record -k 1` then `perf inject --jit`
+///   make `perf annotate` show plugin machine code.
+fn profiling_strategy() -> Option<ProfilingStrategy> {
+    if cfg!(feature = "profiling") && std::env::var_os("VIGIL_JITDUMP").is_some() {
+        Some(ProfilingStrategy::JitDump)
+    } else if std::env::var_os("VIGIL_PERFMAP").is_some() {
+        Some(ProfilingStrategy::PerfMap)
+    } else {
+        None
+    }
 }
 
 /// Advance `engine`'s epoch every [`TICK`] until the engine is dropped.

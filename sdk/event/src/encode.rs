@@ -254,4 +254,23 @@ mod tests {
             Some(Value::Int(1))
         );
     }
+
+    #[test]
+    fn dotted_lookup_answers_exactly_like_splitting_the_path() {
+        let bytes = encode(
+            r#"{"a":{"b":1,"bc":2,"":{"x":3}},"a.b":9,"ab":{"c":4},"l":[{"k":"v"},5],"":6}"#,
+        );
+        let event = EventRef::new(&bytes).expect("object");
+        let root = Value::Object(event.root());
+        for path in [
+            "a", "a.b", "a.bc", "a.b.c", "ab.c", "ab", "a.", "a..x", "", ".", "l.0.k", "l.1",
+            "l.2", "l.x", "l.0.k.z", "a.b.", "b", "abc",
+        ] {
+            let segments: Vec<&str> = path.split('.').collect();
+            assert_eq!(event.get(path), root.get_path(&segments), "path {path:?}");
+        }
+        assert_eq!(event.get("a.bc"), Some(Value::Int(2)));
+        assert_eq!(event.get("a..x"), Some(Value::Int(3)));
+        assert_eq!(event.get("l.0.k").and_then(|v| v.as_str()), Some("v"));
+    }
 }

@@ -84,19 +84,38 @@ impl<'a> Value<'a> {
     /// Numeric segments index lists. Keys that themselves contain dots are
     /// reached with [`Value::get_path`].
     ///
-    /// Hot path for every plugin: segments are found with a plain byte loop
-    /// (no `split`, which costs a `memchr` call per segment in Wasm).
+    /// Hot path for every plugin. An object's keys are compared with the
+    /// front of the path directly, so the path is never split or scanned for
+    /// dots (in Wasm that scan cost more than the lookups themselves).
     pub fn get(&self, dotted: &str) -> Option<Value<'a>> {
-        let mut current = *self;
+        // The walk stays on raw bytes and decodes a `Value` only at the end:
+        // in Wasm a `Value` is returned through the shadow stack, and copying
+        // it back out on every level stalled on store forwarding.
+        let (mut tag, mut count, mut body) = match *self {
+            Value::Object(o) => (tag::OBJECT, o.count, o.entries),
+            Value::List(l) => (tag::LIST, l.count, l.items),
+            _ => return None,
+        };
         let mut path = dotted.as_bytes();
         loop {
-            let end = path.iter().position(|&b| b == b'.');
-            let segment = &path[..end.unwrap_or(path.len())];
-            current = current.child(segment)?;
-            match end {
-                None => return Some(current),
-                Some(dot) => path = &path[dot + 1..],
-            }
+            let (value, rest) = if tag == tag::OBJECT {
+                entry_at_front(count, body, path)?
+            } else {
+                let end = path.iter().position(|&b| b == b'.');
+                let index = core::str::from_utf8(&path[..end.unwrap_or(path.len())])
+                    .ok()?
+                    .parse()
+                    .ok()?;
+                (
+                    item_at(count, body, index)?,
+                    end.map(|dot| &path[dot + 1..]),
+                )
+            };
+            let Some(rest) = rest else {
+                return read_value(value).map(|(v, _)| v);
+            };
+            (tag, count, body) = container(value)?;
+            path = rest;
         }
     }
 
@@ -262,9 +281,7 @@ impl<'a> ObjectRef<'a> {
         let mut rest = self.entries;
         for _ in 0..self.count {
             let (k, after_key) = read_key(rest)?;
-            // Length and first byte first: most keys differ there, and a
-            // full comparison is a `memcmp` call in Wasm.
-            if k.len() == wanted.len() && k.first() == wanted.first() && k == wanted {
+            if k.len() == wanted.len() && equal_bytes(k, wanted, false) {
                 return read_value(after_key).map(|(v, _)| v);
             }
             rest = skip_value(after_key)?;
@@ -347,6 +364,115 @@ fn read_u64(bytes: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_le_bytes(head.try_into().ok()?), rest))
 }
 
+/// In an object's `entries`, the entry whose key is the first segment of the
+/// dotted `path`: its encoded value (and what follows it), and the rest of the
+/// path after the segment's dot (`None` when the key was the last segment).
+/// Same answer as splitting the path at every dot: a key that contains a dot
+/// never matches. The path is not scanned for dots first; each key is
+/// compared with the front of the path directly.
+#[inline(always)]
+fn entry_at_front<'a, 'p>(
+    count: u32,
+    entries: &'a [u8],
+    path: &'p [u8],
+) -> Option<(&'a [u8], Option<&'p [u8]>)> {
+    let mut rest = entries;
+    for _ in 0..count {
+        let (k, after_key) = read_key(rest)?;
+        let n = k.len();
+        // Cheap check first: the key must end where the segment does.
+        let ends_segment = path.len() == n || path.get(n) == Some(&b'.');
+        if ends_segment && equal_bytes(k, &path[..n], true) {
+            return Some((after_key, path.get(n + 1..).filter(|_| path.len() > n)));
+        }
+        rest = skip_value(after_key)?;
+    }
+    None
+}
+
+/// In a list's `items`, the encoded item at `index` (and what follows it).
+fn item_at(count: u32, items: &[u8], index: usize) -> Option<&[u8]> {
+    if index >= count as usize {
+        return None;
+    }
+    let mut rest = items;
+    for _ in 0..index {
+        rest = skip_value(rest)?;
+    }
+    Some(rest)
+}
+
+/// The tag, count and body of the list or object at the start of `bytes`.
+#[inline]
+fn container(bytes: &[u8]) -> Option<(u8, u32, &[u8])> {
+    let (&t, rest) = bytes.split_first()?;
+    if t != tag::OBJECT && t != tag::LIST {
+        return None;
+    }
+    let (count, rest) = read_u32(rest)?;
+    let (size, rest) = read_u32(rest)?;
+    Some((t, count, split(rest, size as usize)?.0))
+}
+
+/// Whether `a` and `b` (of equal length) hold the same bytes, and, with
+/// `no_dot`, none of them is `.`.
+///
+/// Compares up to eight bytes per step. In Wasm a byte loop is slow: every
+/// iteration also pays wasmtime's epoch check (a load and a compare), and
+/// `memcmp` is an out-of-line byte loop too. Keys are short, so most take
+/// one step.
+#[inline]
+fn equal_bytes(a: &[u8], b: &[u8], no_dot: bool) -> bool {
+    debug_assert_eq!(a.len(), b.len());
+    let (mut a, mut b) = (a, b);
+    while a.len() >= 8 {
+        let (x, y) = (word(a), word(b));
+        if x != y || (no_dot && has_dot(x)) {
+            return false;
+        }
+        (a, b) = (&a[8..], &b[8..]);
+    }
+    let (x, y) = (short_word(a), short_word(b));
+    x == y && !(no_dot && has_dot(x))
+}
+
+/// The first eight bytes of `bytes` (at least eight long).
+#[inline]
+fn word(bytes: &[u8]) -> u64 {
+    let mut w = [0; 8];
+    w.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(w)
+}
+
+/// Fewer than eight bytes packed into a word so that two slices of the same
+/// length pack equal exactly when their bytes are equal, and every byte of
+/// the slice appears in the word (zeros elsewhere). Overlapping reads keep
+/// it loop-free.
+#[inline]
+fn short_word(bytes: &[u8]) -> u64 {
+    let n = bytes.len();
+    match n {
+        0 => 0,
+        1..=3 => u64::from(bytes[0]) | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1]) << 16,
+        _ => {
+            let lo = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+            let hi = u32::from_le_bytes([bytes[n - 4], bytes[n - 3], bytes[n - 2], bytes[n - 1]]);
+            u64::from(lo) | u64::from(hi) << 32
+        }
+    }
+}
+
+/// Whether any byte of `w` is `.` (the classic has-zero-byte test on `w`
+/// xor dots; zero padding is never mistaken for a dot).
+#[inline]
+fn has_dot(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let x = w ^ (ONES * u64::from(b'.'));
+    x.wrapping_sub(ONES) & !x & HIGHS != 0
+}
+
+#[inline]
 fn read_key(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let (len, rest) = split(bytes, 2)?;
     let len = u16::from_le_bytes(len.try_into().ok()?) as usize;
@@ -359,6 +485,7 @@ pub(crate) fn value_len(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Skip one value without decoding it; returns the bytes after it.
+#[inline]
 fn skip_value(bytes: &[u8]) -> Option<&[u8]> {
     let (&t, rest) = bytes.split_first()?;
     let skip = match t {
@@ -379,6 +506,7 @@ fn skip_value(bytes: &[u8]) -> Option<&[u8]> {
 }
 
 /// Decode one value; returns it and the bytes after it.
+#[inline]
 fn read_value(bytes: &[u8]) -> Option<(Value<'_>, &[u8])> {
     let (&t, rest) = bytes.split_first()?;
     Some(match t {
@@ -432,5 +560,23 @@ mod tests {
         let event = EventRef::new(&bytes).expect("sizes are consistent");
         assert_eq!(event.get("a"), None);
         assert_eq!(event.root().iter().count(), 0);
+    }
+
+    #[test]
+    fn word_compare_agrees_with_byte_compare_at_every_length() {
+        let base = b"EventData.CommandLine.x";
+        for len in 0..=base.len() {
+            let a = &base[..len];
+            assert!(equal_bytes(a, a, false), "len {len}");
+            assert_eq!(equal_bytes(a, a, true), !a.contains(&b'.'), "len {len}");
+            for i in 0..len {
+                let mut b = a.to_vec();
+                b[i] ^= 0x20;
+                assert!(!equal_bytes(a, &b, false), "len {len}, byte {i}");
+            }
+        }
+        for w in [0u64, 0x2e, 0x2e00_0000_0000_0000, 0x2d2f_2d2f_2d2f_2d2f] {
+            assert_eq!(has_dot(w), w.to_le_bytes().contains(&b'.'), "{w:#x}");
+        }
     }
 }
