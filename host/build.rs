@@ -89,10 +89,10 @@ fn main() {
 
     println!("cargo:rerun-if-changed={}", starter_src.display());
     println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        workspace.join("Cargo.lock").display()
-    );
+    // The root manifest holds the `plugin` build profile (LTO, names kept).
+    for file in ["Cargo.lock", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(file).display());
+    }
 }
 
 /// `(package name, crate dir)` of every crate under `plugins/` and `tests/plugins/`.
