@@ -4,7 +4,7 @@
 //! plugin parse every event in full, and handing WIT records with one string
 //! per field would cost the guest an allocation per field. Instead the host
 //! encodes each event once into a compact tree (format in `wit/types.wit`,
-//! record `event-batch`) whose lists and objects carry their byte size, so a
+//! type `event-batch`) whose lists and objects carry their byte size, so a
 //! lookup by path skips whole subtrees and never allocates.
 //!
 //! [`Batch`] frames many encoded events into the one buffer a detector
