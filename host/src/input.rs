@@ -13,6 +13,11 @@ use vigil_event::Batch;
 /// Longest accepted event line, in bytes.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 
+/// A batch closes early once its encoded events reach this many bytes, so
+/// that large events cannot make one batch outgrow a plugin's memory cap
+/// (64 MiB by default) or the 4 GiB a batch's frame offsets can address.
+pub const MAX_BATCH_BYTES: usize = 8 << 20;
+
 /// A line that was not an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MalformedLine {
@@ -109,9 +114,9 @@ impl<R: BufRead> BatchReader<R> {
         }
     }
 
-    /// Clear `batch` and fill it with up to `size` events. Malformed lines go
-    /// to `malformed`. Returns `false` once the input is exhausted and the
-    /// batch is empty.
+    /// Clear `batch` and fill it with up to `size` events (fewer once it
+    /// holds [`MAX_BATCH_BYTES`]). Malformed lines go to `malformed`.
+    /// Returns `false` once the input is exhausted and the batch is empty.
     pub fn fill(
         &mut self,
         batch: &mut Batch,
@@ -121,7 +126,7 @@ impl<R: BufRead> BatchReader<R> {
         batch.clear();
         self.raw.clear();
         self.raw_spans.clear();
-        while batch.len() < size {
+        while batch.len() < size && batch.wire().len() < MAX_BATCH_BYTES {
             self.line.clear();
             // Bounded read: a hostile multi-gigabyte line cannot exhaust memory.
             let n = (&mut self.reader)
@@ -246,5 +251,29 @@ mod tests {
         assert!(reader.fill(&mut batch, 10, &mut malformed).expect("read"));
         assert_eq!(batch.len(), 1);
         assert_eq!(malformed[0].line, 1);
+    }
+
+    #[test]
+    fn large_events_close_a_batch_early_and_none_is_lost() {
+        let big = format!("{{\"x\":\"{}\"}}\n", "a".repeat(MAX_EVENT_BYTES - 100));
+        let count = MAX_BATCH_BYTES / MAX_EVENT_BYTES + 3;
+        let input = big.repeat(count);
+        let mut reader = BatchReader::new(input.as_bytes());
+        let mut batch = Batch::new();
+        let mut malformed = Vec::new();
+        let mut ids = Vec::new();
+        let mut batches = 0;
+        while reader.fill(&mut batch, 256, &mut malformed).expect("read") {
+            batches += 1;
+            assert!(
+                batch.wire().len() < MAX_BATCH_BYTES + MAX_EVENT_BYTES,
+                "{} bytes",
+                batch.wire().len()
+            );
+            ids.extend(batch.frames().iter().map(|f| f.id));
+        }
+        assert!(malformed.is_empty(), "{malformed:?}");
+        assert_eq!(batches, 2);
+        assert_eq!(ids, (1..=count as u64).collect::<Vec<_>>());
     }
 }

@@ -357,7 +357,8 @@ impl LoadedPlugin {
         Ok((detector, projection))
     }
 
-    /// Project `batch`, call `detect` and check the output.
+    /// Project `batch` (into `scratch`, reused by warm instances), call
+    /// `detect` and check the output.
     fn run_detect(
         &self,
         store: &mut Store<CallState>,

@@ -75,11 +75,6 @@ impl Batch {
         &self.frames
     }
 
-    /// Whether `id` is the id of one of this batch's events.
-    pub fn contains_id(&self, id: u64) -> bool {
-        self.frames.iter().any(|f| f.id == id)
-    }
-
     /// `(id, encoded value)` of every event, in order.
     pub fn events(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
         self.frames.iter().map(|f| (f.id, self.value(f)))
@@ -234,7 +229,6 @@ mod tests {
             ]
         );
         assert_eq!(b.frames().iter().map(|f| f.id).collect::<Vec<_>>(), [3, 7]);
-        assert!(b.contains_id(7) && !b.contains_id(4));
     }
 
     #[test]
