@@ -176,6 +176,12 @@ fn build_plugins(workspace: &Path, plugin_target: &Path, plugins: &[(String, Pat
             cmd.env_remove(&key);
         }
     }
+    // Wasm SIMD (supported by wasmtime's default config): `memchr` and
+    // friends search text 16 bytes per step instead of 4.
+    cmd.env(
+        "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+        "-C target-feature=+simd128",
+    );
     let status = cmd
         .status()
         .expect("running the nested cargo build of the plugins");

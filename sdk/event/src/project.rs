@@ -179,4 +179,15 @@ mod tests {
             assert_eq!(projected.get(path), original.get(path), "{path}");
         }
     }
+    #[test]
+    fn long_keys_match_exactly() {
+        let (a, b) = ("k".repeat(70), "k".repeat(100));
+        let event = encode(&format!(r#"{{"{b}":1,"{a}":2,"short":3}}"#));
+        let mut out = Vec::new();
+        assert!(Projection::new([a.as_str()]).project(&event, &mut out));
+        assert_eq!(
+            EventRef::new(&out).expect("object").to_json(),
+            format!(r#"{{"{a}":2}}"#)
+        );
+    }
 }
