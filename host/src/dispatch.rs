@@ -94,6 +94,17 @@ pub enum RunError {
         /// Last line of that batch.
         last: u64,
     },
+    /// A revocation or restoration could not be recorded in the audit log:
+    /// the run stops, as for [`RunError::Audit`], since calls after it would
+    /// run under a grant change the log does not show.
+    #[error(
+        "{error}; stopped while recording a grant change (findings not yet recorded were not \
+         emitted; a resumed run continues after the last recorded batch)"
+    )]
+    AuditGrantChange {
+        /// What failed.
+        error: AuditError,
+    },
 }
 
 /// Run every event of `input` (named `source` in output) through the
@@ -272,12 +283,9 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
         let changes = self.generation.revocations.take_changes();
         if let Some(audit) = self.audit.as_deref_mut() {
             for change in changes {
-                audit.lifecycle(change).map_err(|error| RunError::Audit {
-                    error,
-                    source_name: self.source.to_owned(),
-                    first: 0,
-                    last: 0,
-                })?;
+                audit
+                    .lifecycle(change)
+                    .map_err(|error| RunError::AuditGrantChange { error })?;
             }
         }
         Ok(())

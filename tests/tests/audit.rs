@@ -202,3 +202,44 @@ fn an_unwritable_audit_log_stops_the_run_before_any_finding_is_emitted() {
     );
     drop(runtime);
 }
+
+#[test]
+fn a_grant_change_that_cannot_be_recorded_stops_the_run_and_says_so() {
+    let pack = clock_and_counter();
+    let (runtime, generation) = pack.load(POLICY).expect("loads");
+    let audit_dir = pack.dir.path().join("audit");
+    std::fs::create_dir_all(&audit_dir).expect("mkdir");
+    std::os::unix::fs::symlink("/dev/full", audit_dir.join("00000001.jsonl")).expect("symlink");
+    let policy = Policy::parse("p.toml", "[audit]\nfsync_interval_ms = 0\n").expect("policy");
+    let mut auditor = Auditor::open(&policy.audit, &audit_dir).expect("opens (empty log)");
+    // A revocation put in force just before the run: its record comes first.
+    generation.revocations.replace(
+        vigil::revocation::RevocationList {
+            revoked: vec![vigil::revocation::Revocation {
+                plugin: "clock".into(),
+                capability: None,
+                reason: "test".into(),
+                by: "tester".into(),
+                at: "2026-11-22T00:00:00Z".into(),
+            }],
+        },
+        None,
+    );
+    let mut out = Vec::new();
+    let err = vigil::dispatch::run_audited(
+        &generation,
+        BatchReader::new(events(8).as_bytes()),
+        "test.jsonl",
+        4,
+        &mut out,
+        Some(&mut auditor),
+    )
+    .expect_err("fails closed");
+    assert!(out.is_empty(), "no finding left the host");
+    assert!(
+        matches!(err, vigil::dispatch::RunError::AuditGrantChange { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("grant change"), "{err}");
+    drop(runtime);
+}
