@@ -65,12 +65,10 @@ impl TestHost {
                     PluginError::InvalidEvent(format!("test event {}: {e}", self.next_id))
                 })?;
         }
-        let projected;
+        let mut projected = vigil_event::Batch::new();
         let batch = match &projection {
             Some(projection) => {
-                let mut out = vigil_event::Batch::new();
-                batch.project_into(projection, &mut out);
-                projected = out;
+                batch.project_into(projection, &mut projected);
                 &projected
             }
             None => &batch,

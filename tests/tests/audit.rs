@@ -174,19 +174,20 @@ fn redacted_fields_never_appear_in_the_file_bytes() {
     vigil::audit::verify::verify(&audit_dir).expect("a redacted log still verifies");
 }
 
-#[test]
-fn an_unwritable_audit_log_stops_the_run_before_any_finding_is_emitted() {
-    let pack = clock_and_counter();
-    let (runtime, generation) = pack.load(POLICY).expect("loads");
+/// Run 8 events in batches of 4 with the audit log on a full disk (every
+/// write to the segment fails with ENOSPC); returns the output and the error.
+fn run_on_a_full_disk(
+    pack: &TestPack,
+    generation: &vigil::pack::Generation,
+) -> (Vec<u8>, vigil::dispatch::RunError) {
     let audit_dir = pack.dir.path().join("audit");
     std::fs::create_dir_all(&audit_dir).expect("mkdir");
-    // A full disk: every write to the segment fails with ENOSPC.
     std::os::unix::fs::symlink("/dev/full", audit_dir.join("00000001.jsonl")).expect("symlink");
     let policy = Policy::parse("p.toml", "[audit]\nfsync_interval_ms = 0\n").expect("policy");
     let mut auditor = Auditor::open(&policy.audit, &audit_dir).expect("opens (empty log)");
     let mut out = Vec::new();
     let err = vigil::dispatch::run_audited(
-        &generation,
+        generation,
         BatchReader::new(events(8).as_bytes()),
         "test.jsonl",
         4,
@@ -194,6 +195,14 @@ fn an_unwritable_audit_log_stops_the_run_before_any_finding_is_emitted() {
         Some(&mut auditor),
     )
     .expect_err("fails closed");
+    (out, err)
+}
+
+#[test]
+fn an_unwritable_audit_log_stops_the_run_before_any_finding_is_emitted() {
+    let pack = clock_and_counter();
+    let (runtime, generation) = pack.load(POLICY).expect("loads");
+    let (out, err) = run_on_a_full_disk(&pack, &generation);
     assert!(out.is_empty(), "no finding left the host");
     let message = err.to_string();
     assert!(
@@ -207,11 +216,6 @@ fn an_unwritable_audit_log_stops_the_run_before_any_finding_is_emitted() {
 fn a_grant_change_that_cannot_be_recorded_stops_the_run_and_says_so() {
     let pack = clock_and_counter();
     let (runtime, generation) = pack.load(POLICY).expect("loads");
-    let audit_dir = pack.dir.path().join("audit");
-    std::fs::create_dir_all(&audit_dir).expect("mkdir");
-    std::os::unix::fs::symlink("/dev/full", audit_dir.join("00000001.jsonl")).expect("symlink");
-    let policy = Policy::parse("p.toml", "[audit]\nfsync_interval_ms = 0\n").expect("policy");
-    let mut auditor = Auditor::open(&policy.audit, &audit_dir).expect("opens (empty log)");
     // A revocation put in force just before the run: its record comes first.
     generation.revocations.replace(
         vigil::revocation::RevocationList {
@@ -225,16 +229,7 @@ fn a_grant_change_that_cannot_be_recorded_stops_the_run_and_says_so() {
         },
         None,
     );
-    let mut out = Vec::new();
-    let err = vigil::dispatch::run_audited(
-        &generation,
-        BatchReader::new(events(8).as_bytes()),
-        "test.jsonl",
-        4,
-        &mut out,
-        Some(&mut auditor),
-    )
-    .expect_err("fails closed");
+    let (out, err) = run_on_a_full_disk(&pack, &generation);
     assert!(out.is_empty(), "no finding left the host");
     assert!(
         matches!(err, vigil::dispatch::RunError::AuditGrantChange { .. }),

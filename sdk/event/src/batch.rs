@@ -214,13 +214,18 @@ mod tests {
         b
     }
 
+    /// `(id, event as JSON)` of every frame of `b`, which must be well formed.
+    fn read_back(b: &Batch) -> Vec<(u64, String)> {
+        frames(b.wire())
+            .map(|r| r.map(|(id, e)| (id, e.to_json())))
+            .collect::<Result<_, _>>()
+            .expect("well formed")
+    }
+
     #[test]
     fn frames_read_back_ids_and_values_in_order() {
         let b = batch(&[(3, r#"{"a":"x"}"#), (7, r#"{"b":{"c":2}}"#)]);
-        let read: Vec<(u64, String)> = frames(b.wire())
-            .map(|r| r.map(|(id, e)| (id, e.to_json())))
-            .collect::<Result<_, _>>()
-            .expect("well formed");
+        let read = read_back(&b);
         assert_eq!(
             read,
             vec![
@@ -282,10 +287,7 @@ mod tests {
         ]);
         let mut out = Batch::new();
         b.project_into(&Projection::new(["keep"]), &mut out);
-        let read: Vec<(u64, String)> = frames(out.wire())
-            .map(|r| r.map(|(id, e)| (id, e.to_json())))
-            .collect::<Result<_, _>>()
-            .expect("well formed");
+        let read = read_back(&out);
         assert_eq!(
             read,
             vec![

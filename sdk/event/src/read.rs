@@ -102,10 +102,7 @@ impl<'a> Value<'a> {
                 entry_at_front(count, body, path)?
             } else {
                 let end = path.iter().position(|&b| b == b'.');
-                let index = core::str::from_utf8(&path[..end.unwrap_or(path.len())])
-                    .ok()?
-                    .parse()
-                    .ok()?;
+                let index = list_index(&path[..end.unwrap_or(path.len())])?;
                 (
                     item_at(count, body, index)?,
                     end.map(|dot| &path[dot + 1..]),
@@ -132,7 +129,7 @@ impl<'a> Value<'a> {
     fn child(&self, segment: &[u8]) -> Option<Value<'a>> {
         match self {
             Value::Object(o) => o.get_bytes(segment),
-            Value::List(l) => l.get(core::str::from_utf8(segment).ok()?.parse().ok()?),
+            Value::List(l) => l.get(list_index(segment)?),
             _ => None,
         }
     }
@@ -388,6 +385,11 @@ fn entry_at_front<'a, 'p>(
         rest = skip_value(after_key)?;
     }
     None
+}
+
+/// A path segment read as a list index (`0`, `12`).
+fn list_index(segment: &[u8]) -> Option<usize> {
+    core::str::from_utf8(segment).ok()?.parse().ok()
 }
 
 /// In a list's `items`, the encoded item at `index` (and what follows it).
