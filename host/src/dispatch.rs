@@ -82,7 +82,8 @@ pub enum RunError {
     /// the batch's findings (fail closed).
     #[error(
         "{error}; stopped before emitting the findings of {source_name} lines {first}-{last} \
-         (nothing from them was emitted; a resumed run starts at line {first})"
+         (nothing from them was emitted; {})",
+        resume_hint(source_name, *first)
     )]
     Audit {
         /// What failed.
@@ -105,6 +106,15 @@ pub enum RunError {
         /// What failed.
         error: AuditError,
     },
+}
+
+/// What happens to the lines a stopped run did not emit.
+fn resume_hint(source_name: &str, first: u64) -> String {
+    if source_name == "-" {
+        format!("standard input is never resumed: send lines {first} onwards again")
+    } else {
+        format!("a resumed run starts at line {first}")
+    }
 }
 
 /// Run every event of `input` (named `source` in output) through the
@@ -493,5 +503,33 @@ fn call_plugin<'p>(plugin: &'p LoadedPlugin, batch: &Batch, source: &str) -> Plu
         plugin,
         outcome,
         findings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audit_failure(source_name: &str) -> String {
+        RunError::Audit {
+            error: AuditError::Io {
+                path: "/log/00000002.jsonl".into(),
+                action: "writing records",
+                source: io::Error::other("disk full"),
+            },
+            source_name: source_name.to_owned(),
+            first: 257,
+            last: 512,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn a_stopped_run_over_stdin_does_not_promise_a_resume() {
+        let text = audit_failure("-");
+        assert!(text.contains("standard input is never resumed"), "{text}");
+        assert!(!text.contains("resumed run starts"), "{text}");
+        let text = audit_failure("/data/events.jsonl");
+        assert!(text.contains("a resumed run starts at line 257"), "{text}");
     }
 }

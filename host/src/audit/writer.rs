@@ -87,14 +87,45 @@ struct SyncState {
     written: (u64, String),
     /// Last record known durable.
     synced: u64,
-    error: Option<String>,
+    /// The first failure, with what was being done; every later commit
+    /// reports it (fail closed).
+    error: Option<(&'static str, String)>,
     stop: bool,
+}
+
+/// The `head` file, which only ever moves forward.
+///
+/// Both the sync thread and the writer (at rotation, close, or when
+/// `fsync_interval` is zero) sync records and then advance the anchor. The
+/// anchor is written through this one owner, under its lock, so two
+/// writers never share the temporary file (one's `rename` used to find the
+/// other's file gone: "No such file or directory", which stopped runs at
+/// segment rotation), and an older sync can never overwrite a newer anchor.
+#[derive(Debug)]
+struct HeadAnchor {
+    path: PathBuf,
+    /// Sequence number the file names.
+    seq: Mutex<u64>,
+}
+
+impl HeadAnchor {
+    /// Name record `seq` (known durable) as the last synced one, unless
+    /// the anchor already names a later record.
+    fn advance(&self, seq: u64, hash: &str) -> std::io::Result<()> {
+        let mut current = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        if seq <= *current {
+            return Ok(());
+        }
+        write_head(&self.path, seq, hash)?;
+        *current = seq;
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
 struct Syncer {
     shared: Arc<(Mutex<SyncState>, Condvar)>,
-    head: PathBuf,
+    head: Arc<HeadAnchor>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -268,10 +299,10 @@ impl AuditLog {
     }
 
     fn write_out(&mut self) -> Result<(), AuditError> {
-        if let Some(e) = self.syncer.error() {
+        if let Some((action, e)) = self.syncer.error() {
             return Err(AuditError::Io {
                 path: self.segment_path.clone(),
-                action: "fdatasync",
+                action,
                 source: std::io::Error::other(e),
             });
         }
@@ -294,8 +325,10 @@ impl AuditLog {
         self.file
             .sync_data()
             .map_err(io_err(&self.segment_path, "fdatasync"))?;
-        self.syncer.synced(self.seq, &self.last_hash);
-        Ok(())
+        let head = &self.syncer.head;
+        self.syncer
+            .synced(self.seq, &self.last_hash)
+            .map_err(io_err(&head.path, "writing the head anchor"))
     }
 
     /// Close this segment and continue the chain in the next one, which
@@ -349,6 +382,12 @@ impl Drop for AuditLog {
 impl Syncer {
     fn start(head: PathBuf, file: Arc<File>, written: (u64, String), interval: Duration) -> Syncer {
         let synced = written.0;
+        // What the log holds at open is what `head` may name (a torn tail
+        // was cut already); it is re-anchored at the next sync.
+        let head = Arc::new(HeadAnchor {
+            path: head,
+            seq: Mutex::new(0),
+        });
         let shared = Arc::new((
             Mutex::new(SyncState {
                 file,
@@ -377,7 +416,7 @@ impl Syncer {
         self.shared.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn error(&self) -> Option<String> {
+    fn error(&self) -> Option<(&'static str, String)> {
         self.lock().error.clone()
     }
 
@@ -388,13 +427,13 @@ impl Syncer {
     }
 
     /// Record a sync done by the writer itself (interval zero, rotation,
-    /// close). Holding the lock keeps the thread from writing an older head.
-    fn synced(&self, seq: u64, hash: &str) {
-        let mut state = self.lock();
-        state.synced = state.synced.max(seq);
-        if let Err(e) = write_head(&self.head, seq, hash) {
-            state.error = Some(e.to_string());
+    /// close) and advance the anchor.
+    fn synced(&self, seq: u64, hash: &str) -> std::io::Result<()> {
+        {
+            let mut state = self.lock();
+            state.synced = state.synced.max(seq);
         }
+        self.head.advance(seq, hash)
     }
 
     fn switch(&self, file: Arc<File>) {
@@ -410,7 +449,7 @@ impl Syncer {
     }
 }
 
-fn sync_loop(shared: &(Mutex<SyncState>, Condvar), head: &Path, interval: Duration) {
+fn sync_loop(shared: &(Mutex<SyncState>, Condvar), head: &HeadAnchor, interval: Duration) {
     let (lock, wake) = shared;
     let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
     loop {
@@ -426,14 +465,17 @@ fn sync_loop(shared: &(Mutex<SyncState>, Condvar), head: &Path, interval: Durati
             std::thread::sleep(interval);
             state = lock.lock().unwrap_or_else(|p| p.into_inner());
         }
+        // `file` and `written` are read together: after a rotation both
+        // name the new segment (the writer synced the old one itself).
         let (file, (seq, hash)) = (state.file.clone(), state.written.clone());
         drop(state);
-        let result = file.sync_data().and_then(|()| write_head(head, seq, &hash));
+        let result = (file.sync_data().map_err(|e| ("fdatasync", e)))
+            .and_then(|()| (head.advance(seq, &hash)).map_err(|e| ("writing the head anchor", e)));
         state = lock.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(()) => state.synced = state.synced.max(seq),
-            Err(e) => {
-                state.error = Some(e.to_string());
+            Err((action, e)) => {
+                state.error = Some((action, e.to_string()));
                 return;
             }
         }
@@ -457,4 +499,51 @@ pub(crate) fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(len as usize);
     file.take(len).read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::verify::verify;
+
+    /// Before `HeadAnchor`, the sync thread and a rotation wrote `head`
+    /// through the same temporary file at once, and a run died within a
+    /// few thousand records with "fdatasync: No such file or directory".
+    #[test]
+    fn rotating_tiny_segments_under_a_running_sync_loop_never_fails_and_verifies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = WriterOptions {
+            fsync_interval: Duration::from_micros(50),
+            segment_bytes: 1024,
+            checkpoint_every: 64,
+        };
+        let mut log = AuditLog::open(dir.path(), options).expect("open");
+        let units = 6_000;
+        for i in 0..units {
+            log.append(&Record::Lifecycle(Lifecycle::HostStop {
+                reason: format!("unit {i}"),
+            }))
+            .expect("append");
+            log.commit()
+                .unwrap_or_else(|e| panic!("commit {i} failed: {e}"));
+        }
+        let last = log.last_seq();
+        log.close().expect("close");
+        let v = verify(dir.path()).expect("the rotated log verifies");
+        assert!(v.segments > 500, "{v:?}");
+        assert_eq!(v.anchored, Some(last), "head names the last record");
+    }
+
+    #[test]
+    fn the_head_anchor_never_moves_backwards() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let head = HeadAnchor {
+            path: dir.path().join("head"),
+            seq: Mutex::new(0),
+        };
+        head.advance(7, "h7").expect("advance");
+        head.advance(5, "h5").expect("an older sync is ignored");
+        let text = std::fs::read_to_string(&head.path).expect("read");
+        assert_eq!(text.trim(), r#"{"seq":7,"hash":"h7"}"#);
+    }
 }
