@@ -16,6 +16,7 @@ use crate::input::{BatchReader, MalformedLine, RawEvents};
 use crate::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
 use crate::pack::Generation;
 use crate::plugin::{CallOutcome, LoadedPlugin};
+use crate::plugin_text::PluginText;
 
 /// Counters of one run, printed as the summary line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -451,17 +452,18 @@ pub(crate) fn forward_logs<T>(plugin: &LoadedPlugin, outcome: &CallOutcome<T>) {
             LogSource::Stdout => "stdout",
             LogSource::Stderr => "stderr",
         };
-        let fields = log
-            .fields
-            .iter()
-            .map(|(k, v)| format!(" {k}={v:?}"))
+        // Guest-controlled: escaped, so a message cannot start a line of
+        // its own that passes for the host's.
+        let fields = (log.fields.iter())
+            .map(|(k, v)| format!(" {}=\"{}\"", PluginText(k), PluginText(v)))
             .collect::<String>();
+        let message = PluginText(&log.message);
         match log.level {
-            LogLevel::Trace => tracing::trace!("[{label} {stream}] {}{fields}", log.message),
-            LogLevel::Debug => tracing::debug!("[{label} {stream}] {}{fields}", log.message),
-            LogLevel::Info => tracing::info!("[{label} {stream}] {}{fields}", log.message),
-            LogLevel::Warn => tracing::warn!("[{label} {stream}] {}{fields}", log.message),
-            LogLevel::Error => tracing::error!("[{label} {stream}] {}{fields}", log.message),
+            LogLevel::Trace => tracing::trace!("[{label} {stream}] {message}{fields}"),
+            LogLevel::Debug => tracing::debug!("[{label} {stream}] {message}{fields}"),
+            LogLevel::Info => tracing::info!("[{label} {stream}] {message}{fields}"),
+            LogLevel::Warn => tracing::warn!("[{label} {stream}] {message}{fields}"),
+            LogLevel::Error => tracing::error!("[{label} {stream}] {message}{fields}"),
         }
     }
     if outcome.logs_dropped > 0 {
@@ -488,7 +490,8 @@ fn call_plugin<'p>(plugin: &'p LoadedPlugin, batch: &Batch, source: &str) -> Plu
                 batch.frames().last().map_or(0, |f| f.id),
             );
             tracing::error!(
-                "plugin {label} {e} (batch of {source} lines {first}-{last}); continuing with a fresh instance"
+                "plugin {label} {} (batch of {source} lines {first}-{last}); continuing with a fresh instance",
+                PluginText(&e.to_string())
             );
             Vec::new()
         }
@@ -496,7 +499,8 @@ fn call_plugin<'p>(plugin: &'p LoadedPlugin, batch: &Batch, source: &str) -> Plu
     if outcome.quarantined_now {
         let reason = plugin.quarantine_reason().unwrap_or_default();
         tracing::error!(
-            "plugin {label} QUARANTINED after {reason}; it gets no more events in this run"
+            "plugin {label} QUARANTINED after {}; it gets no more events in this run",
+            PluginText(&reason)
         );
     }
     PluginCall {

@@ -33,14 +33,29 @@ pub const MAX_PLUGIN_MEMORY_BYTES: u64 = 1 << 30;
 /// Instances that can be alive at once across all plugins of a host.
 const POOL_INSTANCES: u32 = 64;
 
-/// Build the engine used for all plugins.
+/// An engine that can run any plugin a policy may allow (memory caps up
+/// to [`MAX_PLUGIN_MEMORY_BYTES`]): for replay and inspection, which run
+/// under recorded limits rather than a policy.
 pub fn build_engine() -> wasmtime::Result<Engine> {
+    build_engine_for(MAX_PLUGIN_MEMORY_BYTES)
+}
+
+/// Build the engine used for all plugins of a policy whose largest
+/// per-instance memory cap is `max_instance_memory` bytes.
+///
+/// The pool follows the policy: a memory slot reserves no more than that
+/// cap, since no single memory may outgrow the instance it belongs to.
+/// The cap itself (all memories and tables of an instance together) is
+/// enforced per call by `sandbox::CallLimiter`; the pool only bounds
+/// address space and counts.
+pub fn build_engine_for(max_instance_memory: u64) -> wasmtime::Result<Engine> {
+    let slot = max_instance_memory.clamp(64 << 10, MAX_PLUGIN_MEMORY_BYTES);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(POOL_INSTANCES)
         .total_core_instances(POOL_INSTANCES * 4)
         .total_memories(POOL_INSTANCES * 2)
         .total_tables(POOL_INSTANCES * 4)
-        .max_memory_size(MAX_PLUGIN_MEMORY_BYTES as usize)
+        .max_memory_size(slot as usize)
         .max_memories_per_component(4)
         .max_tables_per_component(8)
         // Rust and C plugins ship with a few thousand table entries at most.

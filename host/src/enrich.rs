@@ -17,6 +17,7 @@ use crate::bindings::vigil::plugin::types::Enrichment;
 use crate::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
 use crate::pack::Generation;
 use crate::plugin::{CallOutcome, LoadedPlugin};
+use crate::plugin_text::PluginText;
 
 /// Enricher calls in flight at once.
 pub const WORKERS: usize = 4;
@@ -120,9 +121,10 @@ fn enrich_one(generation: &Generation, job: Job) -> Enriched<'_> {
         crate::dispatch::forward_logs(plugin, &outcome);
         if let Err(e) = &outcome.result {
             tracing::warn!(
-                "enricher {} {e} (finding {} at {}:{}); the finding is emitted without it",
+                "enricher {} {} (finding {} at {}:{}); the finding is emitted without it",
                 plugin.label(),
-                job.finding.rule_id,
+                PluginText(&e.to_string()),
+                PluginText(&job.finding.rule_id),
                 job.finding.event.source,
                 job.finding.event.line
             );

@@ -1,7 +1,7 @@
 //! The `vigil` command line.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -15,6 +15,7 @@ use vigil::audit::record::Lifecycle;
 use vigil::audit::{Auditor, query, resume, verify};
 use vigil::input::BatchReader;
 use vigil::pack::PackSource;
+use vigil::plugin_text::PluginText;
 use vigil::policy::Policy;
 use vigil::revocation::{self, Revocation, RevocationList};
 use vigil::runtime::Runtime;
@@ -185,10 +186,11 @@ fn parse_since(text: &str) -> Result<SystemTime, String> {
 struct HostArgs {
     /// Operator policy (grants and limits). Default: ./vigil.toml if present,
     /// else the starter policy for the embedded starter pack, else deny all.
-    #[arg(long)]
+    // `global`: accepted after a subcommand too (`vigil audit verify --policy X`).
+    #[arg(long, global = true)]
     policy: Option<PathBuf>,
     /// Directory for plugin state and the compile cache (overrides `state_dir`; default .vigil).
-    #[arg(long)]
+    #[arg(long, global = true)]
     state_dir: Option<PathBuf>,
 }
 
@@ -198,6 +200,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        // Colour codes only for a terminal: a log file or a pipe gets plain
+        // lines (and any ESC byte in it is then never the host's).
+        .with_ansi(io::stderr().is_terminal())
         .without_time()
         .with_target(false)
         .init();
@@ -246,8 +251,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 use vigil::replay::Verdict;
                 let (i, text) = match &r.verdict {
                     Verdict::Identical => (0, "identical".to_owned()),
-                    Verdict::Mismatch(why) => (1, format!("MISMATCH: {why}")),
-                    Verdict::NotReplayable(why) => (2, format!("not replayable: {why}")),
+                    Verdict::Mismatch(why) => (1, format!("MISMATCH: {}", PluginText(why))),
+                    Verdict::NotReplayable(why) => {
+                        (2, format!("not replayable: {}", PluginText(why)))
+                    }
                 };
                 counts[i] += 1;
                 println!(

@@ -88,6 +88,58 @@ impl EnrichmentResult {
     }
 }
 
+/// Most evidence entries one finding may carry. Guest-controlled: evidence
+/// is emitted and recorded entry by entry, so its count is bounded on its
+/// own, not just through the bytes of its strings.
+pub const MAX_EVIDENCE_PER_FINDING: usize = 256;
+
+/// Most ATT&CK technique ids one finding or enrichment may carry.
+pub const MAX_TECHNIQUES: usize = 64;
+
+/// The JSON bytes of a finding's fixed keys and punctuation, with the
+/// longest severity and event line: what an empty finding costs.
+const FINDING_FRAME_BYTES: usize = 160;
+
+/// Bytes `text` takes as a JSON string, quotes included (`serde_json`
+/// escapes `"`, `\` and control characters; `\u00XX` is the longest form).
+pub fn json_string_bytes(text: &str) -> usize {
+    2 + text
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..0x20 => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// Bytes `f` takes when emitted as a JSON line (the audit record holds
+/// about as much again): every string as escaped, plus the quotes, keys and
+/// separators of every technique and evidence entry. Counting only string
+/// bytes let a million empty evidence entries through as "0 bytes".
+pub fn emitted_bytes(f: &Finding) -> usize {
+    FINDING_FRAME_BYTES
+        + json_string_bytes(&f.rule_id)
+        + json_string_bytes(&f.title)
+        + (f.techniques.iter())
+            .map(|t| json_string_bytes(t) + 1)
+            .sum::<usize>()
+        + (f.evidence.iter())
+            .map(|e| json_string_bytes(&e.key) + json_string_bytes(&e.value) + 2)
+            .sum::<usize>()
+}
+
+/// Bytes an enrichment takes when emitted, counted as for findings.
+pub fn enrichment_bytes(e: &Enrichment) -> usize {
+    // `{"plugin":"","status":"enriched","summary":"","techniques":[],
+    // "priority":"immediate","source":""}`
+    100 + json_string_bytes(&e.summary)
+        + json_string_bytes(&e.source)
+        + (e.techniques.iter())
+            .map(|t| json_string_bytes(t) + 1)
+            .sum::<usize>()
+}
+
 /// Where an event came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventPosition {

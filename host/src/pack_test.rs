@@ -9,6 +9,7 @@
 //! [{"plugin": "brute-force", "rule_id": "vigil.auth.brute-force-success", "event": 14}]
 //! ```
 
+use crate::plugin_text::PluginText;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -36,7 +37,9 @@ impl fmt::Display for FindingKey {
         write!(
             f,
             "{} {} at event line {}",
-            self.plugin, self.rule_id, self.event
+            PluginText(&self.plugin),
+            PluginText(&self.rule_id),
+            self.event
         )
     }
 }
@@ -68,7 +71,7 @@ impl fmt::Display for CaseResult {
         }
         write!(f, "FAIL {}", self.name)?;
         if let Some(e) = &self.error {
-            write!(f, "\n     error: {e}")?;
+            write!(f, "\n     error: {}", PluginText(e))?;
         }
         for m in &self.missing {
             write!(f, "\n     - missing:    {m}")?;

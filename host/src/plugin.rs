@@ -19,10 +19,13 @@ use crate::audit::tape::Tape;
 use crate::bindings::vigil::plugin::types::{Enrichment, Finding, PluginError};
 use crate::capability::Capability;
 use crate::capability::log::{LogLevel, LogRecord, LogSource};
-use crate::capability::wasi::fresh_seed;
+use crate::capability::wasi::{BlockedPastDeadline, fresh_seed};
 use crate::engine::deadline_ticks;
+use crate::output::{MAX_EVIDENCE_PER_FINDING, MAX_TECHNIQUES, emitted_bytes, enrichment_bytes};
+use crate::plugin_text::{self, MAX_ERROR_BYTES};
 use crate::policy::Limits;
 use crate::sandbox::{CallState, CallTemplate};
+use crate::watchdog;
 
 /// Why one call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,11 +56,21 @@ pub enum CallError {
         /// The limit.
         max: usize,
     },
-    /// More text than `max_output_bytes`.
-    #[error("returned {bytes} bytes of findings, more than the limit of {max}")]
+    /// More output, as emitted JSON, than `max_output_bytes`.
+    #[error("returned {bytes} bytes of output (as emitted JSON), more than the limit of {max}")]
     OutputTooLarge {
         /// Bytes returned.
         bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A finding or enrichment carried more entries of one kind than allowed.
+    #[error("returned a finding with {count} {what}, more than the limit of {max}")]
+    TooManyEntries {
+        /// `evidence entries` or `techniques`.
+        what: &'static str,
+        /// Entries returned.
+        count: usize,
         /// The limit.
         max: usize,
     },
@@ -156,12 +169,15 @@ impl std::fmt::Debug for LoadedPlugin {
     }
 }
 
+/// A plugin's error value as the host keeps it. Guest-controlled: clamped,
+/// so a 40 MB message is neither printed nor recorded in full.
 fn plugin_error_text(e: &PluginError) -> String {
-    match e {
+    let text = match e {
         PluginError::InvalidConfig(m) => format!("invalid config: {m}"),
         PluginError::InvalidEvent(m) => format!("invalid event: {m}"),
         PluginError::Internal(m) => format!("internal error: {m}"),
-    }
+    };
+    plugin_text::clamp(text, MAX_ERROR_BYTES)
 }
 
 impl LoadedPlugin {
@@ -192,6 +208,7 @@ impl LoadedPlugin {
     /// Run `batch` through a fresh instance: `init(config)` then `detect`.
     pub fn detect(&self, batch: &Batch) -> CallOutcome {
         let started = Instant::now();
+        let _watch = watchdog::watch(|| self.label(), started + self.limits.deadline);
         let random_seed = fresh_seed();
         let mut store = self.new_store_with(self.template.live_tape(), random_seed);
         let result = self.call(&mut store, batch);
@@ -202,6 +219,7 @@ impl LoadedPlugin {
     /// then `enrich`.
     pub fn enrich(&self, finding: &Finding) -> CallOutcome<Enrichment> {
         let started = Instant::now();
+        let _watch = watchdog::watch(|| self.label(), started + self.limits.deadline);
         let random_seed = fresh_seed();
         let mut store = self.new_store_with(self.template.live_tape(), random_seed);
         let result = self.call_enrich(&mut store, finding);
@@ -244,9 +262,14 @@ impl LoadedPlugin {
             .call_enrich(&mut *store, finding)
             .map_err(|e| self.classify(store, e))?
             .map_err(|e| CallError::Plugin(plugin_error_text(&e)))?;
-        let bytes = enrichment.summary.len()
-            + enrichment.source.len()
-            + enrichment.techniques.iter().map(String::len).sum::<usize>();
+        if enrichment.techniques.len() > MAX_TECHNIQUES {
+            return Err(CallError::TooManyEntries {
+                what: "techniques",
+                count: enrichment.techniques.len(),
+                max: MAX_TECHNIQUES,
+            });
+        }
+        let bytes = enrichment_bytes(&enrichment);
         if bytes > self.limits.max_output_bytes {
             return Err(CallError::OutputTooLarge {
                 bytes,
@@ -324,10 +347,12 @@ impl LoadedPlugin {
     fn classify(&self, store: &Store<CallState>, e: wasmtime::Error) -> CallError {
         if store.data().limiter.memory_exceeded {
             CallError::MemoryLimit(self.limits.memory_bytes)
-        } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
+            || e.downcast_ref::<BlockedPastDeadline>().is_some()
+        {
             CallError::Deadline(self.limits.deadline)
         } else {
-            CallError::Trap(format!("{e:#}"))
+            CallError::Trap(plugin_text::clamp(format!("{e:#}"), MAX_ERROR_BYTES))
         }
     }
 
@@ -447,18 +472,21 @@ impl LoadedPlugin {
                 max,
             });
         }
-        let bytes: usize = findings
-            .iter()
-            .map(|f| {
-                f.rule_id.len()
-                    + f.title.len()
-                    + f.techniques.iter().map(String::len).sum::<usize>()
-                    + f.evidence
-                        .iter()
-                        .map(|e| e.key.len() + e.value.len())
-                        .sum::<usize>()
-            })
-            .sum();
+        for f in &findings {
+            for (what, count, max) in [
+                (
+                    "evidence entries",
+                    f.evidence.len(),
+                    MAX_EVIDENCE_PER_FINDING,
+                ),
+                ("techniques", f.techniques.len(), MAX_TECHNIQUES),
+            ] {
+                if count > max {
+                    return Err(CallError::TooManyEntries { what, count, max });
+                }
+            }
+        }
+        let bytes: usize = findings.iter().map(emitted_bytes).sum();
         if bytes > self.limits.max_output_bytes {
             return Err(CallError::OutputTooLarge {
                 bytes,

@@ -11,9 +11,9 @@
 //!
 //! [limits]                      # defaults for every plugin
 //! deadline_ms = 250             # wall-clock budget per call (init + detect)
-//! memory_mb = 64                # linear memory cap per instance
+//! memory_mb = 64                # memory cap per instance (all its memories and tables)
 //! max_findings_per_batch = 10000
-//! max_output_bytes = 4194304    # total bytes of strings in one call's findings
+//! max_output_bytes = 4194304    # one call's findings as emitted JSON (also caps an enrichment)
 //! quarantine_after = 3          # consecutive failed calls before quarantine
 //! log_records_per_call = 100
 //!
@@ -177,11 +177,11 @@ pub struct SecretsConfig {
 pub struct LimitsConfig {
     /// Wall-clock budget per call in milliseconds.
     pub deadline_ms: Option<u64>,
-    /// Linear memory cap per instance in MiB.
+    /// Memory cap per instance in MiB: every linear memory and table of the instance together.
     pub memory_mb: Option<u64>,
     /// Most findings one call may return.
     pub max_findings_per_batch: Option<usize>,
-    /// Most bytes of text one call's findings may carry.
+    /// Most bytes one call's findings (or one enrichment) may take as emitted JSON.
     pub max_output_bytes: Option<usize>,
     /// Consecutive failed calls before the plugin is quarantined.
     pub quarantine_after: Option<u32>,
@@ -247,7 +247,7 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Most findings one call may return.
     pub max_findings_per_batch: usize,
-    /// Most bytes of text one call's findings may carry.
+    /// Most bytes one call's findings (or one enrichment) may take as emitted JSON.
     pub max_output_bytes: usize,
     /// Consecutive failed calls before quarantine.
     pub quarantine_after: u32,
@@ -401,6 +401,16 @@ impl Policy {
             Some(g) => base.with(&g.limits),
             None => base,
         }
+    }
+
+    /// The largest per-instance memory cap any plugin may get under this
+    /// policy (the engine's pool is sized from it).
+    pub fn max_memory_bytes(&self) -> u64 {
+        let base = Limits::default().with(&self.limits);
+        (self.packs.values())
+            .flat_map(|p| p.plugins.values())
+            .map(|g| base.with(&g.limits).memory_bytes)
+            .fold(base.memory_bytes, u64::max)
     }
 
     /// Effective capabilities: requested ∩ granted, in request order.

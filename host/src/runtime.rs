@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use wasmtime::Engine;
 
-use crate::engine::{ComponentCache, build_engine};
+use crate::engine::{ComponentCache, build_engine_for};
 use crate::pack::{Generation, LoadContext, LoadErrors, PackSource};
 use crate::policy::Policy;
 use crate::revocation::{self, RevocationList, Revocations};
@@ -42,7 +42,7 @@ impl Runtime {
         let revocations = Revocations::new(revocations);
         Ok(Runtime {
             revocations,
-            engine: build_engine()?,
+            engine: build_engine_for(policy.max_memory_bytes())?,
             cache: ComponentCache::in_dir(state_dir.join("cache")),
             policy,
             state_dir,

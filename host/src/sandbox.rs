@@ -18,40 +18,87 @@ use crate::capability::config::{ConfigCtx, ConfigView};
 use crate::capability::http::{HttpCtx, HttpPolicy, HttpView};
 use crate::capability::log::{LogCtx, LogView};
 use crate::capability::state::{StateCtx, StateView};
-use crate::capability::wasi::WasiSandbox;
+use crate::capability::wasi::{WasiSandbox, WasiSandboxView};
 use crate::capability::{self, Capability};
 use crate::revocation::RevocationScope;
 use crate::state_store::StateStore;
 
-/// Memory and table growth limits for one call.
+/// Bytes one table element is counted as (a function reference).
+const TABLE_ELEMENT_BYTES: usize = 16;
+
+/// Most elements one table may have (the pool reserves `table_elements`).
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The memory cap of one call, over the whole instance.
+///
+/// A component may hold several core modules, each with its own linear
+/// memories and tables (the pool allows 4 memories per component), and
+/// wasmtime asks the limiter about each one separately, starting at 0 when
+/// it is created. Capping each request against the cap let four memories
+/// reach four times the cap; this limiter adds every memory's and table's
+/// growth into one total and refuses the request that would pass the cap.
 #[derive(Debug)]
 pub struct CallLimiter {
     memory_bytes: usize,
+    /// Bytes of every memory and table of the instance so far.
+    used: usize,
     /// Set when the guest tried to grow memory past the cap.
     pub memory_exceeded: bool,
+}
+
+impl CallLimiter {
+    /// A limiter allowing `memory_bytes` for the whole instance.
+    pub fn new(memory_bytes: usize) -> Self {
+        CallLimiter {
+            memory_bytes,
+            used: 0,
+            memory_exceeded: false,
+        }
+    }
+
+    /// Bytes of memories and tables granted so far.
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    fn grow(&mut self, bytes: usize) -> bool {
+        match self.used.checked_add(bytes) {
+            Some(total) if total <= self.memory_bytes => {
+                self.used = total;
+                true
+            }
+            _ => {
+                self.memory_exceeded = true;
+                false
+            }
+        }
+    }
 }
 
 impl ResourceLimiter for CallLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
-            self.memory_exceeded = true;
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(self.grow(desired.saturating_sub(current)))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        Ok(self.grow(
+            desired
+                .saturating_sub(current)
+                .saturating_mul(TABLE_ELEMENT_BYTES),
+        ))
     }
 }
 
@@ -115,11 +162,8 @@ impl CallState {
         deadline: Instant,
     ) -> Self {
         CallState {
-            limiter: CallLimiter {
-                memory_bytes: template.memory_bytes,
-                memory_exceeded: false,
-            },
-            wasi: WasiSandbox::new(random_seed),
+            limiter: CallLimiter::new(template.memory_bytes),
+            wasi: WasiSandbox::new(random_seed, deadline),
             log: LogCtx::new(template.log_budget),
             tape,
             config: ConfigCtx::new(template.config.clone()),
@@ -136,6 +180,12 @@ impl CallState {
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         self.wasi.view()
+    }
+}
+
+impl WasiSandboxView for CallState {
+    fn sandbox(&mut self) -> &mut WasiSandbox {
+        &mut self.wasi
     }
 }
 
@@ -201,4 +251,74 @@ pub fn linker_for(engine: &Engine, granted: &[Capability]) -> wasmtime::Result<L
         }
     }
     Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use wasmtime::Store;
+    use wasmtime::component::Component;
+
+    /// A component of `modules` core instances, each with its own memory
+    /// that grows to 20 MiB at start (trapping if refused).
+    fn multi_memory_component(modules: usize) -> String {
+        let instances = "(core instance (instantiate $m))\n".repeat(modules);
+        format!(
+            r#"(component
+                 (core module $m
+                   (memory 1)
+                   (func $grow
+                     (if (i32.eq (memory.grow (i32.const 319)) (i32.const -1))
+                       (then unreachable)))
+                   (start $grow))
+                 {instances})"#
+        )
+    }
+
+    fn instantiate(engine: &Engine, wat: &str, cap: usize) -> (bool, CallLimiter) {
+        let template = CallTemplate {
+            memory_bytes: cap,
+            log_budget: 10,
+            config: Arc::default(),
+            clock_origin: Instant::now(),
+            state: None,
+            http: None,
+            revocations: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut store = Store::new(
+            engine,
+            CallState::new(&template, Tape::default(), [0; 32], deadline),
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(crate::engine::deadline_ticks(Duration::from_secs(5)));
+        let component = Component::new(engine, wat).expect("valid component");
+        let linker = linker_for(engine, &[]).expect("linker");
+        let ok = linker.instantiate(&mut store, &component).is_ok();
+        (ok, store.into_data().limiter)
+    }
+
+    #[test]
+    fn the_memory_cap_bounds_all_memories_of_an_instance_together() {
+        let cap = 64 << 20;
+        let engine = crate::engine::build_engine_for(cap as u64).expect("engine");
+        // Three memories of 20 MiB fit under 64 MiB together ...
+        let (ok, limiter) = instantiate(&engine, &multi_memory_component(3), cap);
+        assert!(ok && !limiter.memory_exceeded);
+        assert_eq!(limiter.used(), 3 * (20 << 20));
+        // ... four do not, although each one alone would.
+        let (ok, limiter) = instantiate(&engine, &multi_memory_component(4), cap);
+        assert!(!ok && limiter.memory_exceeded);
+        assert!(limiter.used() <= cap, "{} bytes granted", limiter.used());
+    }
+
+    #[test]
+    fn the_pool_follows_the_policy_memory_cap() {
+        // One memory of 20 MiB under an engine sized for 16 MiB instances
+        // fails even when the call's own limiter would allow it.
+        let engine = crate::engine::build_engine_for(16 << 20).expect("engine");
+        let (ok, _) = instantiate(&engine, &multi_memory_component(1), 1 << 30);
+        assert!(!ok);
+    }
 }

@@ -374,3 +374,72 @@ fn revoke_and_restore_edit_the_revocation_list_and_refuse_mistakes() {
         .expect("list");
     assert!(list.revoked.is_empty());
 }
+
+/// What the hostile test plugin imports.
+const CAPS: &str = r#""log", "config", "state", "clock""#;
+
+/// A pack of one hostile plugin in `mode`, its policy granting what it imports, and
+/// two events, in a temp dir: `pack/`, `policy.toml`, `events.jsonl`.
+fn hostile_pack(mode: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pack = dir.path().join("pack");
+    std::fs::create_dir_all(&pack).expect("mkdir");
+    let component = vigil::artifacts::component_path("hostile").expect("hostile built");
+    std::fs::copy(component, pack.join("hostile.wasm")).expect("copy component");
+    std::fs::write(
+        pack.join("pack.toml"),
+        format!(
+            "name = \"t\"\nversion = \"1.0.0\"\n[[plugins]]\nid = \"h\"\ncomponent = \"hostile.wasm\"\nworld = \"detector\"\n\
+             capabilities = [{CAPS}]\nconfig = {{ mode = \"{mode}\" }}\n"
+        ),
+    )
+    .expect("pack.toml");
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        format!("[packs.t.plugins.h]\ncapabilities = [{CAPS}]\n"),
+    )
+    .expect("policy");
+    std::fs::write(dir.path().join("events.jsonl"), "{\"a\":1}\n{\"a\":2}\n").expect("events");
+    dir
+}
+
+/// Lines a plugin could have forged: anything that starts like the host's
+/// own summary, and any raw control or bidi character.
+fn forged_lines(output: &str) -> Vec<&str> {
+    output
+        .lines()
+        .filter(|l| {
+            l.starts_with("vigil: 1070")
+                || l.starts_with("#99")
+                || l.chars().any(|c| {
+                    (c.is_control() && c != '\t') || ('\u{202a}'..='\u{202e}').contains(&c)
+                })
+        })
+        .collect()
+}
+
+#[test]
+fn plugin_text_reaches_stderr_and_audit_show_escaped_never_as_a_line_of_its_own() {
+    let dir = hostile_pack("forge");
+    let run = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--pack", "pack", "--policy", "policy.toml"])
+        .args(["--input", "events.jsonl", "--state-dir", "state"])
+        .current_dir(dir.path())
+        .env("VIGIL_LOG", "info")
+        .output()
+        .expect("running vigil");
+    let stderr = text(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(forged_lines(&stderr).is_empty(), "{stderr}");
+    assert!(
+        stderr.contains(r"done\nvigil: 1070 events read"),
+        "the forged text is there, escaped: {stderr}"
+    );
+    assert!(stderr.contains("vigil: 2 events read"), "{stderr}");
+
+    let show = vigil(&["audit", "show", "--state-dir", "state"], dir.path());
+    let shown = text(&show.stdout);
+    assert!(show.status.success(), "{}", text(&show.stderr));
+    assert!(forged_lines(&shown).is_empty(), "{shown}");
+    assert!(shown.contains(r"\u{1b}[31mFAKE\u{202e}"), "{shown}");
+}

@@ -323,3 +323,80 @@ fn one_batch(n: usize) -> vigil_event::Batch {
     assert!(reader.fill(&mut batch, n, &mut malformed).expect("read"));
     batch
 }
+
+/// The hostile plugin sleeps an hour (`wasi:clocks` subscribe + `wasi:io/poll`);
+/// before the poll was bounded, a 5 s sleep made a 250 ms call take 5 s
+/// and this test would not end.
+#[test]
+fn a_sleeping_plugin_call_ends_at_its_deadline_in_detect_and_in_init() {
+    let pack = TestPack::new(&[
+        hostile("sleep", r#"mode = "sleep""#),
+        hostile("init", r#"mode = "sleep-in-init""#),
+        hostile("echo", r#"mode = "echo""#),
+    ]);
+    let extra = "limits = { deadline_ms = 200, quarantine_after = 10 }";
+    let (_rt, generation) = pack
+        .load(&policy(&["sleep", "init", "echo"], extra))
+        .expect("loads");
+    let batch = one_batch(2);
+    for plugin in &generation.detectors[..2] {
+        let outcome = plugin.detect(&batch);
+        assert_eq!(
+            outcome.result,
+            Err(vigil::plugin::CallError::Deadline(
+                std::time::Duration::from_millis(200)
+            )),
+            "{}",
+            plugin.label()
+        );
+        // Deadline plus the watchdog's grace, with room for a slow machine;
+        // an hour if the sleep were real.
+        assert!(
+            outcome.elapsed < std::time::Duration::from_secs(2),
+            "{}: {:?}",
+            plugin.label(),
+            outcome.elapsed
+        );
+    }
+    let (stats, findings) = run(&generation, &events(8), 4);
+    assert_eq!((stats.events, stats.failed_calls), (8, 4));
+    assert_eq!(findings.len(), 8, "the well-behaved plugin saw every event");
+    assert_eq!(
+        vigil::watchdog::overruns(),
+        0,
+        "no call outlived its deadline"
+    );
+}
+
+#[test]
+fn a_finding_with_an_evidence_flood_is_refused() {
+    let pack = TestPack::new(&[hostile("flood", r#"mode = "evidence-flood""#)]);
+    let (_rt, generation) = pack
+        .load(&policy(&["flood"], "limits = { deadline_ms = 20000 }"))
+        .expect("loads");
+    assert_eq!(
+        generation.detectors[0].detect(&one_batch(1)).result,
+        Err(vigil::plugin::CallError::TooManyEntries {
+            what: "evidence entries",
+            count: 500_000,
+            max: vigil::output::MAX_EVIDENCE_PER_FINDING,
+        })
+    );
+}
+
+#[test]
+fn a_huge_plugin_error_is_kept_and_shown_clamped() {
+    let pack = TestPack::new(&[hostile("loud", r#"mode = "huge-error""#)]);
+    let (_rt, generation) = pack
+        .load(&policy(&["loud"], "limits = { deadline_ms = 20000 }"))
+        .expect("loads");
+    let outcome = generation.detectors[0].detect(&one_batch(1));
+    let Err(vigil::plugin::CallError::Init(message)) = outcome.result else {
+        panic!("{:?}", outcome.result.map(|f| f.len()));
+    };
+    assert!(message.len() < 8192, "{} bytes kept", message.len());
+    assert!(message.ends_with(&format!(
+        "(cut from {} bytes)",
+        (40 << 20) + "internal error: ".len()
+    )));
+}

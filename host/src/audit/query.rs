@@ -1,5 +1,6 @@
 //! `vigil audit show` and `vigil audit stats`: reading the log back.
 
+use crate::plugin_text::PluginText;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -121,7 +122,7 @@ pub fn describe(entry: &Entry) -> String {
                         let _ = write!(
                             out,
                             " {} ({}, grants [{}], component {})",
-                            p.id,
+                            PluginText(&p.id),
                             p.world,
                             caps.join(", "),
                             &p.component[..12]
@@ -130,14 +131,18 @@ pub fn describe(entry: &Entry) -> String {
                     Ok(())
                 }
                 Lifecycle::PackRefused { source, reasons } => {
-                    write!(out, "pack refused: {source}: {}", reasons.join("; "))
+                    write!(
+                        out,
+                        "pack refused: {source}: {}",
+                        PluginText(&reasons.join("; "))
+                    )
                 }
                 Lifecycle::Quarantine {
                     pack,
                     plugin,
                     reason,
                 } => {
-                    write!(out, "QUARANTINE {pack}/{plugin}: {reason}")
+                    write!(out, "QUARANTINE {pack}/{plugin}: {}", PluginText(reason))
                 }
                 Lifecycle::GrantChange {
                     action,
@@ -222,13 +227,16 @@ pub fn describe(entry: &Entry) -> String {
                 inv.duration_us as f64 / 1000.0
             );
             if let Some(e) = &inv.error {
-                let _ = write!(out, ": {e}");
+                let _ = write!(out, ": {}", PluginText(e));
             }
             for f in &inv.findings {
                 let _ = write!(
                     out,
                     "\n    finding {} [{}] line {}: {}",
-                    f.rule_id, f.severity, f.event.line, f.title
+                    PluginText(&f.rule_id),
+                    PluginText(&f.severity),
+                    f.event.line,
+                    PluginText(&f.title)
                 );
             }
         }
@@ -249,7 +257,9 @@ pub fn describe(entry: &Entry) -> String {
                 let _ = write!(
                     out,
                     "\n    of finding {} line {} (batch #{})",
-                    f.rule_id, f.event.line, inv.batch
+                    PluginText(&f.rule_id),
+                    f.event.line,
+                    inv.batch
                 );
             }
             match (&inv.enrichment, &inv.error) {
@@ -259,10 +269,15 @@ pub fn describe(entry: &Entry) -> String {
                     }),
                     _,
                 ) => {
-                    let _ = write!(out, "\n    -> [{priority}] {summary}");
+                    let _ = write!(
+                        out,
+                        "\n    -> [{}] {}",
+                        PluginText(priority),
+                        PluginText(summary)
+                    );
                 }
                 (_, Some(e)) => {
-                    let _ = write!(out, "\n    -> not enriched: {e}");
+                    let _ = write!(out, "\n    -> not enriched: {}", PluginText(e));
                 }
                 _ => {}
             }
@@ -273,7 +288,7 @@ pub fn describe(entry: &Entry) -> String {
                     call.interface,
                     call.function,
                     call.status,
-                    call.detail.as_deref().unwrap_or_default()
+                    PluginText(call.detail.as_deref().unwrap_or_default())
                 );
             }
         }

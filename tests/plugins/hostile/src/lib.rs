@@ -37,7 +37,21 @@ pub enum Mode {
     /// Try to reach the host through WASI: a file, the environment, the
     /// arguments, the directory listing; report what came back.
     Escape,
+    /// Sleep for an hour in `detect` (`wasi:clocks` subscribe + `wasi:io/poll`).
+    Sleep,
+    /// Sleep for an hour in `init`.
+    SleepInInit,
+    /// One finding with half a million empty evidence entries.
+    EvidenceFlood,
+    /// Log, print and report text that imitates the host's own output
+    /// (newlines, a forged summary line, ESC sequences, a bidi override).
+    Forge,
 }
+
+/// Text a plugin might use to pass for the host on a terminal or in a
+/// line-oriented file.
+pub const FORGED: &str =
+    "done\nvigil: 1070 events read, 0 findings, 0 errors\r\x1b[2K\x1b[31mFAKE\u{202e}gnp.exe\0";
 
 /// The hostile plugin.
 pub struct Hostile {
@@ -61,6 +75,15 @@ impl Detector for Hostile {
             "escape" => Mode::Escape,
             "projected" => Mode::Projected,
             "many-fields" => Mode::ManyFields,
+            "sleep" => Mode::Sleep,
+            "sleep-in-init" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Mode::SleepInInit
+            }
+            "evidence-flood" => Mode::EvidenceFlood,
+            "forge" => Mode::Forge,
+            // Fail `init` with a 40 MB error message.
+            "huge-error" => return Err(PluginError::Internal("E".repeat(40 << 20))),
             other => {
                 return Err(PluginError::InvalidConfig(format!(
                     "unknown `mode` `{other}`"
@@ -86,7 +109,26 @@ impl Detector for Hostile {
             Finding::new("hostile.report", "report", Severity::Info).evidence(key, value)
         };
         match self.mode {
-            Mode::Echo | Mode::ManyFields => echo(events, findings),
+            Mode::Echo | Mode::ManyFields | Mode::SleepInInit => echo(events, findings),
+            Mode::Sleep => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                echo(events, findings);
+            }
+            Mode::EvidenceFlood => {
+                let mut finding = Finding::new("hostile.evidence-flood", "flood", Severity::Info);
+                for _ in 0..500_000 {
+                    finding = finding.evidence("", "");
+                }
+                findings.push_for(first, finding);
+            }
+            Mode::Forge => {
+                let _ = log::emit(log::Level::Warn, FORGED, &[("k\nvigil: x", FORGED)]);
+                eprintln!("{FORGED}");
+                findings.push_for(
+                    first,
+                    Finding::new(FORGED, FORGED, Severity::Info).evidence(FORGED, FORGED),
+                );
+            }
             Mode::Projected => {
                 let json = events.first().map(|e| e.to_json()).unwrap_or_default();
                 findings.push_for(first, report("event", json));
