@@ -366,9 +366,11 @@ fn load_plugin(
     imported.sort();
 
     let limits = ctx.policy.limits(pack, id);
-    let key_prefixes = match ctx.policy.grant(pack, id) {
-        Some(g) if effective.contains(&Capability::State) => g.state.key_prefixes.clone(),
-        _ => Vec::new(),
+    let (key_prefixes, state_quota) = match ctx.policy.grant(pack, id) {
+        Some(g) if effective.contains(&Capability::State) => {
+            (g.state.key_prefixes.clone(), StateQuota::granted(&g.state))
+        }
+        _ => (Vec::new(), StateQuota::default()),
     };
     let config = plugin.config_entries();
     let http_grant = match ctx.policy.grant(pack, id) {
@@ -447,8 +449,8 @@ fn load_plugin(
         .map_err(|e| wrong_world(plugin.world.name(), format!("{e:#}")))?;
 
     let state = if effective.contains(&Capability::State) {
-        let path = ctx.state_dir.join(pack).join(format!("{id}.state.jsonl"));
-        let store = StateStore::open(&path, StateQuota::default()).map_err(|e| {
+        let path = ctx.state_dir.join(pack).join(format!("{id}.state.redb"));
+        let store = StateStore::open(&path, state_quota).map_err(|e| {
             vec![LoadError::State {
                 pack: pack.into(),
                 plugin: id.into(),

@@ -30,8 +30,12 @@
 //!
 //! [packs.starter.plugins.brute-force]
 //! capabilities = ["log", "state"]
-//! state = { key_prefixes = ["fail/"] }
 //! limits = { deadline_ms = 500 } # per-plugin overrides
+//! [packs.starter.plugins.brute-force.state]  # or inline: state = { key_prefixes = [...] }
+//! key_prefixes = ["fail/"]      # keys the plugin may use; none if empty
+//! max_keys = 100000             # most stored keys (default 100000)
+//! max_value_bytes = 65536       # largest value in bytes (default 64 KiB)
+//! max_total_bytes = 16777216    # bytes of keys plus values stored (default 16 MiB)
 //!
 //! [packs.ai.plugins.ai-enrich]
 //! capabilities = ["http", "config"]
@@ -113,6 +117,16 @@ pub struct StateGrant {
     /// Key prefixes the plugin may read and write; empty means no keys.
     #[serde(default)]
     pub key_prefixes: Vec<String>,
+    /// Most keys the plugin may store (default 100,000).
+    #[serde(default)]
+    pub max_keys: Option<usize>,
+    /// Largest value in bytes (default 65,536).
+    #[serde(default)]
+    pub max_value_bytes: Option<usize>,
+    /// Most bytes of keys plus values the plugin may store (default
+    /// 16 MiB). This is what its state costs on disk, up to a small factor.
+    #[serde(default)]
+    pub max_total_bytes: Option<u64>,
 }
 
 /// Scope of an `http` grant (see `capability/http.rs`). Everything not
@@ -468,6 +482,28 @@ limits = { memory_mb = 16 }
         assert_eq!(
             policy.limits("p", "b").memory_bytes,
             Limits::default().memory_bytes
+        );
+    }
+
+    #[test]
+    fn a_state_grant_sets_the_quota_over_the_defaults() {
+        use crate::state_store::StateQuota;
+        let policy = Policy::parse(
+            "vigil.toml",
+            &POLICY.replace(
+                "state = { key_prefixes = [\"x/\"] }",
+                "state = { key_prefixes = [\"x/\"], max_keys = 10, max_total_bytes = 4096 }",
+            ),
+        )
+        .expect("valid");
+        let quota = StateQuota::granted(&policy.grant("p", "a").expect("granted").state);
+        assert_eq!(quota.max_keys, 10);
+        assert_eq!(quota.max_total_bytes, 4096);
+        assert_eq!(quota.max_value_bytes, StateQuota::default().max_value_bytes);
+        let unset = Policy::parse("vigil.toml", POLICY).expect("valid");
+        assert_eq!(
+            StateQuota::granted(&unset.grant("p", "a").expect("granted").state),
+            StateQuota::default()
         );
     }
 

@@ -222,7 +222,7 @@ fn build_from_bytes(
     // and this scratch store only satisfies the linker's shape.
     let state = if grants.effective.contains(&Capability::State) {
         let store = StateStore::open(
-            &scratch.join(format!("{}.jsonl", inv.plugin)),
+            &scratch.join(format!("{}.state.redb", inv.plugin)),
             StateQuota::default(),
         )
         .map_err(|e| e.to_string())?;

@@ -1,41 +1,152 @@
 //! Durable per-plugin key-value storage behind the `state` capability.
 //!
-//! One append-only JSON Lines file per plugin
-//! (`<state_dir>/<pack>/<plugin>.state.jsonl`): each `set` or `delete`
-//! appends one operation, and opening the file replays them. A torn last
-//! line (the host was killed mid-write) is skipped with a warning; the file
-//! is compacted on open when dead operations outnumber live keys. Values
-//! survive host restarts and pack reloads because the file is keyed by pack
-//! name and plugin id, not by generation.
+//! One [redb] database per plugin (`<state_dir>/<pack>/<plugin>.state.redb`),
+//! keyed by pack name and plugin id, not by generation, so values survive
+//! host restarts and pack reloads.
+//!
+//! Host memory is bounded: nothing here holds the plugin's map; every read
+//! and write goes through redb's page cache, capped at [`CACHE_BYTES`] per
+//! store. Disk is bounded by [`StateQuota::max_total_bytes`] (keys plus
+//! values of stored entries), counted exactly: the running total lives in a
+//! metadata table and changes in the same transaction as the entry, so a
+//! crash cannot leave them apart. An overwrite is charged the difference
+//! between the new and the old entry.
+//!
+//! Three tables: `entries` (key → expiry and value), `expiries` (expiry and
+//! key, for sweeping expired entries in expiry order without scanning every
+//! value) and `meta` (the byte total). An expired entry reads as absent at
+//! once; it is removed (and its bytes released) when the store opens or when
+//! a write needs the room.
+//!
+//! Durability: each `set` and `delete` is one write transaction committed
+//! with [`Durability::None`] (atomic and visible to reads at once, not
+//! fsynced); [`StateStore::flush`], called after every plugin call and on
+//! drop, makes them durable with one fsynced commit. A host killed mid-call
+//! loses that call's writes and nothing committed before it; the file is
+//! never torn. Timed on the 2-core dev machine, 16-byte values, redb at
+//! `opt-level = 2` (`cargo test -p vigil --lib state_store -- --ignored
+//! --nocapture`): 10,000 sets take 0.5 s this way, against 20 s with an
+//! fsynced commit per set (2 ms each), which a detector writing a counter
+//! per event cannot afford. The file did not grow past 1.1 MB over those
+//! 10,000 non-durable commits: redb reuses their freed pages.
+//!
+//! On disk a store takes up to about 2.5 times its byte total: redb
+//! allocates pages in powers of two, so a 64 KiB value occupies a 128 KiB
+//! page, and freed pages are reused rather than returned to the system.
+//!
+//! Before this store, state was an append-only JSON Lines file
+//! (`<plugin>.state.jsonl`). When that file exists and the database does
+//! not, [`StateStore::open`] imports it once (replaying its operations,
+//! skipping a torn last line) and leaves the old file in place.
 
-use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition, WriteTransaction,
+};
+use serde::Deserialize;
+
+use crate::policy::StateGrant;
+
+/// Page cache per store, bytes. Small on purpose: plugin state is a working
+/// set of counters and recent keys, and a host runs one store per plugin.
+pub const CACHE_BYTES: usize = 2 << 20;
+
+/// Key → (expiry in ms since the Unix epoch, value).
+const ENTRIES: TableDefinition<&str, (Option<u64>, &str)> = TableDefinition::new("entries");
+/// (expiry, key) for every entry that has an expiry.
+const EXPIRIES: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiries");
+/// Counters kept with the data.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// `meta` row: bytes of keys plus values in `entries`.
+const TOTAL_BYTES: &str = "total_bytes";
 
 /// Limits on what one plugin may keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateQuota {
-    /// Most live keys.
+    /// Most stored keys.
     pub max_keys: usize,
     /// Longest key, in bytes.
     pub max_key_bytes: usize,
     /// Longest value, in bytes.
     pub max_value_bytes: usize,
+    /// Most bytes of keys plus values stored.
+    pub max_total_bytes: u64,
 }
 
 impl Default for StateQuota {
+    /// Sized for a small machine running several plugins: 16 MiB of state
+    /// each, in at most 100,000 keys of 64 KiB values at most.
     fn default() -> Self {
         StateQuota {
             max_keys: 100_000,
             max_key_bytes: 512,
             max_value_bytes: 64 * 1024,
+            max_total_bytes: 16 << 20,
         }
     }
+}
+
+impl StateQuota {
+    /// The quota a policy's state grant sets: its fields over the defaults.
+    pub fn granted(grant: &StateGrant) -> Self {
+        let default = StateQuota::default();
+        StateQuota {
+            max_keys: grant.max_keys.unwrap_or(default.max_keys),
+            max_key_bytes: default.max_key_bytes,
+            max_value_bytes: grant.max_value_bytes.unwrap_or(default.max_value_bytes),
+            max_total_bytes: grant.max_total_bytes.unwrap_or(default.max_total_bytes),
+        }
+    }
+}
+
+/// Which limit of [`StateQuota`] a write would pass. The plugin gets
+/// `quota-exceeded`; the operator reads this in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaExceeded {
+    /// The key is too long.
+    #[error("key of {bytes} bytes is longer than max_key_bytes ({max})")]
+    KeyBytes {
+        /// Length of the key.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The value is too large.
+    #[error(
+        "value of {bytes} bytes is larger than max_value_bytes ({max}); raise `max_value_bytes` in the plugin's state grant"
+    )]
+    ValueBytes {
+        /// Length of the value.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A new key would pass the key count.
+    #[error(
+        "{max} keys already stored (max_keys); the plugin must delete keys, or raise `max_keys` in its state grant"
+    )]
+    Keys {
+        /// The limit.
+        max: usize,
+    },
+    /// The entry would pass the byte total.
+    #[error(
+        "{used} bytes stored, this write needs {needed} more, max_total_bytes is {max}; the plugin must delete keys, or raise `max_total_bytes` in its state grant"
+    )]
+    TotalBytes {
+        /// Bytes of keys plus values stored now.
+        used: u64,
+        /// Bytes the write would add (net of the entry it replaces).
+        needed: u64,
+        /// The limit.
+        max: u64,
+    },
 }
 
 /// Why the store failed.
@@ -49,44 +160,55 @@ pub enum StateStoreError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A quota in [`StateQuota`] would be exceeded.
+    /// The file is already open: another host process (or another store
+    /// in this one) holds its lock.
+    #[error(
+        "state file {path} is already open (another `vigil run` on the same state_dir?); stop it, or give this host its own state_dir"
+    )]
+    InUse {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The database refused the operation: corrupted file, failed commit.
+    #[error("state file {path}: {source}")]
+    Store {
+        /// The file.
+        path: PathBuf,
+        /// What redb reported.
+        source: redb::Error,
+    },
+    /// A limit in [`StateQuota`] would be passed.
     #[error("state quota exceeded: {0}")]
-    Quota(&'static str),
+    Quota(QuotaExceeded),
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
-enum Op {
-    Set {
-        k: String,
-        v: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        exp: Option<u64>,
-    },
-    Del {
-        k: String,
-    },
-}
-
-#[derive(Debug, Clone)]
-struct Entry {
-    value: String,
-    /// Expiry, milliseconds since the Unix epoch.
-    expires_ms: Option<u64>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    entries: HashMap<String, Entry>,
-    writer: BufWriter<File>,
+impl StateStoreError {
+    fn from_redb(path: &Path, error: impl Into<redb::Error>) -> Self {
+        let path = path.to_owned();
+        match error.into() {
+            redb::Error::Io(source) => StateStoreError::Io { path, source },
+            redb::Error::DatabaseAlreadyOpen => StateStoreError::InUse { path },
+            source => StateStoreError::Store { path, source },
+        }
+    }
 }
 
 /// One plugin's persistent key-value store.
-#[derive(Debug)]
 pub struct StateStore {
     path: PathBuf,
     quota: StateQuota,
-    inner: Mutex<Inner>,
+    db: Database,
+    /// A commit since the last durable one: `flush` has work to do.
+    unflushed: AtomicBool,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("path", &self.path)
+            .field("quota", &self.quota)
+            .finish_non_exhaustive()
+    }
 }
 
 fn now_ms() -> u64 {
@@ -95,80 +217,60 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+fn is_live(expires_ms: Option<u64>, now: u64) -> bool {
+    expires_ms.is_none_or(|exp| exp > now)
+}
+
+fn open_database(path: &Path) -> Result<Database, StateStoreError> {
+    Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|e| StateStoreError::from_redb(path, e))
+}
+
 impl StateStore {
-    /// Open (or create) the store at `path`, replaying its operations.
+    /// Open (or create) the store at `path`, importing the JSON Lines file
+    /// of the same name (extension `jsonl`) the first time, and removing
+    /// entries that expired while the host was down.
     pub fn open(path: &Path, quota: StateQuota) -> Result<Self, StateStoreError> {
-        let io = |source| StateStoreError::Io {
-            path: path.to_owned(),
-            source,
-        };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            std::fs::create_dir_all(dir).map_err(|source| StateStoreError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         }
-        let mut entries = HashMap::new();
-        let mut ops = 0usize;
-        if let Ok(file) = File::open(path) {
-            for (index, line) in BufReader::new(file).lines().enumerate() {
-                let line = line.map_err(io)?;
-                match serde_json::from_str::<Op>(&line) {
-                    Ok(Op::Set { k, v, exp }) => {
-                        entries.insert(
-                            k,
-                            Entry {
-                                value: v,
-                                expires_ms: exp,
-                            },
-                        );
-                    }
-                    Ok(Op::Del { k }) => {
-                        entries.remove(&k);
-                    }
-                    Err(e) => tracing::warn!(
-                        file = %path.display(),
-                        line = index + 1,
-                        error = %e,
-                        "skipping an unreadable state record (torn write?)"
-                    ),
-                }
-                ops += 1;
-            }
-        }
-        let now = now_ms();
-        entries.retain(|_, e| e.expires_ms.is_none_or(|exp| exp > now));
-        let compact = ops > 2 * entries.len() + 1024;
-        if compact {
-            write_snapshot(path, &entries).map_err(io)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
-        Ok(StateStore {
+        let legacy = path.with_extension("jsonl");
+        let db = if legacy != path && legacy.is_file() && !path.exists() {
+            import_jsonl(&legacy, path, &quota)?
+        } else {
+            open_database(path)?
+        };
+        let store = StateStore {
             path: path.to_owned(),
             quota,
-            inner: Mutex::new(Inner {
-                entries,
-                writer: BufWriter::new(file),
-            }),
-        })
+            db,
+            unflushed: AtomicBool::new(false),
+        };
+        // Creates the tables on first open, so reads never meet a missing one.
+        store.write(|tables| tables.sweep(now_ms()).map(Ok))?;
+        store.flush()?;
+        Ok(store)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave `entries` half-updated
-        // (each operation is a single insert/remove), so a poisoned lock is safe to reuse.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn fail(&self, error: impl Into<redb::Error>) -> StateStoreError {
+        StateStoreError::from_redb(&self.path, error)
     }
 
     /// The live value of `key`.
-    pub fn get(&self, key: &str) -> Option<String> {
+    pub fn get(&self, key: &str) -> Result<Option<String>, StateStoreError> {
         let now = now_ms();
-        let inner = self.lock();
-        let entry = inner.entries.get(key)?;
-        entry
-            .expires_ms
-            .is_none_or(|exp| exp > now)
-            .then(|| entry.value.clone())
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| self.fail(e))?;
+        let Some(found) = entries.get(key).map_err(|e| self.fail(e))? else {
+            return Ok(None);
+        };
+        let (expires_ms, value) = found.value();
+        Ok(is_live(expires_ms, now).then(|| value.to_owned()))
     }
 
     /// Store `value` under `key`, expiring after `ttl_seconds` if given.
@@ -178,69 +280,86 @@ impl StateStore {
         value: &str,
         ttl_seconds: Option<u64>,
     ) -> Result<(), StateStoreError> {
+        // Guest-controlled sizes: refused before they reach the store.
         if key.len() > self.quota.max_key_bytes {
-            return Err(StateStoreError::Quota("key too long"));
+            return Err(StateStoreError::Quota(QuotaExceeded::KeyBytes {
+                bytes: key.len(),
+                max: self.quota.max_key_bytes,
+            }));
         }
         if value.len() > self.quota.max_value_bytes {
-            return Err(StateStoreError::Quota("value too large"));
+            return Err(StateStoreError::Quota(QuotaExceeded::ValueBytes {
+                bytes: value.len(),
+                max: self.quota.max_value_bytes,
+            }));
         }
         let now = now_ms();
-        let mut inner = self.lock();
-        if !inner.entries.contains_key(key) && inner.entries.len() >= self.quota.max_keys {
-            // Make room from expired entries before refusing.
-            inner
-                .entries
-                .retain(|_, e| e.expires_ms.is_none_or(|exp| exp > now));
-            if inner.entries.len() >= self.quota.max_keys {
-                return Err(StateStoreError::Quota("too many keys"));
-            }
-        }
         // Guest-controlled TTL: saturate instead of overflowing.
         let expires_ms = ttl_seconds.map(|t| now.saturating_add(t.saturating_mul(1000)));
-        let op = Op::Set {
-            k: key.to_owned(),
-            v: value.to_owned(),
-            exp: expires_ms,
-        };
-        self.append(&mut inner, &op)?;
-        inner.entries.insert(
-            key.to_owned(),
-            Entry {
-                value: value.to_owned(),
-                expires_ms,
-            },
-        );
-        Ok(())
+        self.write(|tables| {
+            if let Err(first) = tables.admit(&self.quota, key, value)? {
+                // Expired entries still hold their bytes: release them and
+                // look again before refusing.
+                if tables.sweep(now)? == 0 {
+                    return Ok(Err(first));
+                }
+                if let Err(again) = tables.admit(&self.quota, key, value)? {
+                    return Ok(Err(again));
+                }
+            }
+            tables.insert(key, value, expires_ms).map(Ok)
+        })
     }
 
     /// Remove `key`.
     pub fn delete(&self, key: &str) -> Result<(), StateStoreError> {
-        let mut inner = self.lock();
-        if inner.entries.remove(key).is_some() {
-            self.append(&mut inner, &Op::Del { k: key.to_owned() })?;
-        }
-        Ok(())
+        self.write(|tables| tables.remove(key).map(|_| Ok(())))
     }
 
-    /// Write buffered operations to the file. Called after every plugin call.
+    /// Make every write so far durable (one fsynced commit; nothing to do
+    /// when nothing was written). Called after every plugin call.
     pub fn flush(&self) -> Result<(), StateStoreError> {
-        self.lock()
-            .writer
-            .flush()
-            .map_err(|source| StateStoreError::Io {
-                path: self.path.clone(),
-                source,
-            })
+        if !self.unflushed.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // A default write transaction commits with `Durability::Immediate`,
+        // which makes the non-durable commits before it durable too.
+        let result = self
+            .db
+            .begin_write()
+            .map_err(redb::Error::from)
+            .and_then(|txn| txn.commit().map_err(redb::Error::from));
+        result.map_err(|e| {
+            self.unflushed.store(true, Ordering::Release);
+            self.fail(e)
+        })
     }
 
-    fn append(&self, inner: &mut Inner, op: &Op) -> Result<(), StateStoreError> {
-        let io = |source| StateStoreError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let mut line = serde_json::to_vec(op).map_err(|e| io(std::io::Error::other(e)))?;
-        line.push(b'\n');
-        inner.writer.write_all(&line).map_err(io)
+    /// Run `op` in one non-durable write transaction. `op` returns a quota
+    /// refusal as `Ok(Err(..))`; what it did before refusing (a sweep) is
+    /// committed all the same.
+    fn write<T>(
+        &self,
+        op: impl FnOnce(&mut Tables<'_>) -> Result<Result<T, QuotaExceeded>, redb::Error>,
+    ) -> Result<T, StateStoreError> {
+        let outcome = (|| {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            let outcome = {
+                let mut tables = Tables::open(&txn)?;
+                op(&mut tables)?
+            };
+            txn.commit()?;
+            Ok::<_, redb::Error>(outcome)
+        })()
+        .map_err(|e| self.fail(e))?;
+        self.unflushed.store(true, Ordering::Release);
+        outcome.map_err(StateStoreError::Quota)
+    }
+
+    #[cfg(test)]
+    fn cache_bytes(&self) -> usize {
+        self.db.cache_stats().used_bytes()
     }
 }
 
@@ -252,31 +371,226 @@ impl Drop for StateStore {
     }
 }
 
-/// Replace the file with one `set` per live entry, atomically.
-fn write_snapshot(path: &Path, entries: &HashMap<String, Entry>) -> std::io::Result<()> {
-    let tmp = path.with_extension("jsonl.compact");
-    let mut out = BufWriter::new(File::create(&tmp)?);
-    for (k, e) in entries {
-        let op = Op::Set {
-            k: k.clone(),
-            v: e.value.clone(),
-            exp: e.expires_ms,
-        };
-        serde_json::to_writer(&mut out, &op).map_err(std::io::Error::other)?;
-        out.write_all(b"\n")?;
+/// The tables of one write transaction, and the operations that keep them
+/// consistent with each other.
+struct Tables<'t> {
+    entries: Table<'t, &'static str, (Option<u64>, &'static str)>,
+    expiries: Table<'t, (u64, &'static str), ()>,
+    meta: Table<'t, &'static str, u64>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, redb::Error> {
+        Ok(Tables {
+            entries: txn.open_table(ENTRIES)?,
+            expiries: txn.open_table(EXPIRIES)?,
+            meta: txn.open_table(META)?,
+        })
     }
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    std::fs::rename(tmp, path)
+
+    fn total_bytes(&self) -> Result<u64, redb::Error> {
+        Ok(self.meta.get(TOTAL_BYTES)?.map_or(0, |v| v.value()))
+    }
+
+    fn set_total_bytes(&mut self, total: u64) -> Result<(), redb::Error> {
+        self.meta.insert(TOTAL_BYTES, total)?;
+        Ok(())
+    }
+
+    /// Bytes of the entry under `key`, if there is one.
+    fn entry_bytes(&self, key: &str) -> Result<Option<u64>, redb::Error> {
+        Ok(self
+            .entries
+            .get(key)?
+            .map(|found| (key.len() + found.value().1.len()) as u64))
+    }
+
+    /// Whether writing `key` = `value` stays within `quota`.
+    fn admit(
+        &self,
+        quota: &StateQuota,
+        key: &str,
+        value: &str,
+    ) -> Result<Result<(), QuotaExceeded>, redb::Error> {
+        let old = self.entry_bytes(key)?;
+        if old.is_none() && self.entries.len()? >= quota.max_keys as u64 {
+            return Ok(Err(QuotaExceeded::Keys {
+                max: quota.max_keys,
+            }));
+        }
+        let used = self.total_bytes()?;
+        let new = (key.len() + value.len()) as u64;
+        let after = used.saturating_sub(old.unwrap_or(0)).saturating_add(new);
+        if after > quota.max_total_bytes {
+            return Ok(Err(QuotaExceeded::TotalBytes {
+                used,
+                needed: after - used,
+                max: quota.max_total_bytes,
+            }));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Store `key` = `value`, replacing any entry and its expiry.
+    fn insert(
+        &mut self,
+        key: &str,
+        value: &str,
+        expires_ms: Option<u64>,
+    ) -> Result<(), redb::Error> {
+        self.remove(key)?;
+        self.entries.insert(key, (expires_ms, value))?;
+        if let Some(exp) = expires_ms {
+            self.expiries.insert((exp, key), ())?;
+        }
+        let total = self.total_bytes()?;
+        self.set_total_bytes(total.saturating_add((key.len() + value.len()) as u64))
+    }
+
+    /// Remove `key` and its expiry; whether it was there.
+    fn remove(&mut self, key: &str) -> Result<bool, redb::Error> {
+        let removed = self.entries.remove(key)?.map(|old| {
+            let (expires_ms, value) = old.value();
+            (expires_ms, (key.len() + value.len()) as u64)
+        });
+        let Some((expires_ms, bytes)) = removed else {
+            return Ok(false);
+        };
+        if let Some(exp) = expires_ms {
+            self.expiries.remove((exp, key))?;
+        }
+        let total = self.total_bytes()?;
+        self.set_total_bytes(total.saturating_sub(bytes))?;
+        Ok(true)
+    }
+
+    /// Remove every entry expired at `now`; how many there were.
+    fn sweep(&mut self, now: u64) -> Result<u64, redb::Error> {
+        let mut freed = 0u64;
+        let mut swept = 0u64;
+        // Expired means `exp <= now`: every index row before (now + 1, "").
+        for row in self
+            .expiries
+            .extract_from_if(..(now.saturating_add(1), ""), |_, _| true)?
+        {
+            let (index, _) = row?;
+            let (exp, key) = index.value();
+            let current = self.entries.get(key)?.map(|found| found.value().0);
+            // The index row of an overwritten entry is removed with it, so
+            // a mismatch means a stale row: drop it, keep the entry.
+            if current == Some(Some(exp)) {
+                if let Some(old) = self.entries.remove(key)? {
+                    freed += (key.len() + old.value().1.len()) as u64;
+                }
+                swept += 1;
+            }
+        }
+        if freed > 0 {
+            let total = self.total_bytes()?;
+            self.set_total_bytes(total.saturating_sub(freed))?;
+        }
+        Ok(swept)
+    }
+}
+
+/// One line of the old JSON Lines state file.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum LegacyOp {
+    Set {
+        k: String,
+        v: String,
+        #[serde(default)]
+        exp: Option<u64>,
+    },
+    Del {
+        k: String,
+    },
+}
+
+/// Build the database at `path` from the JSON Lines file `legacy`. The
+/// database is built beside it and renamed into place once committed, so a
+/// host killed mid-import imports again next time rather than starting
+/// from a half-filled store. Entries are kept even past `quota` (they were
+/// the plugin's state a moment ago); the plugin's next writes are refused
+/// until it deletes enough.
+fn import_jsonl(
+    legacy: &Path,
+    path: &Path,
+    quota: &StateQuota,
+) -> Result<Database, StateStoreError> {
+    let io = |at: &Path| {
+        let at = at.to_owned();
+        move |source| StateStoreError::Io { path: at, source }
+    };
+    let staging = path.with_extension("redb.importing");
+    match std::fs::remove_file(&staging) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&staging)(e)),
+        _ => {}
+    }
+    let db = open_database(&staging)?;
+    let fail = |e: redb::Error| StateStoreError::from_redb(&staging, e);
+    let txn = db.begin_write().map_err(|e| fail(e.into()))?;
+    let (records, keys, bytes) = {
+        let mut tables = Tables::open(&txn).map_err(fail)?;
+        let file = File::open(legacy).map_err(io(legacy))?;
+        let mut records = 0usize;
+        for (index, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(io(legacy))?;
+            match serde_json::from_str::<LegacyOp>(&line) {
+                Ok(LegacyOp::Set { k, v, exp }) => tables.insert(&k, &v, exp).map_err(fail)?,
+                Ok(LegacyOp::Del { k }) => {
+                    tables.remove(&k).map_err(fail)?;
+                }
+                Err(e) => tracing::warn!(
+                    file = %legacy.display(),
+                    line = index + 1,
+                    error = %e,
+                    "skipping an unreadable state record (torn write?)"
+                ),
+            }
+            records += 1;
+        }
+        tables.sweep(now_ms()).map_err(fail)?;
+        let keys = tables.entries.len().map_err(|e| fail(e.into()))?;
+        (records, keys, tables.total_bytes().map_err(fail)?)
+    };
+    txn.commit().map_err(|e| fail(e.into()))?;
+    drop(db);
+    std::fs::rename(&staging, path).map_err(io(path))?;
+    tracing::info!(
+        from = %legacy.display(),
+        to = %path.display(),
+        records,
+        keys,
+        bytes,
+        "imported plugin state; the old file is no longer read and may be deleted"
+    );
+    if keys > quota.max_keys as u64 || bytes > quota.max_total_bytes {
+        tracing::warn!(
+            file = %path.display(),
+            keys,
+            bytes,
+            max_keys = quota.max_keys,
+            max_total_bytes = quota.max_total_bytes,
+            "imported state is over the plugin's quota: its writes are refused until it deletes keys, or raise the quota in its state grant"
+        );
+    }
+    open_database(path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn is_quota(result: Result<(), StateStoreError>) -> bool {
+        matches!(result, Err(StateStoreError::Quota(_)))
+    }
+
     #[test]
     fn values_survive_reopening_and_deletes_stick() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("p.state.jsonl");
+        let path = dir.path().join("p.state.redb");
         {
             let store = StateStore::open(&path, StateQuota::default()).expect("open");
             store.set("a", "1", None).expect("set");
@@ -284,22 +598,22 @@ mod tests {
             store.delete("b").expect("delete");
         }
         let store = StateStore::open(&path, StateQuota::default()).expect("reopen");
-        assert_eq!(store.get("a").as_deref(), Some("1"));
-        assert_eq!(store.get("b"), None);
+        assert_eq!(store.get("a").expect("get").as_deref(), Some("1"));
+        assert_eq!(store.get("b").expect("get"), None);
     }
 
     #[test]
-    fn a_torn_last_line_is_skipped_not_fatal() {
+    fn a_torn_last_line_of_an_old_jsonl_file_is_skipped_not_fatal() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("p.state.jsonl");
         std::fs::write(
-            &path,
+            dir.path().join("p.state.jsonl"),
             "{\"op\":\"set\",\"k\":\"a\",\"v\":\"1\"}\n{\"op\":\"set\",\"k\":\"b\",",
         )
         .expect("write");
-        let store = StateStore::open(&path, StateQuota::default()).expect("open");
-        assert_eq!(store.get("a").as_deref(), Some("1"));
-        assert_eq!(store.get("b"), None);
+        let store = StateStore::open(&dir.path().join("p.state.redb"), StateQuota::default())
+            .expect("open");
+        assert_eq!(store.get("a").expect("get").as_deref(), Some("1"));
+        assert_eq!(store.get("b").expect("get"), None);
     }
 
     #[test]
@@ -307,7 +621,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = StateStore::open(&dir.path().join("s"), StateQuota::default()).expect("open");
         store.set("gone", "x", Some(0)).expect("set");
-        assert_eq!(store.get("gone"), None);
+        assert_eq!(store.get("gone").expect("get"), None);
     }
 
     #[test]
@@ -317,23 +631,207 @@ mod tests {
             max_keys: 1,
             max_key_bytes: 8,
             max_value_bytes: 4,
+            ..StateQuota::default()
         };
         let store = StateStore::open(&dir.path().join("s"), quota).expect("open");
-        assert!(matches!(
-            store.set("k", "12345", None),
-            Err(StateStoreError::Quota(_))
-        ));
-        assert!(matches!(
-            store.set("much-too-long-key", "1", None),
-            Err(StateStoreError::Quota(_))
-        ));
+        assert!(is_quota(store.set("k", "12345", None)));
+        assert!(is_quota(store.set("much-too-long-key", "1", None)));
         store.set("k", "1", None).expect("first key fits");
         store
             .set("k", "2", None)
             .expect("overwriting is not a new key");
-        assert!(matches!(
-            store.set("j", "1", None),
-            Err(StateStoreError::Quota(_))
-        ));
+        assert!(is_quota(store.set("j", "1", None)));
+    }
+
+    #[test]
+    fn growth_past_max_total_bytes_is_refused_while_host_memory_and_disk_stay_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big.state.redb");
+        let quota = StateQuota {
+            max_total_bytes: 4 << 20,
+            ..StateQuota::default()
+        };
+        let store = StateStore::open(&path, quota).expect("open");
+        let value = "v".repeat(64 * 1024);
+        // Keys "k00".."k62" are 3 bytes: 63 entries of 65,539 bytes fit in
+        // 4 MiB, the 64th does not.
+        let mut stored = 0;
+        let refusal = loop {
+            match store.set(&format!("k{stored:02}"), &value, None) {
+                Ok(()) => stored += 1,
+                Err(e) => break e,
+            }
+            store.flush().expect("flush");
+            assert!(stored < 1000, "never refused");
+        };
+        assert_eq!(stored, 63);
+        assert!(
+            matches!(
+                refusal,
+                StateStoreError::Quota(QuotaExceeded::TotalBytes { .. })
+            ),
+            "{refusal}"
+        );
+        assert!(
+            store.cache_bytes() <= CACHE_BYTES,
+            "{} bytes cached",
+            store.cache_bytes()
+        );
+        // Overwriting with a value of the same size adds nothing.
+        store
+            .set("k00", &value, None)
+            .expect("overwrite at the limit");
+        let on_disk = std::fs::metadata(&path).expect("stat").len();
+        assert!(
+            on_disk <= 3 * quota.max_total_bytes,
+            "{on_disk} bytes on disk for a {} byte quota",
+            quota.max_total_bytes
+        );
+
+        for i in 0..10 {
+            store.delete(&format!("k{i:02}")).expect("delete");
+        }
+        store.flush().expect("flush");
+        for i in 0..10 {
+            store
+                .set(&format!("n{i:02}"), &value, None)
+                .expect("room again after deleting");
+            store.flush().expect("flush");
+        }
+        assert!(is_quota(store.set("one-more", &value, None)));
+        let on_disk = std::fs::metadata(&path).expect("stat").len();
+        assert!(
+            on_disk <= 3 * quota.max_total_bytes,
+            "{on_disk} bytes on disk after reusing space"
+        );
+    }
+
+    #[test]
+    fn values_and_quota_accounting_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.state.redb");
+        let quota = StateQuota {
+            max_total_bytes: 10,
+            ..StateQuota::default()
+        };
+        {
+            let store = StateStore::open(&path, quota).expect("open");
+            store.set("a", "1234", None).expect("5 bytes");
+            store.set("b", "1234", None).expect("10 bytes");
+            // Overwriting `a` with a shorter value frees 3 bytes.
+            store.set("a", "1", None).expect("7 bytes");
+        }
+        let store = StateStore::open(&path, quota).expect("reopen");
+        assert_eq!(store.get("b").expect("get").as_deref(), Some("1234"));
+        assert!(is_quota(store.set("c", "123", None)), "11 bytes");
+        store.set("c", "12", None).expect("exactly 10 bytes");
+    }
+
+    #[test]
+    fn expired_entries_release_their_bytes_when_room_is_needed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let quota = StateQuota {
+            max_total_bytes: 10,
+            ..StateQuota::default()
+        };
+        let store = StateStore::open(&dir.path().join("s"), quota).expect("open");
+        store.set("a", "1234", Some(0)).expect("expires at once");
+        store.set("b", "1234", Some(3600)).expect("lives an hour");
+        store
+            .set("c", "1234", None)
+            .expect("fits once `a` is swept");
+        assert!(is_quota(store.set("d", "1", None)), "b and c are live");
+        assert_eq!(store.get("b").expect("get").as_deref(), Some("1234"));
+        assert_eq!(store.get("a").expect("get"), None);
+    }
+
+    #[test]
+    fn an_old_jsonl_file_is_imported_once_and_then_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let legacy = dir.path().join("p.state.jsonl");
+        let path = dir.path().join("p.state.redb");
+        std::fs::write(
+            &legacy,
+            concat!(
+                "{\"op\":\"set\",\"k\":\"a\",\"v\":\"1\"}\n",
+                "{\"op\":\"set\",\"k\":\"b\",\"v\":\"2\"}\n",
+                "{\"op\":\"set\",\"k\":\"a\",\"v\":\"3\"}\n",
+                "{\"op\":\"del\",\"k\":\"b\"}\n",
+                "{\"op\":\"set\",\"k\":\"old\",\"v\":\"x\",\"exp\":1}\n",
+                "{\"op\":\"set\",\"k\":\"later\",\"v\":\"y\",\"exp\":18446744073709551615}\n",
+            ),
+        )
+        .expect("write");
+        {
+            let store = StateStore::open(&path, StateQuota::default()).expect("open");
+            assert_eq!(store.get("a").expect("get").as_deref(), Some("3"));
+            assert_eq!(store.get("b").expect("get"), None);
+            assert_eq!(store.get("old").expect("get"), None);
+            assert_eq!(store.get("later").expect("get").as_deref(), Some("y"));
+            store.set("a", "4", None).expect("set");
+        }
+        assert!(legacy.exists(), "the old file is left in place");
+        assert!(!path.with_extension("redb.importing").exists());
+        let store = StateStore::open(&path, StateQuota::default()).expect("reopen");
+        assert_eq!(
+            store.get("a").expect("get").as_deref(),
+            Some("4"),
+            "not imported a second time"
+        );
+        let quota = StateQuota {
+            max_total_bytes: 8,
+            ..StateQuota::default()
+        };
+        drop(store);
+        let store = StateStore::open(&path, quota).expect("reopen");
+        // a=4 (2 bytes) + later=y (6 bytes) were counted by the import.
+        assert!(is_quota(store.set("z", "1", None)));
+    }
+
+    #[test]
+    fn flushed_writes_are_on_disk_while_the_store_is_still_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.state.redb");
+        let store = StateStore::open(&path, StateQuota::default()).expect("open");
+        store.set("a", "1", None).expect("set");
+        store.flush().expect("flush");
+        // What a host killed now would leave behind.
+        let copy = dir.path().join("copy.state.redb");
+        std::fs::copy(&path, &copy).expect("copy");
+        let after_crash = StateStore::open(&copy, StateQuota::default()).expect("open copy");
+        assert_eq!(after_crash.get("a").expect("get").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn a_store_already_open_is_reported_as_in_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.state.redb");
+        let _first = StateStore::open(&path, StateQuota::default()).expect("open");
+        let err = StateStore::open(&path, StateQuota::default()).expect_err("locked");
+        assert!(matches!(err, StateStoreError::InUse { .. }), "{err}");
+    }
+
+    /// The timing quoted in the module doc; prints, checks nothing.
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn ten_thousand_sets_take_a_fraction_of_a_second_when_only_flush_fsyncs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = StateStore::open(&dir.path().join("t"), StateQuota::default()).expect("open");
+        let started = std::time::Instant::now();
+        for i in 0..10_000 {
+            store
+                .set(&format!("fail/user{i}"), "0123456789abcdef", None)
+                .expect("set");
+        }
+        store.flush().expect("flush");
+        eprintln!("10,000 non-durable sets + 1 flush: {:?}", started.elapsed());
+        let started = std::time::Instant::now();
+        for i in 0..10_000 {
+            store
+                .set(&format!("fail/user{i}"), "0123456789abcdef", None)
+                .expect("set");
+            store.flush().expect("flush");
+        }
+        eprintln!("10,000 sets, each flushed: {:?}", started.elapsed());
     }
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 use wasmtime::component::{HasData, Linker};
 
 use super::Capability;
-use crate::audit::tape::{RecordedError, Tape};
+use crate::audit::tape::{RecordedError, Refusal, Tape};
 use crate::bindings::vigil::plugin::state as wit;
 use crate::state_store::{StateStore, StateStoreError};
 
@@ -78,11 +78,22 @@ impl RecordedError for wit::Error {
     }
 }
 
-fn to_wit(e: StateStoreError) -> wit::Error {
+fn to_wit(e: &StateStoreError) -> wit::Error {
     match e {
         StateStoreError::Quota(_) => wit::Error::QuotaExceeded,
         // The plugin learns that storage failed, not where the host keeps it.
         StateStoreError::Io { source, .. } => wit::Error::Unavailable(source.kind().to_string()),
+        StateStoreError::InUse { .. } => wit::Error::Unavailable("state in use".into()),
+        StateStoreError::Store { .. } => wit::Error::Unavailable("storage error".into()),
+    }
+}
+
+/// The error the plugin gets, with the full message (which quota, which
+/// file) as the audit record's detail.
+fn refusal(e: StateStoreError) -> Refusal<wit::Error> {
+    Refusal {
+        error: to_wit(&e),
+        detail: Some(e.to_string()),
     }
 }
 
@@ -90,9 +101,9 @@ impl wit::Host for State<'_> {
     fn get(&mut self, key: String) -> Result<Option<String>, wit::Error> {
         let ctx = &*self.ctx;
         let args = json!({ "key": key });
-        self.tape.call(Capability::State, "get", args, || {
+        self.tape.call_detailed(Capability::State, "get", args, || {
             ctx.check(&key)?;
-            Ok(ctx.store.get(&key))
+            ctx.store.get(&key).map_err(refusal)
         })
     }
 
@@ -104,19 +115,20 @@ impl wit::Host for State<'_> {
     ) -> Result<(), wit::Error> {
         let ctx = &*self.ctx;
         let args = json!({ "key": key, "value": value, "ttl-seconds": ttl_seconds });
-        self.tape.call(Capability::State, "set", args, || {
+        self.tape.call_detailed(Capability::State, "set", args, || {
             ctx.check(&key)?;
-            ctx.store.set(&key, &value, ttl_seconds).map_err(to_wit)
+            ctx.store.set(&key, &value, ttl_seconds).map_err(refusal)
         })
     }
 
     fn delete(&mut self, key: String) -> Result<(), wit::Error> {
         let ctx = &*self.ctx;
         let args = json!({ "key": key });
-        self.tape.call(Capability::State, "delete", args, || {
-            ctx.check(&key)?;
-            ctx.store.delete(&key).map_err(to_wit)
-        })
+        self.tape
+            .call_detailed(Capability::State, "delete", args, || {
+                ctx.check(&key)?;
+                ctx.store.delete(&key).map_err(refusal)
+            })
     }
 }
 
@@ -142,8 +154,12 @@ mod tests {
     use crate::state_store::StateQuota;
 
     fn ctx(prefixes: &[&str]) -> (tempfile::TempDir, StateCtx) {
+        ctx_with_quota(prefixes, StateQuota::default())
+    }
+
+    fn ctx_with_quota(prefixes: &[&str], quota: StateQuota) -> (tempfile::TempDir, StateCtx) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = StateStore::open(&dir.path().join("s"), StateQuota::default()).expect("open");
+        let store = StateStore::open(&dir.path().join("s"), quota).expect("open");
         let prefixes: Vec<String> = prefixes.iter().map(|p| (*p).to_owned()).collect();
         (dir, StateCtx::new(Arc::new(store), prefixes.into()))
     }
@@ -181,5 +197,30 @@ mod tests {
             tape: &mut tape,
         };
         assert_eq!(state.get("anything".into()), Err(wit::Error::AccessDenied));
+    }
+
+    #[test]
+    fn a_set_over_quota_is_recorded_as_a_quota_exceeded_error_value() {
+        let quota = StateQuota {
+            max_total_bytes: 8,
+            ..StateQuota::default()
+        };
+        let (_dir, mut ctx) = ctx_with_quota(&["k/"], quota);
+        let mut tape = Tape::default();
+        let mut state = State {
+            ctx: &mut ctx,
+            tape: &mut tape,
+        };
+        assert_eq!(state.set("k/a".into(), "12345".into(), None), Ok(()));
+        assert_eq!(
+            state.set("k/b".into(), "1".into(), None),
+            Err(wit::Error::QuotaExceeded)
+        );
+        let (calls, _) = tape.into_calls();
+        let refused = &calls[1];
+        assert_eq!(refused.status, crate::audit::record::CallStatus::Failed);
+        assert_eq!(refused.result, json!({ "error": "quota-exceeded" }));
+        let detail = refused.detail.as_deref().unwrap_or_default();
+        assert!(detail.contains("max_total_bytes"), "{detail}");
     }
 }
