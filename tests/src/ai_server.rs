@@ -10,6 +10,10 @@
 //! - `slow`: answers after [`SLOW`];
 //! - `error`: HTTP 500;
 //! - `malformed`: HTTP 200 whose message is not the JSON asked for;
+//! - `fenced`, `prose`, `synonyms`: the valid answer the way real models
+//!   give it: in a Markdown code fence tagged `json`; inside prose; with
+//!   near-synonym, mixed-case keys, technique names after the ids and
+//!   `Critical` for the priority (which means `immediate`);
 //! - `huge`: a 2 MiB body;
 //! - `redirect`: 307 to the URL given by [`AiServer::redirect_to`].
 
@@ -154,13 +158,14 @@ fn serve(
     received.lock().expect("lock").push(request);
 
     let mode = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    let answer = |summary: &str| {
-        let content = serde_json::json!({
+    let object = |summary: &str| {
+        serde_json::json!({
             "summary": summary,
             "techniques": ["T1059.001", "T1027"],
             "priority": "high",
         })
-        .to_string();
+    };
+    let completion = |content: String| {
         serde_json::json!({
             "id": "chatcmpl-test",
             "object": "chat.completion",
@@ -169,6 +174,8 @@ fn serve(
         .to_string()
         .into_bytes()
     };
+    let answer = |summary: &str| completion(object(summary).to_string());
+    let pretty = |value: &serde_json::Value| serde_json::to_string_pretty(value).expect("json");
     let (status, extra, body) = match mode {
         "ok" => ("200 OK", String::new(), answer(SUMMARY)),
         "echo-auth" => (
@@ -186,6 +193,28 @@ fn serve(
                 "choices": [{ "message": { "role": "assistant", "content": "Sure! Here is my analysis: it looks bad." } }],
             });
             ("200 OK", String::new(), body.to_string().into_bytes())
+        }
+        "fenced" => (
+            "200 OK",
+            String::new(),
+            completion(format!("```json\n{}\n```", pretty(&object(SUMMARY)))),
+        ),
+        "prose" => (
+            "200 OK",
+            String::new(),
+            completion(format!(
+                "Here is my assessment of the finding {{rule vigil.x}}:\n\n{}\n\n\
+                 In short: treat the host as compromised until proven otherwise.",
+                pretty(&object(SUMMARY))
+            )),
+        ),
+        "synonyms" => {
+            let content = serde_json::json!({
+                "Analysis": SUMMARY,
+                "MITRE_Techniques": ["T1059.001 - PowerShell", "t1027 (Obfuscated Files or Information)"],
+                "Severity": "Critical",
+            });
+            ("200 OK", String::new(), completion(content.to_string()))
         }
         "huge" => ("200 OK", String::new(), vec![b'x'; 2 << 20]),
         "redirect" => {

@@ -177,6 +177,36 @@ fn an_allowed_call_enriches_with_the_secret_reaching_only_the_server_and_replays
 }
 
 #[test]
+fn answers_in_fences_in_prose_or_with_synonym_keys_enrich_every_finding() {
+    let server = AiServer::start();
+    for (mode, priority) in [
+        ("fenced", "high"),
+        ("prose", "high"),
+        ("synonyms", "immediate"),
+    ] {
+        let (_pack, _audit, findings) = enrich_run(&server.base_url(mode), &server.origin(), 2);
+        assert_eq!(findings.len(), 2, "{mode}");
+        for f in &findings {
+            match enrichment(f) {
+                EnrichmentResult::Enriched {
+                    summary,
+                    techniques,
+                    priority: got,
+                    source,
+                } => {
+                    assert_eq!(summary, SUMMARY, "{mode}");
+                    assert_eq!(techniques, &["T1059.001", "T1027"], "{mode}");
+                    assert_eq!(got, priority, "{mode}");
+                    assert_eq!(source, "test-model", "{mode}");
+                }
+                other => panic!("{mode}: not enriched: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(server.requests().len(), 6);
+}
+
+#[test]
 fn a_server_echoing_the_secret_cannot_leak_it_to_the_guest_or_the_log() {
     let server = AiServer::start();
     let (_pack, audit, findings) = enrich_run(&server.base_url("echo-auth"), &server.origin(), 1);
@@ -240,7 +270,7 @@ fn failures_of_the_service_leave_findings_unenriched_with_the_reason() {
     for (mode, says) in [
         ("huge", "response larger than the grant allows"),
         ("error", "HTTP 500"),
-        ("malformed", "not JSON"),
+        ("malformed", "no JSON object"),
     ] {
         let (_pack, _audit, findings) = enrich_run(&server.base_url(mode), &server.origin(), 1);
         assert_eq!(findings.len(), 1, "{mode}");

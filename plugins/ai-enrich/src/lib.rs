@@ -14,9 +14,17 @@
 //! cause; the host then emits the finding without enrichment, with that
 //! reason, and never drops it.
 //!
+//! Real models do not always answer with the bare JSON object asked for:
+//! the answer is looked for in fences and prose, keys and values are read
+//! by meaning, and what is accepted is then validated strictly (see
+//! `answer.rs`).
+//!
 //! The logic (request building, answer validation) is plain Rust tested
 //! natively; only the export glue is Wasm-specific.
 
+mod answer;
+
+pub use answer::{Answer, parse_answer, status_reason};
 use serde_json::{Value, json};
 
 /// Plugin configuration, from `init`.
@@ -65,10 +73,15 @@ pub struct FindingView {
     pub evidence: Vec<(String, String)>,
 }
 
+// Services that honour `response_format` return bare JSON; for those that
+// do not, the instruction says the same in words, and `parse_answer` still
+// finds the object in fences or prose.
 const INSTRUCTIONS: &str = "You are a SOC analyst. Given a detection finding as JSON, answer \
-with one JSON object and nothing else: {\"summary\": string (at most 400 characters, what \
-happened and why it matters), \"techniques\": [MITRE ATT&CK technique ids like \"T1059.001\"], \
-\"priority\": one of \"low\", \"medium\", \"high\", \"immediate\"}.";
+with exactly one JSON object and nothing else (no Markdown, no text before or after it), with \
+these three keys: \"summary\": a string of at most 400 characters saying what happened and why \
+it matters; \"techniques\": a list of MITRE ATT&CK technique ids such as \"T1059.001\" (ids \
+only, no names; [] if none applies); \"priority\": one of \"low\", \"medium\", \"high\", \
+\"immediate\".";
 
 /// The chat-completions request body for `finding`.
 pub fn request_body(config: &Config, finding: &FindingView) -> Vec<u8> {
@@ -97,82 +110,13 @@ pub fn request_body(config: &Config, finding: &FindingView) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A validated answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// Analyst summary.
-    pub summary: String,
-    /// ATT&CK technique ids.
-    pub techniques: Vec<String>,
-    /// `low`, `medium`, `high` or `immediate`.
-    pub priority: String,
-}
-
-const MAX_SUMMARY_CHARS: usize = 1000;
-
-fn is_technique(id: &str) -> bool {
-    let b = id.as_bytes();
-    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
-    match b.len() {
-        5 => b[0] == b'T' && digits(&b[1..]),
-        9 => b[0] == b'T' && digits(&b[1..5]) && b[5] == b'.' && digits(&b[6..]),
-        _ => false,
-    }
-}
-
-/// Validate a chat-completions response body: the model's message must be
-/// the JSON object asked for. Every rejection says what was wrong.
-pub fn parse_answer(body: &[u8]) -> Result<Answer, String> {
-    let response: Value = serde_json::from_slice(body)
-        .map_err(|e| format!("the service's response is not JSON: {e}"))?;
-    let content = response
-        .pointer("/choices/0/message/content")
-        .and_then(Value::as_str)
-        .ok_or("the response has no choices[0].message.content string")?;
-    let answer: Value = serde_json::from_str(content.trim())
-        .map_err(|e| format!("the model's answer is not JSON: {e}"))?;
-    let summary = answer
-        .get("summary")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .ok_or("the model's answer has no non-empty `summary` string")?;
-    if summary.chars().count() > MAX_SUMMARY_CHARS {
-        return Err(format!(
-            "the model's summary is longer than {MAX_SUMMARY_CHARS} characters"
-        ));
-    }
-    let techniques = answer
-        .get("techniques")
-        .and_then(Value::as_array)
-        .ok_or("the model's answer has no `techniques` list")?
-        .iter()
-        .map(|t| {
-            t.as_str()
-                .filter(|t| is_technique(t))
-                .map(str::to_owned)
-                .ok_or_else(|| format!("`{t}` is not an ATT&CK technique id"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let priority = answer
-        .get("priority")
-        .and_then(Value::as_str)
-        .filter(|p| ["low", "medium", "high", "immediate"].contains(p))
-        .ok_or("the model's `priority` is not one of low, medium, high, immediate")?;
-    Ok(Answer {
-        summary: summary.to_owned(),
-        techniques,
-        priority: priority.to_owned(),
-    })
-}
-
 // The generated bindings and the export glue are `unsafe` ABI code.
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code, missing_docs, clippy::all)]
 mod component {
     use std::sync::OnceLock;
 
-    use super::{Config, FindingView, parse_answer, request_body};
+    use super::{Config, FindingView, parse_answer, request_body, status_reason};
 
     wit_bindgen::generate!({
         path: "../../wit",
@@ -224,23 +168,12 @@ mod component {
                 headers: vec![("content-type".into(), "application/json".into())],
                 body: request_body(config, &view),
             };
-            let response = http::send(&request).map_err(|e| {
-                PluginError::Internal(match e {
-                    http::Error::AccessDenied => {
-                        "http access denied (not granted or revoked)".into()
-                    }
-                    http::Error::RateLimited => "http rate limit reached".into(),
-                    http::Error::RequestTooLarge => "request larger than the grant allows".into(),
-                    http::Error::ResponseTooLarge => "response larger than the grant allows".into(),
-                    http::Error::Timeout => "the service did not answer in time".into(),
-                    http::Error::InvalidRequest(why) => format!("invalid request: {why}"),
-                    http::Error::ConnectionFailed(why) => format!("connection failed: {why}"),
-                })
-            })?;
+            let response =
+                http::send(&request).map_err(|e| PluginError::Internal(http_error(e)))?;
             if response.status != 200 {
-                return Err(PluginError::Internal(format!(
-                    "the service answered HTTP {}",
-                    response.status
+                return Err(PluginError::Internal(status_reason(
+                    response.status,
+                    &response.body,
                 )));
             }
             let answer = parse_answer(&response.body).map_err(PluginError::Internal)?;
@@ -258,51 +191,39 @@ mod component {
         }
     }
 
+    /// A reason for each `http` error that says what to look at next.
+    fn http_error(error: http::Error) -> String {
+        match error {
+            http::Error::AccessDenied => "http access denied (origin, method or resolved \
+                address not granted, or the capability revoked)"
+                .into(),
+            http::Error::RateLimited => "rate-limited (by the grant's requests_per_minute or \
+                by the service's Retry-After)"
+                .into(),
+            http::Error::RequestTooLarge => {
+                "request larger than the grant allows (max_request_bytes)".into()
+            }
+            http::Error::ResponseTooLarge => {
+                "response larger than the grant allows (max_response_bytes)".into()
+            }
+            http::Error::Timeout => {
+                "the service did not answer in time (the grant's timeout_ms or the \
+                 plugin's deadline)"
+                    .into()
+            }
+            http::Error::InvalidRequest(why) => format!("invalid request: {why}"),
+            http::Error::ConnectionFailed(why) => {
+                format!("connection to the service failed: {why}")
+            }
+        }
+    }
+
     export!(AiEnrich);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn answer(content: &str) -> Vec<u8> {
-        json!({ "choices": [ { "message": { "role": "assistant", "content": content } } ] })
-            .to_string()
-            .into_bytes()
-    }
-
-    #[test]
-    fn a_well_formed_answer_is_accepted() {
-        let got = parse_answer(&answer(
-            r#"{"summary":"Encoded PowerShell launched by Word.","techniques":["T1059.001","T1027"],"priority":"high"}"#,
-        ))
-        .expect("valid");
-        assert_eq!(got.techniques, ["T1059.001", "T1027"]);
-        assert_eq!(got.priority, "high");
-    }
-
-    #[test]
-    fn malformed_answers_are_rejected_with_the_reason() {
-        for (content, says) in [
-            ("not json", "not JSON"),
-            (r#"{"techniques":[],"priority":"low"}"#, "summary"),
-            (
-                r#"{"summary":"x","techniques":["rm -rf"],"priority":"low"}"#,
-                "technique id",
-            ),
-            (
-                r#"{"summary":"x","techniques":[],"priority":"urgent!!"}"#,
-                "priority",
-            ),
-        ] {
-            let err = parse_answer(&answer(content)).unwrap_err();
-            assert!(err.contains(says), "{content}: {err}");
-        }
-        let err = parse_answer(b"<html>").unwrap_err();
-        assert!(err.contains("not JSON"), "{err}");
-        let err = parse_answer(b"{\"choices\":[]}").unwrap_err();
-        assert!(err.contains("choices[0]"), "{err}");
-    }
 
     #[test]
     fn config_needs_an_http_base_url_and_a_model() {
