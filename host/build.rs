@@ -32,12 +32,18 @@ fn main() {
     let plugin_target = target_root.join("plugins");
 
     let plugins = discover_plugins(&workspace);
-    check_target_installed();
-    build_plugins(&workspace, &plugin_target, &plugins);
+    // Problems a user can fix end the build with one `cargo::error` line
+    // (cargo prints it as an error), not a panic with a backtrace.
+    if let Err(why) =
+        check_target_installed().and_then(|()| build_plugins(&workspace, &plugin_target, &plugins))
+    {
+        println!("cargo::error={why}");
+        return;
+    }
 
     let wasm_dir = plugin_target.join(TARGET).join(PROFILE);
     let mut components = Vec::new();
-    for (name, dir) in &plugins {
+    for (name, _) in &plugins {
         let file = format!("{}.wasm", name.replace('-', "_"));
         let path = wasm_dir.join(&file);
         assert!(
@@ -46,9 +52,7 @@ fn main() {
             path.display()
         );
         emit_rerun_from_dep_info(&wasm_dir.join(format!("{}.d", name.replace('-', "_"))));
-        // Only the example plugins under `plugins/` belong in the starter pack.
-        let example = dir.parent() == Some(workspace.join("plugins").as_path());
-        components.push((name.clone(), file, path, example));
+        components.push((name.clone(), file, path));
     }
 
     let starter_src = workspace.join("plugins/starter-pack");
@@ -62,7 +66,7 @@ fn main() {
     )
     .unwrap();
     writeln!(code, "pub const COMPONENTS: &[(&str, &str)] = &[").unwrap();
-    for (name, _, path, _) in &components {
+    for (name, _, path) in &components {
         writeln!(code, "    ({name:?}, {:?}),", path.display().to_string()).unwrap();
     }
     writeln!(code, "];").unwrap();
@@ -125,7 +129,7 @@ fn discover_plugins(workspace: &Path) -> Vec<(String, PathBuf)> {
     found
 }
 
-fn check_target_installed() {
+fn check_target_installed() -> Result<(), String> {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let sysroot = Command::new(&rustc)
         .args(["--print", "sysroot"])
@@ -134,16 +138,23 @@ fn check_target_installed() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
     let installed =
         sysroot.is_some_and(|s| Path::new(&s).join("lib/rustlib").join(TARGET).exists());
-    if !installed {
-        panic!(
-            "\n\nThe `{TARGET}` Rust target is not installed, so the plugins cannot be built.\n\
-             Fix: `rustup target add {TARGET}` (rust-toolchain.toml pins it, so \
-             `rustup toolchain install` in the repository root also adds it).\n\n"
-        );
+    if installed {
+        Ok(())
+    } else {
+        Err(format!(
+            "the `{TARGET}` Rust target is not installed, so the plugins cannot be built. \
+             Fix: run `rustup toolchain install` in the repository root (rust-toolchain.toml \
+             pins the toolchain and the target; needed where rustup does not install \
+             automatically, e.g. RUSTUP_AUTO_INSTALL=0), or `rustup target add {TARGET}`"
+        ))
     }
 }
 
-fn build_plugins(workspace: &Path, plugin_target: &Path, plugins: &[(String, PathBuf)]) {
+fn build_plugins(
+    workspace: &Path,
+    plugin_target: &Path,
+    plugins: &[(String, PathBuf)],
+) -> Result<(), String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
@@ -184,11 +195,14 @@ fn build_plugins(workspace: &Path, plugin_target: &Path, plugins: &[(String, Pat
     );
     let status = cmd
         .status()
-        .expect("running the nested cargo build of the plugins");
-    assert!(
-        status.success(),
-        "building the plugins for {TARGET} failed (see the errors above)"
-    );
+        .map_err(|e| format!("could not run the nested cargo build of the plugins: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "building the plugins for {TARGET} failed (the compiler's errors are above)"
+        ))
+    }
 }
 
 fn emit_rerun_from_dep_info(dep_file: &Path) {
@@ -205,17 +219,24 @@ fn emit_rerun_from_dep_info(dep_file: &Path) {
     }
 }
 
-/// Copy `src` (recursively) and the components into `dest`; returns the
-/// relative paths of all files, sorted.
+/// Copy `src` (recursively) and the components its `pack.toml` names into
+/// `dest`; returns the relative paths of all files, sorted. A component the
+/// manifest does not list is not shipped.
 fn assemble_starter_pack(
     src: &Path,
     dest: &Path,
-    components: &[(String, String, PathBuf, bool)],
+    components: &[(String, String, PathBuf)],
 ) -> Vec<String> {
     let _ = fs::remove_dir_all(dest);
     let mut files = Vec::new();
     copy_tree(src, dest, Path::new(""), &mut files);
-    for (_, file, path, _) in components.iter().filter(|c| c.3) {
+    let manifest =
+        fs::read_to_string(src.join("pack.toml")).expect("reading the starter pack.toml");
+    let listed: Vec<&str> = (manifest.lines())
+        .filter_map(|l| l.trim().strip_prefix("component = "))
+        .map(|v| v.trim().trim_matches('"'))
+        .collect();
+    for (_, file, path) in components.iter().filter(|c| listed.contains(&c.1.as_str())) {
         fs::copy(path, dest.join(file)).expect("copying a component into the starter pack");
         files.push(file.clone());
     }

@@ -299,6 +299,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             names(&r.effective),
                             &r.digest[..16]
                         );
+                        for w in &r.warnings {
+                            println!("    warning: {w}");
+                        }
                     }
                     Ok(ExitCode::SUCCESS)
                 }
@@ -605,12 +608,21 @@ fn audit_command(
                     .iter()
                     .map(|(cap, n)| format!("{cap} {n}"))
                     .collect();
+                // Enrichers see findings, not events: say what became of them.
+                let enricher = s.enriched + s.unavailable > 0;
+                let (events, findings, outcome) = if enricher {
+                    (
+                        "-".to_owned(),
+                        "-".to_owned(),
+                        format!("  ({} enriched, {} unavailable)", s.enriched, s.unavailable),
+                    )
+                } else {
+                    (s.events.to_string(), s.findings.to_string(), String::new())
+                };
                 println!(
-                    "{plugin:<32} {:>11} {:>9} {:>7} {:>9} {:>8}  {}",
+                    "{plugin:<32} {:>11} {events:>9} {:>7} {findings:>9} {:>8}  {}{outcome}",
                     s.invocations,
-                    s.events,
                     s.errors,
-                    s.findings,
                     s.denials,
                     if calls.is_empty() {
                         "none".to_owned()

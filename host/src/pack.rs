@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -20,12 +20,12 @@ use crate::audit::grants_digest;
 use crate::audit::record::{GrantSet, LimitsRecord};
 use crate::bindings::DetectorPre;
 use crate::bindings::enricher::EnricherPre;
-use crate::capability::http::{HttpPolicy, SecretSource};
+use crate::capability::http::{DEFAULT_TIMEOUT, HttpPolicy, SecretSource};
 use crate::capability::{Capability, ImportKind, classify_import};
 use crate::engine::{ComponentCache, sha256_hex};
 use crate::manifest::{ManifestError, PackManifest, PluginManifest, World};
 use crate::plugin::{LoadedPlugin, PluginPre};
-use crate::policy::Policy;
+use crate::policy::{HttpGrant, Limits, Policy};
 use crate::revocation::{RevocationScope, Revocations};
 use crate::sandbox::{CallTemplate, linker_for};
 use crate::state_store::{StateQuota, StateStore};
@@ -198,6 +198,8 @@ pub struct PluginReport {
     pub grants_digest: String,
     /// The component's bytes (kept for the audit log's component store).
     pub component: ComponentBytes,
+    /// Grants that load but cannot work as written, for `vigil check`.
+    pub warnings: Vec<String>,
 }
 
 /// A component's bytes; `Debug` shows only the length.
@@ -365,7 +367,7 @@ fn load_plugin(
     }
     imported.sort();
 
-    let limits = ctx.policy.limits(pack, id);
+    let limits = ctx.policy.limits_for(pack, id, plugin.world);
     let (key_prefixes, state_quota) = match ctx.policy.grant(pack, id) {
         Some(g) if effective.contains(&Capability::State) => {
             (g.state.key_prefixes.clone(), StateQuota::granted(&g.state))
@@ -392,6 +394,7 @@ fn load_plugin(
                 message,
             }]
         })?;
+    let warnings = grant_warnings(http_grant.as_ref(), &limits);
     let grants = GrantSet {
         requested: plugin.capabilities.clone(),
         effective: effective.clone(),
@@ -408,6 +411,7 @@ fn load_plugin(
         imported,
         digest: sha256_hex(&bytes),
         grants_digest: grants_digest(&grants),
+        warnings,
         grants,
         component: ComponentBytes(Arc::from(&*bytes)),
     };
@@ -505,4 +509,67 @@ pub(crate) fn link_plugin(
         World::Enricher => PluginPre::Enricher(EnricherPre::new(instance_pre)?),
         _ => PluginPre::Detector(DetectorPre::new(instance_pre)?),
     })
+}
+
+/// What is wrong with an `http` grant that loads anyway: it allows nothing,
+/// or its timeout is longer than the plugin's deadline (which then cuts
+/// every request short).
+fn grant_warnings(http: Option<&HttpGrant>, limits: &Limits) -> Vec<String> {
+    let Some(http) = http else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    for (list, name) in [(&http.origins, "origins"), (&http.methods, "methods")] {
+        if list.is_empty() {
+            warnings.push(format!(
+                "http is granted but its `{name}` list is empty, so every request is denied; \
+                 list the {name} it may use"
+            ));
+        }
+    }
+    let timeout = http
+        .timeout_ms
+        .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+    if timeout > limits.deadline {
+        warnings.push(format!(
+            "http timeout_ms ({} ms) exceeds the plugin's deadline ({} ms): requests are cut \
+             at the deadline; raise the plugin's `limits.deadline_ms` or lower `timeout_ms`",
+            timeout.as_millis(),
+            limits.deadline.as_millis()
+        ));
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_http_grant_that_allows_nothing_or_outlasts_the_deadline_is_warned_about() {
+        let limits = Limits::default();
+        let empty = HttpGrant::default();
+        let warnings = grant_warnings(Some(&empty), &limits);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(
+            warnings[0].contains("`origins` list is empty"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].contains("`methods` list is empty"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[2].contains("timeout_ms (10000 ms) exceeds the plugin's deadline (250 ms)"),
+            "{warnings:?}"
+        );
+        let fine = HttpGrant {
+            origins: vec!["https://api.example.com".into()],
+            methods: vec!["POST".into()],
+            timeout_ms: Some(200),
+            ..HttpGrant::default()
+        };
+        assert!(grant_warnings(Some(&fine), &limits).is_empty());
+        assert!(grant_warnings(None, &limits).is_empty());
+    }
 }

@@ -10,7 +10,8 @@
 //! batch_size = 256              # events per plugin call
 //!
 //! [limits]                      # defaults for every plugin
-//! deadline_ms = 250             # wall-clock budget per call (init + detect)
+//! deadline_ms = 250             # wall-clock budget per call (init + detect); enrichers
+//!                               # default to 15000 unless their own limits set it
 //! memory_mb = 64                # memory cap per instance (all its memories and tables)
 //! max_findings_per_batch = 10000
 //! max_output_bytes = 4194304    # one call's findings as emitted JSON (also caps an enrichment)
@@ -57,6 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capability::Capability;
 use crate::engine::MAX_PLUGIN_MEMORY_BYTES;
+use crate::manifest::World;
 
 /// A parsed `vigil.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -309,6 +311,9 @@ pub struct PolicyError {
     pub message: String,
 }
 
+/// Default deadline of an enricher call (init, enrich and its requests).
+pub const ENRICHER_DEADLINE: Duration = Duration::from_secs(15);
+
 /// Default events per call.
 pub const DEFAULT_BATCH_SIZE: usize = 256;
 
@@ -417,6 +422,21 @@ impl Policy {
         }
     }
 
+    /// Limits for a plugin of `world`. An enricher waits on a network
+    /// service, so its deadline defaults to [`ENRICHER_DEADLINE`] (longer
+    /// than the `http` grant's default timeout) rather than `[limits]`'s,
+    /// which is sized for detectors; its own `limits.deadline_ms` still
+    /// sets it. The 250 ms detector default used to cap every enrichment
+    /// request at 250 ms, so real services always timed out.
+    pub fn limits_for(&self, pack: &str, plugin: &str, world: World) -> Limits {
+        let mut limits = self.limits(pack, plugin);
+        let own_deadline = self.grant(pack, plugin).and_then(|g| g.limits.deadline_ms);
+        if world == World::Enricher && own_deadline.is_none() {
+            limits.deadline = ENRICHER_DEADLINE;
+        }
+        limits
+    }
+
     /// The largest per-instance memory cap any plugin may get under this
     /// policy (the engine's pool is sized from it).
     pub fn max_memory_bytes(&self) -> u64 {
@@ -453,6 +473,26 @@ capabilities = ["log", "state"]
 state = { key_prefixes = ["x/"] }
 limits = { memory_mb = 16 }
 "#;
+
+    #[test]
+    fn enrichers_get_a_network_sized_deadline_unless_their_own_limits_say_otherwise() {
+        let text = format!("{POLICY}[packs.p.plugins.e]\nlimits = {{ deadline_ms = 700 }}\n");
+        let policy = Policy::parse("vigil.toml", &text).expect("valid");
+        assert_eq!(
+            policy.limits_for("p", "a", World::Enricher).deadline,
+            ENRICHER_DEADLINE,
+            "[limits] deadline_ms is sized for detectors"
+        );
+        assert_eq!(
+            policy.limits_for("p", "a", World::Detector).deadline,
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            policy.limits_for("p", "e", World::Enricher).deadline,
+            Duration::from_millis(700)
+        );
+        assert_eq!(policy.max_memory_bytes(), 64 << 20);
+    }
 
     #[test]
     fn effective_grant_is_the_intersection_of_request_and_grant() {

@@ -165,6 +165,11 @@ fn an_allowed_call_enriches_with_the_secret_reaching_only_the_server_and_replays
         "secret in the audit log"
     );
 
+    // `vigil audit stats` says what became of the findings it was given.
+    let stats = vigil::audit::query::stats(&audit).expect("stats");
+    let ai = &stats["t/ai"];
+    assert_eq!((ai.invocations, ai.enriched, ai.unavailable), (3, 3, 0));
+
     // Replay needs neither the server nor the secret.
     server.stop();
     let engine = vigil::engine::build_engine().expect("engine");

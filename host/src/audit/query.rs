@@ -316,6 +316,10 @@ pub struct PluginStats {
     pub findings: u64,
     /// Host calls refused by the grant.
     pub denials: u64,
+    /// Enrichers: findings they enriched.
+    pub enriched: u64,
+    /// Enrichers: findings they could not enrich (error, denial, timeout).
+    pub unavailable: u64,
     /// Host calls by capability.
     pub host_calls: BTreeMap<String, u64>,
 }
@@ -332,6 +336,12 @@ pub fn stats(dir: &Path) -> std::io::Result<BTreeMap<String, PluginStats>> {
             let s = out
                 .entry(format!("{}/{}", inv.pack, inv.plugin))
                 .or_default();
+            if inv.input.is_some() {
+                match &inv.enrichment {
+                    Some(crate::output::EnrichmentResult::Enriched { .. }) => s.enriched += 1,
+                    _ => s.unavailable += 1,
+                }
+            }
             s.invocations += 1;
             if inv.input.is_none() {
                 s.events += batch_sizes.get(&inv.batch).copied().unwrap_or(0);
