@@ -1,6 +1,7 @@
 //! The run loop: read batches, call every detector of the generation on
 //! each, write findings in event order.
 
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -201,6 +202,8 @@ pub fn run_audited<R: BufRead, W: Write + Send>(
                 out,
                 audit,
                 enrichment,
+                waiting: BTreeMap::new(),
+                next_token: 0,
                 recycle,
                 stats: RunStats::default(),
             }
@@ -262,8 +265,19 @@ struct Emitter<'g, 'w, 'a, W> {
     out: &'w mut W,
     audit: Option<&'a mut Auditor>,
     enrichment: Option<enrich::Pool>,
+    /// Findings out for enrichment and not emitted yet, by token: each
+    /// leaves by its `due` time, enriched or not.
+    waiting: BTreeMap<u64, Waiting>,
+    next_token: u64,
     recycle: mpsc::Sender<RawEvents>,
     stats: RunStats,
+}
+
+/// A finding waiting for its enrichments.
+struct Waiting {
+    due: Instant,
+    /// What is emitted if the enrichments are late.
+    finding: FindingRecord,
 }
 
 impl<W: Write> Emitter<'_, '_, '_, W> {
@@ -273,7 +287,22 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
         let mut dispatch_done = false;
         let mut outstanding = 0usize;
         while !(dispatch_done && outstanding == 0) {
-            let Ok(message) = inbox.recv() else { break };
+            // Wake for the next message or the next finding that is due.
+            let next_due = self.waiting.values().map(|w| w.due).min();
+            let message = match next_due {
+                None => inbox
+                    .recv()
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(due) => inbox.recv_timeout(due.saturating_duration_since(Instant::now())),
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.emit_overdue()?;
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             self.record_grant_changes()?;
             match message {
                 Message::Batch(unit) => outstanding += self.batch(unit)?,
@@ -286,6 +315,30 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
         }
         self.record_grant_changes()?;
         Ok(self.stats)
+    }
+
+    /// Emit every finding whose wait for enrichment is over, without the
+    /// enrichments; they are still recorded in the log when they arrive.
+    fn emit_overdue(&mut self) -> Result<(), RunError> {
+        let now = Instant::now();
+        let overdue: Vec<u64> = (self.waiting.iter())
+            .filter(|(_, w)| w.due <= now)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in overdue {
+            let Some(Waiting { mut finding, .. }) = self.waiting.remove(&token) else {
+                continue;
+            };
+            let reason = format!(
+                "enrichment did not finish within {} ms (`[enrichment] wait_ms`); \
+                 emitted without it, the enrichment is recorded in the audit log when it ends",
+                self.generation.enrichment.wait().as_millis()
+            );
+            finding.enrichments = unavailable_everywhere(self.generation, &reason);
+            self.stats.unenriched += 1;
+            self.write_finding(&finding)?;
+        }
+        self.out.flush().map_err(RunError::Output)
     }
 
     /// Revocations and restorations the host put in force since the last
@@ -351,8 +404,15 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
         let scrub = Arc::new(scrub);
         for mut record in records {
             if let Some(pool) = &self.enrichment {
-                match pool.submit(batch_seq, scrub.clone(), record) {
+                let token = self.next_token;
+                let waiting = Waiting {
+                    due: Instant::now() + self.generation.enrichment.wait(),
+                    finding: record.clone(),
+                };
+                match pool.submit(token, batch_seq, scrub.clone(), record) {
                     Ok(()) => {
+                        self.next_token += 1;
+                        self.waiting.insert(token, waiting);
                         sent += 1;
                         continue;
                     }
@@ -361,8 +421,8 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
                     Err(rejected) => {
                         record = *rejected;
                         let reason = format!(
-                            "enrichment queue full ({} findings waiting)",
-                            enrich::QUEUE_BOUND
+                            "enrichment queue full ({} findings waiting; `[enrichment] queue`)",
+                            self.generation.enrichment.queue()
                         );
                         record.enrichments = unavailable_everywhere(self.generation, &reason);
                         self.stats.unenriched += 1;
@@ -377,7 +437,8 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
         Ok(sent)
     }
 
-    /// Record a finding's enrichments, then emit it with them attached.
+    /// Record a finding's enrichments, then emit it with them attached
+    /// (unless it already left without them).
     fn enriched(&mut self, done: Enriched<'_>) -> Result<(), RunError> {
         if let Some(audit) = self.audit.as_deref_mut() {
             audit
@@ -389,6 +450,8 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
                     last: done.finding.event.line,
                 })?;
         }
+        // Gone from `waiting`: it left without them when its wait was over.
+        let still_waiting = self.waiting.remove(&done.token).is_some();
         let mut finding = done.finding;
         for (plugin, outcome) in done.calls {
             if outcome.quarantined_now {
@@ -412,6 +475,9 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
             });
         }
         finding.enrichments.extend(done.skipped);
+        if !still_waiting {
+            return Ok(());
+        }
         if (finding.enrichments.iter())
             .any(|e| matches!(e.result, EnrichmentResult::Enriched { .. }))
         {

@@ -2,12 +2,14 @@
 //! results handed back to the audit-and-emit stage (`dispatch.rs`).
 //!
 //! Enrichers usually wait on a remote service, so they run on their own
-//! threads with their own bound: [`WORKERS`] calls at a time and at most
-//! [`QUEUE_BOUND`] findings waiting. Detection never waits for them: when
-//! the queue is full, the dispatcher's findings leave un-enriched with that
-//! reason instead. Each enricher call is an ordinary plugin call (fresh
-//! instance, deadline, memory cap, quarantine), so a hostile or stuck
-//! enricher costs at most its deadline per finding.
+//! threads with their own bounds, from the operator's `[enrichment]`:
+//! `workers` calls at a time and at most `queue` findings waiting.
+//! Detection never waits for them: when the queue is full, the dispatcher's
+//! findings leave un-enriched with that reason instead, and the emitter
+//! lets a finding wait at most `wait_ms` for its enrichments. Each enricher
+//! call is an ordinary plugin call (fresh instance, deadline, memory cap,
+//! quarantine), so a hostile or stuck enricher costs at most its deadline
+//! per finding.
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::Scope;
@@ -19,13 +21,9 @@ use crate::pack::Generation;
 use crate::plugin::{CallOutcome, LoadedPlugin};
 use crate::plugin_text::PluginText;
 
-/// Enricher calls in flight at once.
-pub const WORKERS: usize = 4;
-/// Findings waiting for a worker before new ones leave un-enriched.
-pub const QUEUE_BOUND: usize = 256;
-
 /// A finding waiting for enrichment.
 struct Job {
+    token: u64,
     batch: u64,
     scrub: Arc<Scrub>,
     finding: FindingRecord,
@@ -33,6 +31,8 @@ struct Job {
 
 /// A finding after every enricher ran on it.
 pub struct Enriched<'g> {
+    /// The token it was submitted with.
+    pub token: u64,
     /// Sequence number of the batch record the finding came from.
     pub batch: u64,
     /// That batch's redaction replacements.
@@ -52,16 +52,19 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Queue `finding` (from batch record `batch`). Returns it back when
-    /// the queue is full or the workers are gone.
+    /// Queue `finding` (from batch record `batch`) under `token`, which
+    /// its [`Enriched`] carries back. Returns it back when the queue is
+    /// full or the workers are gone.
     pub fn submit(
         &self,
+        token: u64,
         batch: u64,
         scrub: Arc<Scrub>,
         finding: FindingRecord,
     ) -> Result<(), Box<FindingRecord>> {
         self.jobs
             .try_send(Job {
+                token,
                 batch,
                 scrub,
                 finding,
@@ -74,30 +77,33 @@ impl Pool {
     }
 }
 
-/// Start [`WORKERS`] threads in `scope` running `generation`'s enrichers;
-/// each finished finding goes to `deliver`, which returns `false` once
-/// nobody listens any more (the worker then stops).
+/// Start the `[enrichment]` number of worker threads in `scope` running
+/// `generation`'s enrichers; each finished finding goes to `deliver`, which
+/// returns `false` once nobody listens any more (the worker then stops).
 pub fn start<'scope, 'env: 'scope, 'g: 'scope>(
     scope: &'scope Scope<'scope, 'env>,
     generation: &'g Generation,
     deliver: impl Fn(Enriched<'g>) -> bool + Send + Sync + 'scope,
 ) -> Pool {
-    let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE_BOUND);
+    let (jobs, queue) = mpsc::sync_channel::<Job>(generation.enrichment.queue());
     let queue = Arc::new(Mutex::new(queue));
     let deliver = Arc::new(deliver);
-    for _ in 0..WORKERS {
+    for _ in 0..generation.enrichment.workers() {
         let queue = queue.clone();
         let deliver = deliver.clone();
-        scope.spawn(move || {
-            loop {
-                // Holding the lock only while waiting for the next job.
-                let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                let Ok(job) = job else { return };
-                if !deliver(enrich_one(generation, job)) {
-                    return;
+        let worker = std::thread::Builder::new().name("vigil-enrich".into());
+        worker
+            .spawn_scoped(scope, move || {
+                loop {
+                    // Holding the lock only while waiting for the next job.
+                    let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(job) = job else { return };
+                    if !deliver(enrich_one(generation, job)) {
+                        return;
+                    }
                 }
-            }
-        });
+            })
+            .expect("spawning an enrichment worker thread");
     }
     Pool { jobs }
 }
@@ -132,6 +138,7 @@ fn enrich_one(generation: &Generation, job: Job) -> Enriched<'_> {
         calls.push((&**plugin, outcome));
     }
     Enriched {
+        token: job.token,
         batch: job.batch,
         scrub: job.scrub,
         finding: job.finding,

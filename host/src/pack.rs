@@ -25,7 +25,7 @@ use crate::capability::{Capability, ImportKind, classify_import};
 use crate::engine::{ComponentCache, sha256_hex};
 use crate::manifest::{ManifestError, PackManifest, PluginManifest, World};
 use crate::plugin::{LoadedPlugin, PluginPre};
-use crate::policy::{HttpGrant, Limits, Policy};
+use crate::policy::{EnrichmentConfig, HttpGrant, Limits, Policy};
 use crate::revocation::{RevocationScope, Revocations};
 use crate::sandbox::{CallTemplate, linker_for};
 use crate::state_store::{StateQuota, StateStore};
@@ -236,6 +236,8 @@ pub struct Generation {
     pub revocations: Arc<Revocations>,
     /// One report per plugin, detectors and responders alike.
     pub reports: Vec<PluginReport>,
+    /// How findings wait for the enrichers (the operator's `[enrichment]`).
+    pub enrichment: EnrichmentConfig,
 }
 
 /// Shared inputs of a load.
@@ -295,6 +297,7 @@ impl Generation {
                 enrichers,
                 revocations: ctx.revocations.clone(),
                 reports,
+                enrichment: ctx.policy.enrichment.clone(),
             })
         } else {
             Err(LoadErrors(errors))

@@ -7,6 +7,7 @@
 //! - `ok`: a canned, valid answer;
 //! - `echo-auth`: a valid answer whose summary quotes the `Authorization`
 //!   header the server received (a leaking service);
+//! - `latency`: answers like `ok` after [`LATENCY`] (a fast real service);
 //! - `slow`: answers after [`SLOW`];
 //! - `error`: HTTP 500;
 //! - `malformed`: HTTP 200 whose message is not the JSON asked for;
@@ -24,6 +25,8 @@ use std::time::Duration;
 
 /// How long `slow` waits before answering.
 pub const SLOW: Duration = Duration::from_secs(3);
+/// How long the `latency` mode takes: a fast real service.
+pub const LATENCY: Duration = Duration::from_millis(3);
 
 /// The canned summary of `ok`.
 pub const SUMMARY: &str = "Encoded PowerShell started from an Office document.";
@@ -183,6 +186,10 @@ fn serve(
             String::new(),
             answer(&format!("the request said: {auth}")),
         ),
+        "latency" => {
+            std::thread::sleep(LATENCY);
+            ("200 OK", String::new(), answer(SUMMARY))
+        }
         "slow" => {
             std::thread::sleep(SLOW);
             ("200 OK", String::new(), answer(SUMMARY))

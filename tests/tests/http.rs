@@ -458,3 +458,32 @@ fn revoking_http_mid_run_denies_the_next_call_within_a_second_and_persists() {
             .is_some()
     );
 }
+
+/// Detection never waits on enrichment: with a service slower than
+/// `[enrichment] wait_ms`, findings leave without their enrichment when
+/// the wait is over, and the enrichment is still recorded when it ends.
+#[test]
+fn a_finding_waits_for_a_slow_enricher_only_until_wait_ms_then_leaves_saying_so() {
+    let server = AiServer::start();
+    let pack = pack(&server.base_url("slow"));
+    let audit = pack.dir.path().join("audit");
+    let policy = policy(&pack, &server.origin(), "[enrichment]\nwait_ms = 300\n");
+    let out = pack.audited_run(&policy, &audit, &events(2));
+    let findings = parse_findings(&out);
+    assert_eq!(findings.len(), 2, "every finding is emitted");
+    for f in &findings {
+        let reason = unavailable_reason(f);
+        assert!(reason.contains("did not finish within 300 ms"), "{reason}");
+    }
+    // The late enrichments are in the log all the same (the slow service
+    // outlasts the enricher's 1.5 s deadline, so they end in a timeout).
+    let mut late = 0;
+    query::for_each(&audit, |entry, _| {
+        if let Record::Enrichment(inv) = entry.record {
+            assert!(inv.error.is_some(), "{inv:?}");
+            late += 1;
+        }
+    })
+    .expect("log reads");
+    assert_eq!(late, 2);
+}
