@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use vigil_event::Batch;
 
-use crate::audit::record::Position;
+use crate::audit::record::{CallStatus, HostCall, Position};
 use crate::audit::redact::Scrub;
 use crate::audit::{AuditError, Auditor, BatchUnit, PluginCall};
 use crate::capability::log::{LogLevel, LogSource};
@@ -16,8 +16,8 @@ use crate::enrich::{self, Enriched};
 use crate::input::{BatchReader, MalformedLine, RawEvents};
 use crate::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
 use crate::pack::Generation;
-use crate::plugin::{CallOutcome, LoadedPlugin};
-use crate::plugin_text::PluginText;
+use crate::plugin::{CallError, CallOutcome, LoadedPlugin};
+use crate::plugin_text::{self, PluginText};
 
 /// Counters of one run, printed as the summary line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -465,7 +465,7 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
                 Err(e) => {
                     self.stats.failed_calls += 1;
                     EnrichmentResult::Unavailable {
-                        reason: e.to_string(),
+                        reason: unavailable_reason(&e, &outcome.host_calls),
                     }
                 }
             };
@@ -495,6 +495,31 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
         self.stats.findings += 1;
         Ok(())
     }
+}
+
+/// Most bytes of an `unavailable` reason.
+pub(crate) const MAX_REASON_BYTES: usize = 1024;
+
+/// The `unavailable` reason of a failed enricher call: the call's error,
+/// then, if the host refused one of its http requests (denied or
+/// rate-limited), the rule that refused it, as the audit log's `detail`
+/// has it. The guest only gets `access-denied` or `rate-limited` and so
+/// cannot say which origin, method, revocation or `Retry-After` it was; the
+/// host can. One line (control characters become spaces), at most
+/// [`MAX_REASON_BYTES`].
+pub(crate) fn unavailable_reason(error: &CallError, host_calls: &[HostCall]) -> String {
+    let refused = host_calls.iter().rev().find(|c| {
+        c.interface == "http"
+            && (c.status == CallStatus::Denied || c.result["error"] == "rate-limited")
+    });
+    let mut reason = error.to_string();
+    if let Some(detail) = refused.and_then(|c| c.detail.as_deref()) {
+        reason.push_str(" — host: ");
+        reason.push_str(detail);
+    }
+    let reason = reason.replace(|c: char| c.is_control(), " ");
+    // Room for the note `clamp` appends.
+    plugin_text::clamp(reason, MAX_REASON_BYTES - 48)
 }
 
 /// The same reason for every enricher of the generation.
@@ -592,6 +617,63 @@ mod tests {
             last: 512,
         }
         .to_string()
+    }
+
+    fn http_call(status: CallStatus, error: &str, detail: &str) -> HostCall {
+        HostCall {
+            interface: "http".into(),
+            function: "send".into(),
+            args: serde_json::json!({}),
+            status,
+            result: serde_json::json!({ "error": error }),
+            detail: Some(detail.into()),
+        }
+    }
+
+    #[test]
+    fn an_unavailable_reason_names_the_rule_that_refused_an_http_request() {
+        let error = CallError::Plugin("internal error: http access denied".into());
+        let denied = http_call(
+            CallStatus::Denied,
+            "access-denied",
+            "redirect from http://a.example/ to http://evil.example/: origin http://evil.example is not granted",
+        );
+        assert_eq!(
+            unavailable_reason(&error, std::slice::from_ref(&denied)),
+            "returned an error: internal error: http access denied — host: redirect from \
+             http://a.example/ to http://evil.example/: origin http://evil.example is not granted"
+        );
+        let limited = http_call(
+            CallStatus::Failed,
+            "rate-limited",
+            "rate-limited by the service until 2027-01-15T08:00:30Z (Retry-After of 30 s)",
+        );
+        let reason = unavailable_reason(&error, &[denied, limited]);
+        assert!(
+            reason.ends_with("— host: rate-limited by the service until 2027-01-15T08:00:30Z (Retry-After of 30 s)"),
+            "the last refusal: {reason}"
+        );
+        // Other failures (a timeout) and other capabilities add nothing.
+        let timeout = http_call(CallStatus::Failed, "timeout", "no response within 1s");
+        let mut state = http_call(CallStatus::Denied, "access-denied", "key not granted");
+        state.interface = "state".into();
+        assert_eq!(
+            unavailable_reason(&error, &[timeout, state]),
+            "returned an error: internal error: http access denied"
+        );
+    }
+
+    #[test]
+    fn an_unavailable_reason_with_an_http_detail_is_one_bounded_line() {
+        let error = CallError::Plugin(format!("line one\nline two {}", "x".repeat(5000)));
+        let denied = http_call(CallStatus::Denied, "access-denied", "not granted");
+        let reason = unavailable_reason(&error, &[denied]);
+        assert!(reason.len() <= MAX_REASON_BYTES, "{}", reason.len());
+        assert!(
+            reason.starts_with("returned an error: line one line two xxx"),
+            "{reason}"
+        );
+        assert!(!reason.contains('\n'));
     }
 
     #[test]

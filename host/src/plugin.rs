@@ -3,7 +3,8 @@
 //! Every call gets a fresh store and instance from the pre-linked
 //! component, an epoch deadline and a memory cap. A trap, a blown deadline
 //! or a bad output fails that call only; after `quarantine_after`
-//! consecutive failures the plugin is quarantined and skipped.
+//! consecutive failures the plugin is quarantined and skipped (a plugin
+//! error after the host throttled its http requests is not counted).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -314,7 +315,16 @@ impl LoadedPlugin {
                 });
             }
         }
-        let quarantined_now = self.record_health(&result);
+        // A plugin that returned an error because the host throttled its
+        // http requests (the grant's requests_per_minute, a service's
+        // Retry-After) did nothing wrong: the call neither counts towards
+        // quarantine nor ends a failure streak. Otherwise one 429 would
+        // quarantine an enricher for the rest of the run, long after the
+        // service is willing again.
+        let throttled = matches!(result, Err(CallError::Plugin(_)))
+            && (host_calls.iter())
+                .any(|c| c.interface == "http" && c.result["error"] == "rate-limited");
+        let quarantined_now = !throttled && self.record_health(&result);
         CallOutcome {
             result,
             logs,

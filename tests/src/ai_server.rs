@@ -16,7 +16,9 @@
 //!   near-synonym, mixed-case keys, technique names after the ids and
 //!   `Critical` for the priority (which means `immediate`);
 //! - `huge`: a 2 MiB body;
-//! - `redirect`: 307 to the URL given by [`AiServer::redirect_to`].
+//! - `redirect`: 307 to the URL given by [`AiServer::redirect_to`];
+//! - `ratelimited`: 429 with `Retry-After: 30` and an OpenAI-style error;
+//! - `overloaded`: 503 without `Retry-After`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -224,6 +226,16 @@ fn serve(
             ("200 OK", String::new(), completion(content.to_string()))
         }
         "huge" => ("200 OK", String::new(), vec![b'x'; 2 << 20]),
+        "ratelimited" => (
+            "429 Too Many Requests",
+            "retry-after: 30\r\n".to_owned(),
+            br#"{"error":{"message":"Rate limit reached for requests","type":"requests","code":"rate_limit_exceeded"}}"#.to_vec(),
+        ),
+        "overloaded" => (
+            "503 Service Unavailable",
+            String::new(),
+            br#"{"error":{"message":"The server is overloaded","type":"server_error"}}"#.to_vec(),
+        ),
         "redirect" => {
             let to = redirect.lock().expect("lock").clone();
             (

@@ -1,9 +1,10 @@
 //! The `http` capability and the `ai-enrich` plugin against a real HTTP
 //! server on loopback: grants, redirects, the resolved-address rule,
-//! secrets, size and time limits, revocation mid-run, and replay from the
-//! audit log with the server stopped.
+//! secrets, size and time limits, a service's 429/503 and `Retry-After`,
+//! revocation mid-run, and replay from the audit log with the server
+//! stopped.
 
-use std::io::Write;
+use std::io::{PipeWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -235,7 +236,12 @@ fn origins_outside_the_grant_are_denied_directly_and_by_redirect() {
     // Directly: base_url on a port the grant does not name.
     let (_pack, audit, findings) = enrich_run(&other.base_url("ok"), &granted.origin(), 2);
     assert_eq!(findings.len(), 2, "denied enrichment never drops a finding");
-    assert!(unavailable_reason(&findings[0]).contains("access denied"));
+    let reason = unavailable_reason(&findings[0]);
+    assert!(reason.contains("access denied"), "{reason}");
+    assert!(
+        reason.contains(&format!("— host: origin {} is not granted", other.origin())),
+        "the reason names the rule: {reason}"
+    );
     let calls = http_calls(&audit);
     assert_eq!(calls[0].status, CallStatus::Denied);
     let detail = calls[0].detail.as_deref().unwrap_or_default();
@@ -244,7 +250,18 @@ fn origins_outside_the_grant_are_denied_directly_and_by_redirect() {
     // By redirect: the granted server sends the client to the other one.
     granted.redirect_to(&format!("{}/ok/v1/chat/completions", other.origin()));
     let (_pack, audit, findings) = enrich_run(&granted.base_url("redirect"), &granted.origin(), 1);
-    assert!(unavailable_reason(&findings[0]).contains("access denied"));
+    let reason = unavailable_reason(&findings[0]);
+    assert!(reason.contains("access denied"), "{reason}");
+    assert!(
+        reason.contains(&format!(
+            "— host: redirect from {}/redirect/v1/chat/completions to {}/ok/v1/chat/completions: \
+             origin {} is not granted",
+            granted.origin(),
+            other.origin(),
+            other.origin()
+        )),
+        "the reason names the rule: {reason}"
+    );
     let detail = http_calls(&audit)[0].detail.clone().unwrap_or_default();
     assert!(
         detail.contains("redirect") && detail.contains("not granted"),
@@ -321,6 +338,166 @@ fn a_rate_limit_refuses_requests_past_the_grant() {
         .filter(|c| c.result["error"] == "rate-limited")
         .count();
     assert_eq!(limited, 2);
+}
+
+/// Load [`pack`] under `policy` and run it audited (batches of 1) on
+/// events that `feed` writes into a pipe; `feed` also gets how many
+/// findings have been emitted so far. Returns the findings.
+fn piped_run(
+    pack: &TestPack,
+    policy: &str,
+    audit: &Path,
+    feed: impl FnOnce(&mut PipeWriter, &dyn Fn() -> usize),
+) -> Vec<FindingRecord> {
+    let (runtime, generation) = pack.load(policy).expect("pack loads");
+    let mut auditor = Auditor::open(&runtime.policy.audit, audit).expect("audit opens");
+    auditor.pack_load(&generation).expect("recorded");
+    let (reader, mut writer) = std::io::pipe().expect("pipe");
+    let output = Shared::default();
+    // Complete lines only: a finding is written in pieces.
+    let emitted = || {
+        output
+            .0
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+    };
+    std::thread::scope(|scope| {
+        let mut out = output.clone();
+        let auditor = &mut auditor;
+        let generation = &generation;
+        let run = scope.spawn(move || {
+            vigil::dispatch::run_audited(
+                generation,
+                BatchReader::new(std::io::BufReader::new(reader)),
+                "pipe",
+                1,
+                &mut out,
+                Some(auditor),
+            )
+            .expect("run")
+        });
+        feed(&mut writer, &emitted);
+        drop(writer);
+        run.join().expect("run thread");
+    });
+    auditor.close("test done").expect("closes");
+    parse_findings(&output.0.lock().expect("lock"))
+}
+
+#[test]
+fn a_429_with_retry_after_stops_requests_for_the_whole_enricher_until_then() {
+    let server = AiServer::start();
+    let pack = pack(&server.base_url("ratelimited"));
+    let audit = pack.dir.path().join("audit");
+    let mut after_the_429 = Duration::ZERO;
+    let findings = piped_run(
+        &pack,
+        &policy(&pack, &server.origin(), ""),
+        &audit,
+        |feed, emitted| {
+            // The first finding alone: requests already in flight when a
+            // 429 arrives (one per enrichment worker at most) are not
+            // recalled.
+            feed.write_all(events(1).as_bytes()).expect("feed");
+            wait_for("the first finding", || emitted() == 1);
+            let started = Instant::now();
+            feed.write_all(events(19).as_bytes()).expect("feed");
+            wait_for("the other findings", || emitted() == 20);
+            after_the_429 = started.elapsed();
+        },
+    );
+
+    assert_eq!(findings.len(), 20, "every finding is emitted");
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "one request, then none until the Retry-After"
+    );
+    assert!(
+        after_the_429 < Duration::from_secs(15),
+        "refused findings do not wait out the 30 s: {after_the_429:?}"
+    );
+    let first = unavailable_reason(&findings[0]);
+    assert!(first.contains("HTTP 429"), "{first}");
+    let origin = server.origin();
+    for f in &findings[1..] {
+        let reason = unavailable_reason(f);
+        // Throttled calls do not count towards quarantine (3 by default).
+        assert!(!reason.starts_with("quarantined"), "{reason}");
+        assert!(
+            reason.contains("rate-limited")
+                && reason.contains("— host: rate-limited by the service until ")
+                && reason.contains(&format!("(Retry-After of 30 s on a 429 from {origin})")),
+            "{reason}"
+        );
+    }
+
+    // The log: the 429 the service gave, then 19 refusals that say until when.
+    let calls = http_calls(&audit);
+    assert_eq!(calls.len(), 20);
+    assert_eq!(calls[0].status, CallStatus::Allowed);
+    assert_eq!(calls[0].result["ok"]["status"], 429);
+    for call in &calls[1..] {
+        assert_eq!(call.status, CallStatus::Failed);
+        assert_eq!(call.result["error"], "rate-limited");
+        let detail = call.detail.as_deref().unwrap_or_default();
+        assert!(
+            detail.starts_with("rate-limited by the service until ")
+                && detail.ends_with(&format!(
+                    "(Retry-After of 30 s on a 429 from {origin}); not sent"
+                )),
+            "{detail}"
+        );
+    }
+
+    // The refusals replay from the log like any other answer.
+    let engine = vigil::engine::build_engine().expect("engine");
+    let replayed = replay(&engine, &audit, &Selection::default()).expect("replay");
+    for r in &replayed {
+        assert_eq!(r.verdict, Verdict::Identical, "{r:?}");
+    }
+}
+
+#[test]
+fn a_503_without_retry_after_backs_off_exponentially_for_the_whole_enricher() {
+    let server = AiServer::start();
+    let pack = pack(&server.base_url("overloaded"));
+    let audit = pack.dir.path().join("audit");
+    let findings = piped_run(
+        &pack,
+        &policy(&pack, &server.origin(), ""),
+        &audit,
+        |feed, emitted| {
+            let mut one_more = |n: usize| {
+                feed.write_all(events(1).as_bytes()).expect("feed");
+                wait_for("the finding", || emitted() == n);
+            };
+            one_more(1); // sent: 503, backoff 1 s ± 20%
+            one_more(2); // refused
+            std::thread::sleep(Duration::from_millis(1300));
+            one_more(3); // sent again: 503, backoff 2 s ± 20%
+            one_more(4); // refused
+        },
+    );
+    assert_eq!(findings.len(), 4);
+    assert_eq!(server.requests().len(), 2);
+    let reasons: Vec<String> = findings.iter().map(unavailable_reason).collect();
+    assert!(reasons[0].contains("HTTP 503"), "{reasons:?}");
+    assert!(reasons[2].contains("HTTP 503"), "{reasons:?}");
+    for (reason, after) in [
+        (&reasons[1], "after 1 429/503"),
+        (&reasons[3], "after 2 429/503"),
+    ] {
+        assert!(
+            reason.contains("— host: rate-limited by the service until ")
+                && reason.contains("(no Retry-After: backoff of ")
+                && reason.contains(after),
+            "{reason}"
+        );
+    }
 }
 
 /// `Write` into a shared buffer the test can read while the run goes on.
@@ -420,7 +597,12 @@ fn revoking_http_mid_run_denies_the_next_call_within_a_second_and_persists() {
         "detection continued after the revocation"
     );
     assert_eq!(findings.len(), 2);
-    assert!(unavailable_reason(&findings[1]).contains("access denied"));
+    let reason = unavailable_reason(&findings[1]);
+    assert!(reason.contains("access denied"), "{reason}");
+    assert!(
+        reason.contains("— host: revoked by alice"),
+        "the reason says who revoked: {reason}"
+    );
     assert_eq!(
         server.requests().len(),
         1,

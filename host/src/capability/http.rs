@@ -10,7 +10,8 @@
 //! What the host enforces, in order, on every request (see [`HttpPolicy`]):
 //! 1. revocation (by the tape, before this module runs);
 //! 2. method and origin (`scheme://host:port`, exact or `*.suffix`) in the
-//!    grant, request body size, then the per-plugin rate limit;
+//!    grant; the origin not blocked by its own 429/503 (`backoff.rs`);
+//!    request body size, then the per-plugin rate limit;
 //! 3. the host resolves the name itself and refuses loopback, link-local,
 //!    private and other non-public addresses unless the matching origin is
 //!    that very IP address; the connection goes to the checked address;
@@ -45,6 +46,9 @@ use sha2::{Digest, Sha256};
 use url::Url;
 use wasmtime::component::{HasData, Linker};
 
+mod backoff;
+
+use self::backoff::ServiceBackoff;
 use super::Capability;
 use crate::audit::chain::hex;
 use crate::audit::tape::{RecordedError, Refusal, Tape};
@@ -350,6 +354,8 @@ pub struct HttpPolicy {
     max_response_bytes: usize,
     timeout: Duration,
     rate: RateLimiter,
+    /// Origins that answered 429/503, refused until their `Retry-After`.
+    backoff: ServiceBackoff,
     headers: Vec<SecretHeader>,
     /// `(value, NAME)` of every secret used, longest first, for scrubbing.
     secrets: Secrets,
@@ -441,6 +447,7 @@ impl HttpPolicy {
                     .requests_per_minute
                     .unwrap_or(DEFAULT_REQUESTS_PER_MINUTE),
             ),
+            backoff: ServiceBackoff::default(),
             headers,
             secrets: Secrets(used),
         })
@@ -759,6 +766,7 @@ fn send(ctx: &HttpCtx, request: &wit::Request) -> Result<RecordedResponse, Refus
         )));
     }
     // Checked before the rate limit is spent: a refused request costs nothing.
+    policy.backoff.check(&url)?;
     let mut first_hop = Some(checked_addresses(policy, &url)?);
     if request.body.len() > policy.max_request_bytes {
         return Err(Refusal {
@@ -863,6 +871,7 @@ fn send(ctx: &HttpCtx, request: &wit::Request) -> Result<RecordedResponse, Refus
                     next.origin().ascii_serialization()
                 )));
             }
+            policy.backoff.check(&next)?;
             if status == 303 || (matches!(status, 301 | 302) && method == "POST") {
                 method = "GET".into();
                 body.clear();
@@ -870,6 +879,9 @@ fn send(ctx: &HttpCtx, request: &wit::Request) -> Result<RecordedResponse, Refus
             url = next;
             continue;
         }
+        policy
+            .backoff
+            .note_response(&url, status, response.header("retry-after"));
         let headers: Vec<(String, String)> = response
             .headers_names()
             .into_iter()
