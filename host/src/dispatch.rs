@@ -16,7 +16,7 @@ use crate::enrich::{self, Enriched};
 use crate::input::{BatchReader, MalformedLine, RawEvents};
 use crate::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
 use crate::pack::Generation;
-use crate::plugin::{CallError, CallOutcome, LoadedPlugin};
+use crate::plugin::{Admission, CallError, CallOutcome, LoadedPlugin, QuarantineChange, Ticket};
 use crate::plugin_text::{self, PluginText};
 
 /// Counters of one run, printed as the summary line.
@@ -36,7 +36,8 @@ pub struct RunStats {
     pub enriched: u64,
     /// Findings emitted without any (each enricher's reason attached).
     pub unenriched: u64,
-    /// Plugins quarantined during the run, with the reason.
+    /// Plugins quarantined during the run (`pack/plugin: reason`, the
+    /// latest quarantine of each; a lifted one stays listed).
     pub quarantined: Vec<String>,
     /// Wall time.
     pub elapsed: Duration,
@@ -99,7 +100,8 @@ pub enum RunError {
     },
     /// A revocation or restoration could not be recorded in the audit log:
     /// the run stops, as for [`RunError::Audit`], since calls after it would
-    /// run under a grant change the log does not show.
+    /// run under a grant change the log does not show. (The change stays
+    /// pending in the revocation list; the next recorder writes it.)
     #[error(
         "{error}; stopped while recording a grant change (findings not yet recorded were not \
          emitted; a resumed run continues after the last recorded batch)"
@@ -228,8 +230,9 @@ pub fn run_audited<R: BufRead, W: Write + Send>(
             let mut calls = Vec::new();
             if !batch.is_empty() {
                 for plugin in &generation.detectors {
-                    if plugin.quarantine_reason().is_none() {
-                        calls.push(call_plugin(plugin, &batch, source));
+                    // A quarantined detector is not given the batch.
+                    if let Admission::Call(ticket) = plugin.admit() {
+                        calls.push(call_plugin(plugin, ticket, &batch, source));
                     }
                 }
             }
@@ -284,6 +287,8 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
     /// Handle messages until the dispatcher is done and every finding sent
     /// to enrichment has come back.
     fn run(mut self, inbox: mpsc::Receiver<Message<'_>>) -> Result<RunStats, RunError> {
+        // Changes made while no host ran, before anything of this run.
+        self.record_grant_changes()?;
         let mut dispatch_done = false;
         let mut outstanding = 0usize;
         while !(dispatch_done && outstanding == 0) {
@@ -341,18 +346,26 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
         self.out.flush().map_err(RunError::Output)
     }
 
-    /// Revocations and restorations the host put in force since the last
-    /// record, so they precede the calls they affect in the log.
+    /// Revocations and restorations made since the last record (when this
+    /// host records its state dir's grant changes), so they precede the
+    /// calls they affect in the log.
     fn record_grant_changes(&mut self) -> Result<(), RunError> {
-        let changes = self.generation.revocations.take_changes();
-        if let Some(audit) = self.audit.as_deref_mut() {
-            for change in changes {
-                audit
-                    .lifecycle(change)
-                    .map_err(|error| RunError::AuditGrantChange { error })?;
-            }
+        match self.audit.as_deref_mut() {
+            Some(audit) => (self.generation.revocations)
+                .record(audit)
+                .map_err(|error| RunError::AuditGrantChange { error }),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Count a quarantine in the run's summary.
+    fn note_quarantine<T>(&mut self, plugin: &LoadedPlugin, outcome: &CallOutcome<T>) {
+        if let Some(QuarantineChange::Quarantined { reason, .. }) = &outcome.after {
+            let label = plugin.label();
+            let prefix = format!("{label}: ");
+            self.stats.quarantined.retain(|q| !q.starts_with(&prefix));
+            self.stats.quarantined.push(format!("{prefix}{reason}"));
+        }
     }
 
     /// Record a batch unit, then emit its findings or hand them to
@@ -390,12 +403,7 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
             if call.outcome.result.is_err() {
                 self.stats.failed_calls += 1;
             }
-            if call.outcome.quarantined_now {
-                let reason = call.plugin.quarantine_reason().unwrap_or_default();
-                self.stats
-                    .quarantined
-                    .push(format!("{}: {reason}", call.plugin.label()));
-            }
+            self.note_quarantine(call.plugin, &call.outcome);
             records.extend(call.findings);
         }
         // Stable: findings of one event keep plugin order.
@@ -454,12 +462,7 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
         let still_waiting = self.waiting.remove(&done.token).is_some();
         let mut finding = done.finding;
         for (plugin, outcome) in done.calls {
-            if outcome.quarantined_now {
-                let reason = plugin.quarantine_reason().unwrap_or_default();
-                self.stats
-                    .quarantined
-                    .push(format!("{}: {reason}", plugin.label()));
-            }
+            self.note_quarantine(plugin, &outcome);
             let result = match outcome.result {
                 Ok(enrichment) => EnrichmentResult::enriched(enrichment),
                 Err(e) => {
@@ -534,6 +537,31 @@ fn unavailable_everywhere(generation: &Generation, reason: &str) -> Vec<Enrichme
         .collect()
 }
 
+/// Say on the host log what a call changed about the plugin's quarantine.
+pub(crate) fn log_quarantine_changes<T>(plugin: &LoadedPlugin, outcome: &CallOutcome<T>) {
+    let label = plugin.label();
+    for change in outcome.before.iter().chain(&outcome.after) {
+        match change {
+            QuarantineChange::Quarantined {
+                reason,
+                until,
+                backoff,
+            } => tracing::error!(
+                "plugin {label} QUARANTINED for {} (until {}) after {}; then one call probes it",
+                humantime::format_duration(*backoff),
+                humantime::format_rfc3339_seconds(*until),
+                PluginText(reason)
+            ),
+            QuarantineChange::Probe { .. } => {
+                tracing::warn!("plugin {label}: quarantine back-off over; probing it with one call")
+            }
+            QuarantineChange::Lifted { reason } => {
+                tracing::warn!("plugin {label}: quarantine lifted: {}", PluginText(reason))
+            }
+        }
+    }
+}
+
 /// Forward a call's plugin logs and captured stdio to the host log.
 pub(crate) fn forward_logs<T>(plugin: &LoadedPlugin, outcome: &CallOutcome<T>) {
     let label = plugin.label();
@@ -566,8 +594,13 @@ pub(crate) fn forward_logs<T>(plugin: &LoadedPlugin, outcome: &CallOutcome<T>) {
 }
 
 /// Call one plugin on `batch` and report what it did to the host log.
-fn call_plugin<'p>(plugin: &'p LoadedPlugin, batch: &Batch, source: &str) -> PluginCall<'p> {
-    let mut outcome = plugin.detect(batch);
+fn call_plugin<'p>(
+    plugin: &'p LoadedPlugin,
+    ticket: Ticket,
+    batch: &Batch,
+    source: &str,
+) -> PluginCall<'p> {
+    let mut outcome = plugin.detect_with(ticket, batch);
     let label = plugin.label();
     forward_logs(plugin, &outcome);
     let findings = match &mut outcome.result {
@@ -587,13 +620,7 @@ fn call_plugin<'p>(plugin: &'p LoadedPlugin, batch: &Batch, source: &str) -> Plu
             Vec::new()
         }
     };
-    if outcome.quarantined_now {
-        let reason = plugin.quarantine_reason().unwrap_or_default();
-        tracing::error!(
-            "plugin {label} QUARANTINED after {}; it gets no more events in this run",
-            PluginText(&reason)
-        );
-    }
+    log_quarantine_changes(plugin, &outcome);
     PluginCall {
         plugin,
         outcome,

@@ -9,7 +9,10 @@
 //! lets a finding wait at most `wait_ms` for its enrichments. Each enricher
 //! call is an ordinary plugin call (fresh instance, deadline, memory cap,
 //! quarantine), so a hostile or stuck enricher costs at most its deadline
-//! per finding.
+//! per finding. Errors an enricher returns (a denied or revoked `http`
+//! call, a 429 or 500, a timeout it reports) do not quarantine it: only
+//! misbehaviour does (see `CallError::is_misbehaviour`), so enrichment
+//! comes back as soon as the service or the grant does.
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::Scope;
@@ -18,7 +21,7 @@ use crate::audit::redact::Scrub;
 use crate::bindings::vigil::plugin::types::Enrichment;
 use crate::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
 use crate::pack::Generation;
-use crate::plugin::{CallOutcome, LoadedPlugin};
+use crate::plugin::{Admission, CallOutcome, LoadedPlugin};
 use crate::plugin_text::PluginText;
 
 /// A finding waiting for enrichment.
@@ -41,7 +44,8 @@ pub struct Enriched<'g> {
     pub finding: FindingRecord,
     /// Each enricher that was called and what happened.
     pub calls: Vec<(&'g LoadedPlugin, CallOutcome<Enrichment>)>,
-    /// Enrichers not called (quarantined), with the reason.
+    /// Enrichers not called (quarantined), with the reason
+    /// (`quarantined until T: why`).
     pub skipped: Vec<EnrichmentRecord>,
 }
 
@@ -114,17 +118,19 @@ fn enrich_one(generation: &Generation, job: Job) -> Enriched<'_> {
     let mut calls = Vec::new();
     let mut skipped = Vec::new();
     for plugin in &generation.enrichers {
-        if let Some(reason) = plugin.quarantine_reason() {
-            skipped.push(EnrichmentRecord {
-                plugin: plugin.label(),
-                result: EnrichmentResult::Unavailable {
-                    reason: format!("quarantined: {reason}"),
-                },
-            });
-            continue;
-        }
-        let outcome = plugin.enrich(&input);
+        let ticket = match plugin.admit() {
+            Admission::Call(ticket) => ticket,
+            Admission::Skip(reason) => {
+                skipped.push(EnrichmentRecord {
+                    plugin: plugin.label(),
+                    result: EnrichmentResult::Unavailable { reason },
+                });
+                continue;
+            }
+        };
+        let outcome = plugin.enrich_with(ticket, &input);
         crate::dispatch::forward_logs(plugin, &outcome);
+        crate::dispatch::log_quarantine_changes(plugin, &outcome);
         if let Err(e) = &outcome.result {
             tracing::warn!(
                 "enricher {} {} (finding {} at {}:{}); the finding is emitted without it",

@@ -13,7 +13,7 @@
 //! - [`plugin_text`]: what a plugin says, made safe to show;
 //! - [`input`], [`dispatch`], [`output`]: events in, findings out;
 //! - [`enrich`]: the enrichment workers running enrichers on findings;
-//! - [`revocation`]: `vigil revoke`/`restore` and their live effect;
+//! - [`revocation`]: `vigil revoke`/`restore`, their live effect and audit trail;
 //! - [`inspect`], [`pack_test`]: the `vigil inspect` and `vigil test` commands;
 //! - [`replay`]: `vigil replay`, re-running recorded invocations;
 //! - [`runtime`]: the operator-scoped objects tying it together;

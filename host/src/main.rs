@@ -17,7 +17,7 @@ use vigil::input::BatchReader;
 use vigil::pack::PackSource;
 use vigil::plugin_text::PluginText;
 use vigil::policy::Policy;
-use vigil::revocation::{self, Revocation, RevocationList};
+use vigil::revocation::{self, Action, ChangeRequest, Recorded};
 use vigil::runtime::Runtime;
 
 /// Host for sandboxed WebAssembly detection plugins.
@@ -337,38 +337,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             capability,
             reason,
             host,
-        } => change_grant(&host, |list| {
-            let revocation = Revocation {
-                plugin: plugin.clone(),
-                capability,
-                reason: reason.clone(),
-                by: revocation::current_user(),
-                at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            };
-            let what = revocation.what();
-            list.revoke(revocation);
-            Ok(format!("revoked {what} of {plugin}"))
-        }),
+        } => change_grant(&host, Action::Revoke, plugin, capability, reason),
         Command::Restore {
             plugin,
             capability,
             reason,
             host,
-        } => change_grant(&host, |list| {
-            let removed = list.restore(&plugin, capability);
-            if removed.is_empty() {
-                bail!(
-                    "nothing to restore: {plugin} has no revocation{} (see {})",
-                    capability.map(|c| format!(" of {c}")).unwrap_or_default(),
-                    revocation::FILE
-                );
-            }
-            let what: Vec<String> = removed.iter().map(|r| r.what()).collect();
-            // The reason for restoring is logged by this command; the
-            // running host records the restore with the revocation it ends.
-            tracing::info!("restoring {} of {plugin}: {reason}", what.join(", "));
-            Ok(format!("restored {} of {plugin}", what.join(", ")))
-        }),
+        } => change_grant(&host, Action::Restore, plugin, capability, reason),
         Command::Test { pack, host } => {
             let source = pack_source(pack.as_deref());
             let runtime = runtime(&host, &source)?;
@@ -389,22 +364,58 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// `vigil revoke` / `vigil restore`: edit the revocation list in the state
-/// dir; running hosts watching it apply the change.
+/// dir (running hosts watching it apply the change) and record the change
+/// in the audit log, or leave it to the running host to record.
 fn change_grant(
     host: &HostArgs,
-    change: impl FnOnce(&mut RevocationList) -> Result<String>,
+    action: Action,
+    plugin: String,
+    capability: Option<vigil::capability::Capability>,
+    reason: String,
 ) -> Result<ExitCode> {
-    let (_, state_dir) = policy_and_state_dir(host)?;
-    let path = state_dir.join(revocation::FILE);
-    let mut list = RevocationList::load(&path)?;
-    let done = change(&mut list)?;
-    list.save(&path)?;
+    let (policy, state_dir) = policy_and_state_dir(host)?;
+    let audit_dir = policy.audit_dir(&state_dir);
+    let request = ChangeRequest {
+        action,
+        plugin,
+        capability,
+        reason,
+        by: revocation::current_user(),
+        at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+    };
+    let applied = revocation::apply(&state_dir, &policy.audit, &audit_dir, request)?;
+    let change = &applied.change;
+    let done = match action {
+        Action::Revoke => format!("revoked {} of {}", what(change.capability), change.plugin),
+        Action::Restore => format!("restored {} ({})", change.plugin, change.ends.join("; ")),
+    };
     eprintln!(
         "vigil: {done} ({}; a running `vigil run` with state dir {} applies it within a second)",
-        path.display(),
+        state_dir.join(revocation::FILE).display(),
         state_dir.display()
     );
+    match &applied.recorded {
+        Recorded::Now(dir) => eprintln!(
+            "vigil: recorded as grant change {} in the audit log {}",
+            change.id,
+            dir.display()
+        ),
+        Recorded::ByRunningHost => eprintln!(
+            "vigil: a running `vigil run` records grant change {} in its audit log",
+            change.id
+        ),
+        Recorded::Later(why) => eprintln!(
+            "vigil: warning: grant change {} is in force but not recorded yet ({why}); \
+             the next `vigil run`, `vigil revoke` or `vigil restore` with this state dir records it",
+            change.id
+        ),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `http` or `every capability`.
+fn what(capability: Option<vigil::capability::Capability>) -> String {
+    capability.map_or_else(|| "every capability".to_owned(), |c| c.to_string())
 }
 
 /// `vigil run`: load, audit, resume if interrupted, dispatch.
@@ -449,6 +460,9 @@ fn run_command(
         .with_context(|| format!("watching {}", revocations_file.display()))?;
     // Whatever changed between start-up and the watch.
     runtime.revocations.reload(&revocations_file);
+    // Grant changes made while no host ran and not recorded yet; from here
+    // on this host records its state dir's grant changes (`revocation.rs`).
+    runtime.revocations.record(&mut auditor)?;
 
     let mut out: Box<dyn Write + Send> = match &output {
         Some(path) => Box::new(BufWriter::new(
@@ -504,6 +518,9 @@ fn run_command(
         Some(&mut auditor),
     )?;
     out.flush()?;
+    // Changes made since the audit stage last looked.
+    runtime.revocations.reload(&revocations_file);
+    runtime.revocations.record(&mut auditor)?;
     auditor.lifecycle(Lifecycle::RunEnd {
         source: name,
         at: stats.end,

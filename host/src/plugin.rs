@@ -2,12 +2,21 @@
 //!
 //! Every call gets a fresh store and instance from the pre-linked
 //! component, an epoch deadline and a memory cap. A trap, a blown deadline
-//! or a bad output fails that call only; after `quarantine_after`
-//! consecutive failures the plugin is quarantined and skipped (a plugin
-//! error after the host throttled its http requests is not counted).
+//! or a bad output fails that call only.
+//!
+//! Quarantine is for misbehaving code (see [`CallError::is_misbehaviour`]):
+//! after `quarantine_after` misbehaving calls in a row the plugin gets no
+//! calls for a back-off (`quarantine_ms`, 30 s by default). When it ends,
+//! the next call is a probe: if it behaves the quarantine is lifted; if it
+//! misbehaves the plugin is quarantined again at once with twice the
+//! back-off, up to [`MAX_BACKOFF`]; a probe that behaves resets the
+//! doubling. A restore of any of the plugin's capabilities (`vigil
+//! restore`, seen through [`crate::revocation::RevocationScope`]) lifts it
+//! too. Every change is a [`QuarantineChange`] carried by the call it
+//! happened on, so the audit log records it next to that invocation.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use vigil_event::{Batch, Projection};
 use wasmtime::{Engine, Store, Trap};
@@ -16,6 +25,7 @@ use crate::bindings::enricher::{Enricher, EnricherPre};
 use crate::bindings::{Detector, DetectorPre};
 
 use crate::audit::record::HostCall;
+use crate::audit::record::Lifecycle;
 use crate::audit::tape::Tape;
 use crate::bindings::vigil::plugin::types::{Enrichment, Finding, PluginError};
 use crate::capability::Capability;
@@ -83,6 +93,136 @@ pub enum CallError {
     WrongWorld(&'static str, &'static str),
 }
 
+impl CallError {
+    /// Whether the failure is the plugin's code misbehaving, which counts
+    /// towards quarantine: a trap, a deadline overrun, the memory cap, an
+    /// instance that cannot start, or output the host refuses (too many
+    /// findings, too many bytes or entries, a finding for an event not in
+    /// the batch).
+    ///
+    /// An error value the plugin returns ([`CallError::Plugin`] from
+    /// `detect`/`enrich`, [`CallError::Init`] from `init`) is not
+    /// misbehaviour: it is how a plugin reports a denied or revoked host
+    /// call, a rate limit or an unavailable service, and quarantining it
+    /// would turn one bad minute of a remote service, or a revocation
+    /// already undone, into a plugin disabled for good. Such errors neither
+    /// count towards the streak nor reset it; a successful call resets it.
+    /// [`CallError::WrongWorld`] is the host's mistake, not the plugin's.
+    pub fn is_misbehaviour(&self) -> bool {
+        match self {
+            CallError::Deadline(_)
+            | CallError::MemoryLimit(_)
+            | CallError::Trap(_)
+            | CallError::Instantiate(_)
+            | CallError::TooManyFindings { .. }
+            | CallError::OutputTooLarge { .. }
+            | CallError::TooManyEntries { .. }
+            | CallError::UnknownEvent(_) => true,
+            CallError::Init(_) | CallError::Plugin(_) | CallError::WrongWorld(..) => false,
+        }
+    }
+}
+
+/// The longest quarantine back-off (unless `quarantine_ms` alone is longer).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// A change of a plugin's quarantine, carried by the call it happened on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuarantineChange {
+    /// The plugin is quarantined until `until` (after this call).
+    Quarantined {
+        /// Why; includes the call's error (plugin-controlled text).
+        reason: String,
+        /// When the back-off ends.
+        until: SystemTime,
+        /// The back-off.
+        backoff: Duration,
+    },
+    /// The back-off ended and this call is the probe (before the call).
+    Probe {
+        /// The reason of the quarantine being probed.
+        reason: String,
+    },
+    /// The quarantine ended: after a probe that behaved, or before a call
+    /// because a capability of the plugin was restored.
+    Lifted {
+        /// `probe succeeded`, `probe behaved (...)` (it returned an error
+        /// value), or `restored by <who>`.
+        reason: String,
+    },
+}
+
+impl QuarantineChange {
+    /// The audit record of this change for `pack/plugin`.
+    pub fn record(&self, pack: &str, plugin: &str) -> Lifecycle {
+        let (pack, plugin) = (pack.to_owned(), plugin.to_owned());
+        match self {
+            QuarantineChange::Quarantined {
+                reason,
+                until,
+                backoff,
+            } => Lifecycle::Quarantine {
+                pack,
+                plugin,
+                reason: reason.clone(),
+                until: Some(humantime::format_rfc3339_millis(*until).to_string()),
+                backoff_ms: Some(backoff.as_millis() as u64),
+            },
+            QuarantineChange::Probe { reason } => Lifecycle::QuarantineProbe {
+                pack,
+                plugin,
+                reason: reason.clone(),
+            },
+            QuarantineChange::Lifted { reason } => Lifecycle::QuarantineLifted {
+                pack,
+                plugin,
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+/// A plugin's quarantine in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantine {
+    /// Why (plugin-controlled text inside).
+    pub reason: String,
+    /// When the back-off ends, on the wall clock (for messages and records).
+    pub until: SystemTime,
+    /// The back-off this quarantine was given.
+    pub backoff: Duration,
+    /// When the back-off ends, on the monotonic clock (what is checked).
+    ends: Instant,
+}
+
+impl Quarantine {
+    /// `quarantined until T: why`, as a skipped call reports it.
+    pub fn describe(&self) -> String {
+        format!(
+            "quarantined until {}: {}",
+            humantime::format_rfc3339_seconds(self.until),
+            self.reason
+        )
+    }
+}
+
+/// Whether a plugin may be called now; see [`LoadedPlugin::admit`].
+#[derive(Debug)]
+pub enum Admission {
+    /// Call it, passing the ticket to the call.
+    Call(Ticket),
+    /// Skip it: quarantined (the text says until when and why).
+    Skip(String),
+}
+
+/// Permission for one call, with the quarantine changes decided when it
+/// was given (a lift by a restore, the start of a probe).
+#[derive(Debug, Default)]
+pub struct Ticket {
+    probe: bool,
+    before: Vec<QuarantineChange>,
+}
+
 /// The result of one call: findings from a detector, an enrichment from
 /// an enricher.
 #[derive(Debug)]
@@ -101,14 +241,38 @@ pub struct CallOutcome<T = Vec<Finding>> {
     pub random_seed: [u8; 32],
     /// Wall time of the call, instantiation included.
     pub elapsed: Duration,
-    /// Set when this call's failure quarantined the plugin.
-    pub quarantined_now: bool,
+    /// Whether this call was the probe at the end of a quarantine.
+    pub probe: bool,
+    /// Quarantine changes decided before the call (recorded before its
+    /// invocation record): a lift by a restore, the start of a probe.
+    pub before: Vec<QuarantineChange>,
+    /// The quarantine change this call caused (recorded after it):
+    /// quarantined, or lifted by a probe that behaved.
+    pub after: Option<QuarantineChange>,
 }
 
+impl<T> CallOutcome<T> {
+    /// Whether this call quarantined the plugin.
+    pub fn quarantined_now(&self) -> bool {
+        matches!(self.after, Some(QuarantineChange::Quarantined { .. }))
+    }
+}
+
+/// A plugin's record of behaviour, for quarantine.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
-    consecutive_failures: u32,
-    quarantine_reason: Option<String>,
+    /// Misbehaving calls in a row.
+    misbehaved: u32,
+    quarantine: Option<Quarantine>,
+    /// Quarantines since the plugin last behaved on a probe (or was
+    /// restored): the back-off doubles with each.
+    repeats: u32,
+    /// A probe call is under way (enrichers run on several workers; the
+    /// others skip until it ends).
+    probing: bool,
+    /// Restores already looked at (see
+    /// [`crate::revocation::RevocationScope::restored_since`]).
+    restores_seen: usize,
 }
 
 /// A component pre-linked for the world its manifest declares.
@@ -187,13 +351,57 @@ impl LoadedPlugin {
         format!("{}/{}", self.pack, self.id)
     }
 
-    /// Why the plugin is quarantined, if it is.
-    pub fn quarantine_reason(&self) -> Option<String> {
+    /// The plugin's quarantine, if it is quarantined.
+    pub fn quarantine(&self) -> Option<Quarantine> {
         self.health
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .quarantine_reason
+            .quarantine
             .clone()
+    }
+
+    /// Whether the plugin may be called now. A quarantined plugin is
+    /// skipped until its back-off ends; then one call (this one) is the
+    /// probe, and other callers skip until it ends. A restore of any of
+    /// its capabilities since the last call lifts the quarantine first.
+    pub fn admit(&self) -> Admission {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let mut before = Vec::new();
+        let scope = self.template.revocations.as_ref();
+        if let Some(by) = scope.and_then(|s| s.restored_since(&mut health.restores_seen))
+            && health.quarantine.is_some()
+        {
+            *health = Health {
+                restores_seen: health.restores_seen,
+                ..Health::default()
+            };
+            before.push(QuarantineChange::Lifted {
+                reason: format!("restored by {by}"),
+            });
+        }
+        let Some(quarantine) = &health.quarantine else {
+            return Admission::Call(Ticket {
+                probe: false,
+                before,
+            });
+        };
+        if health.probing {
+            return Admission::Skip(format!(
+                "{} (a probe call is under way)",
+                quarantine.describe()
+            ));
+        }
+        if Instant::now() < quarantine.ends {
+            return Admission::Skip(quarantine.describe());
+        }
+        before.push(QuarantineChange::Probe {
+            reason: quarantine.reason.clone(),
+        });
+        health.probing = true;
+        Admission::Call(Ticket {
+            probe: true,
+            before,
+        })
     }
 
     /// Create a fresh store and instance and drop them, without calling into
@@ -206,25 +414,38 @@ impl LoadedPlugin {
         }
     }
 
-    /// Run `batch` through a fresh instance: `init(config)` then `detect`.
+    /// Run `batch` through a fresh instance: `init(config)` then `detect`,
+    /// whether or not the plugin is quarantined (the dispatcher asks
+    /// [`LoadedPlugin::admit`] first and calls [`LoadedPlugin::detect_with`]).
     pub fn detect(&self, batch: &Batch) -> CallOutcome {
+        self.detect_with(Ticket::default(), batch)
+    }
+
+    /// [`LoadedPlugin::detect`] under a ticket from [`LoadedPlugin::admit`].
+    pub fn detect_with(&self, ticket: Ticket, batch: &Batch) -> CallOutcome {
         let started = Instant::now();
         let _watch = watchdog::watch(|| self.label(), started + self.limits.deadline);
         let random_seed = fresh_seed();
         let mut store = self.new_store_with(self.template.live_tape(), random_seed);
         let result = self.call(&mut store, batch);
-        self.finish(store, result, started, random_seed)
+        self.finish(ticket, store, result, started, random_seed)
     }
 
     /// Run `finding` through a fresh instance of an enricher: `init(config)`
-    /// then `enrich`.
+    /// then `enrich` (whether or not it is quarantined; see
+    /// [`LoadedPlugin::detect`]).
     pub fn enrich(&self, finding: &Finding) -> CallOutcome<Enrichment> {
+        self.enrich_with(Ticket::default(), finding)
+    }
+
+    /// [`LoadedPlugin::enrich`] under a ticket from [`LoadedPlugin::admit`].
+    pub fn enrich_with(&self, ticket: Ticket, finding: &Finding) -> CallOutcome<Enrichment> {
         let started = Instant::now();
         let _watch = watchdog::watch(|| self.label(), started + self.limits.deadline);
         let random_seed = fresh_seed();
         let mut store = self.new_store_with(self.template.live_tape(), random_seed);
         let result = self.call_enrich(&mut store, finding);
-        self.finish(store, result, started, random_seed)
+        self.finish(ticket, store, result, started, random_seed)
     }
 
     /// Re-run an enrichment of `finding` with host calls answered from
@@ -284,6 +505,7 @@ impl LoadedPlugin {
     /// and captured stdio; save state; update the failure streak.
     fn finish<T>(
         &self,
+        ticket: Ticket,
         store: Store<CallState>,
         result: Result<T, CallError>,
         started: Instant,
@@ -315,16 +537,7 @@ impl LoadedPlugin {
                 });
             }
         }
-        // A plugin that returned an error because the host throttled its
-        // http requests (the grant's requests_per_minute, a service's
-        // Retry-After) did nothing wrong: the call neither counts towards
-        // quarantine nor ends a failure streak. Otherwise one 429 would
-        // quarantine an enricher for the rest of the run, long after the
-        // service is willing again.
-        let throttled = matches!(result, Err(CallError::Plugin(_)))
-            && (host_calls.iter())
-                .any(|c| c.interface == "http" && c.result["error"] == "rate-limited");
-        let quarantined_now = !throttled && self.record_health(&result);
+        let after = self.record_health(&result, ticket.probe);
         CallOutcome {
             result,
             logs,
@@ -333,7 +546,9 @@ impl LoadedPlugin {
             host_calls_refused,
             random_seed,
             elapsed: started.elapsed(),
-            quarantined_now,
+            probe: ticket.probe,
+            before: ticket.before,
+            after,
         }
     }
 
@@ -515,27 +730,75 @@ impl LoadedPlugin {
         Ok(findings)
     }
 
-    /// Update the failure streak; returns whether the plugin was just quarantined.
-    fn record_health<T>(&self, result: &Result<T, CallError>) -> bool {
+    /// Update the misbehaviour streak and the quarantine after a call
+    /// (`probe`: the call was the probe at the end of a quarantine);
+    /// returns the change it caused.
+    fn record_health<T>(
+        &self,
+        result: &Result<T, CallError>,
+        probe: bool,
+    ) -> Option<QuarantineChange> {
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        match result {
-            Ok(_) => {
-                health.consecutive_failures = 0;
-                false
+        let misbehaviour = result.as_ref().err().filter(|e| e.is_misbehaviour());
+        if probe {
+            health.probing = false;
+        }
+        match (health.quarantine.is_some(), misbehaviour) {
+            // A probe that behaved (succeeded, or returned an error value,
+            // which is not misbehaviour) ends the quarantine.
+            (true, None) if probe => {
+                let reason = match result {
+                    Ok(_) => "probe succeeded".to_owned(),
+                    Err(e) => format!("probe behaved (it {e}, an error value, not misbehaviour)"),
+                };
+                health.quarantine = None;
+                health.repeats = 0;
+                health.misbehaved = 0;
+                Some(QuarantineChange::Lifted { reason })
             }
-            Err(e) => {
-                health.consecutive_failures += 1;
-                if health.quarantine_reason.is_none()
-                    && health.consecutive_failures >= self.limits.quarantine_after
-                {
-                    health.quarantine_reason = Some(format!(
-                        "{} consecutive failed calls, the last one {e}",
-                        health.consecutive_failures
-                    ));
-                    return true;
+            (true, Some(e)) if probe => {
+                health.repeats += 1;
+                Some(self.quarantine_now(&mut health, format!("the probe call {e}")))
+            }
+            // A call admitted before the quarantine began, finishing now.
+            (true, _) => None,
+            (false, None) => {
+                if result.is_ok() {
+                    health.misbehaved = 0;
                 }
-                false
+                None
             }
+            (false, Some(e)) => {
+                health.misbehaved += 1;
+                (health.misbehaved >= self.limits.quarantine_after).then(|| {
+                    let reason = format!(
+                        "{} misbehaving calls in a row, the last one {e}",
+                        health.misbehaved
+                    );
+                    self.quarantine_now(&mut health, reason)
+                })
+            }
+        }
+    }
+
+    /// Quarantine the plugin for the back-off its repeat count earns.
+    fn quarantine_now(&self, health: &mut Health, reason: String) -> QuarantineChange {
+        let base = self.limits.quarantine;
+        let backoff = base
+            .saturating_mul(1u32 << health.repeats.min(20))
+            .min(MAX_BACKOFF.max(base));
+        let until = SystemTime::now() + backoff;
+        health.misbehaved = 0;
+        health.quarantine = Some(Quarantine {
+            reason: reason.clone(),
+            until,
+            backoff,
+            ends: Instant::now() + backoff,
+        });
+        QuarantineChange::Quarantined {
+            reason,
+            until,
+            backoff,
         }
     }
 }
@@ -563,5 +826,35 @@ impl WarmInstance<'_> {
             batch,
             &mut self.scratch,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_misbehaviour_counts_towards_quarantine_not_error_values() {
+        let misbehaving = [
+            CallError::Deadline(Duration::from_millis(1)),
+            CallError::MemoryLimit(1),
+            CallError::Trap("x".into()),
+            CallError::Instantiate("x".into()),
+            CallError::TooManyFindings { count: 2, max: 1 },
+            CallError::OutputTooLarge { bytes: 2, max: 1 },
+            CallError::TooManyEntries {
+                what: "techniques",
+                count: 2,
+                max: 1,
+            },
+            CallError::UnknownEvent(9),
+        ];
+        assert!(misbehaving.iter().all(CallError::is_misbehaviour));
+        let returned = [
+            CallError::Plugin("internal error: http access denied".into()),
+            CallError::Init("invalid config: x".into()),
+            CallError::WrongWorld("detector", "enricher"),
+        ];
+        assert!(!returned.iter().any(CallError::is_misbehaviour));
     }
 }

@@ -15,7 +15,8 @@
 //! memory_mb = 64                # memory cap per instance (all its memories and tables)
 //! max_findings_per_batch = 10000
 //! max_output_bytes = 4194304    # one call's findings as emitted JSON (also caps an enrichment)
-//! quarantine_after = 3          # consecutive failed calls before quarantine
+//! quarantine_after = 3          # consecutive misbehaving calls (trap, deadline, memory, bad output) before quarantine
+//! quarantine_ms = 30000         # first quarantine's back-off; doubles per failed probe, at most 10 min
 //! log_records_per_call = 100
 //!
 //! [audit]                       # the audit log (see `audit/mod.rs`)
@@ -207,8 +208,13 @@ pub struct LimitsConfig {
     pub max_findings_per_batch: Option<usize>,
     /// Most bytes one call's findings (or one enrichment) may take as emitted JSON.
     pub max_output_bytes: Option<usize>,
-    /// Consecutive failed calls before the plugin is quarantined.
+    /// Consecutive misbehaving calls (traps, deadline overruns, the memory
+    /// cap, invalid output; not error values the plugin returns) before the
+    /// plugin is quarantined.
     pub quarantine_after: Option<u32>,
+    /// How long a first quarantine lasts, in milliseconds, before one call
+    /// probes the plugin; each failed probe doubles it, up to 10 minutes.
+    pub quarantine_ms: Option<u64>,
     /// Log records allowed per call.
     pub log_records_per_call: Option<usize>,
 }
@@ -310,8 +316,10 @@ pub struct Limits {
     pub max_findings_per_batch: usize,
     /// Most bytes one call's findings (or one enrichment) may take as emitted JSON.
     pub max_output_bytes: usize,
-    /// Consecutive failed calls before quarantine.
+    /// Consecutive misbehaving calls before quarantine.
     pub quarantine_after: u32,
+    /// Back-off of a first quarantine (doubled per failed probe).
+    pub quarantine: Duration,
     /// Log records allowed per call.
     pub log_records_per_call: usize,
 }
@@ -324,6 +332,7 @@ impl Default for Limits {
             max_findings_per_batch: 10_000,
             max_output_bytes: 4 << 20,
             quarantine_after: 3,
+            quarantine: Duration::from_secs(30),
             log_records_per_call: 100,
         }
     }
@@ -341,6 +350,9 @@ impl Limits {
                 .unwrap_or(self.max_findings_per_batch),
             max_output_bytes: c.max_output_bytes.unwrap_or(self.max_output_bytes),
             quarantine_after: c.quarantine_after.unwrap_or(self.quarantine_after),
+            quarantine: c
+                .quarantine_ms
+                .map_or(self.quarantine, Duration::from_millis),
             log_records_per_call: c.log_records_per_call.unwrap_or(self.log_records_per_call),
         }
     }
@@ -427,6 +439,9 @@ impl Policy {
             }
             if limits.quarantine_after == Some(0) {
                 return err(format!("{at} quarantine_after must be at least 1"));
+            }
+            if limits.quarantine_ms == Some(0) {
+                return err(format!("{at} quarantine_ms must be at least 1"));
             }
         }
         Ok(())

@@ -13,7 +13,7 @@ use wasmtime::Engine;
 use crate::engine::{ComponentCache, build_engine_for};
 use crate::pack::{Generation, LoadContext, LoadErrors, PackSource};
 use crate::policy::Policy;
-use crate::revocation::{self, RevocationList, Revocations};
+use crate::revocation::Revocations;
 
 /// Engine, cache and policy: everything needed to load packs.
 #[derive(Debug, Clone)]
@@ -27,7 +27,8 @@ pub struct Runtime {
     /// Plugin state directory.
     pub state_dir: PathBuf,
     /// Revocations in force (from `<state_dir>/revocations.json`); `vigil
-    /// run` keeps them current with [`crate::revocation::watch`].
+    /// run` keeps them current with [`crate::revocation::watch`], and its
+    /// audit stage records grant changes through them.
     pub revocations: Arc<Revocations>,
     clock_origin: Instant,
     generations: Arc<AtomicU64>,
@@ -38,8 +39,7 @@ impl Runtime {
     /// revocation list in `state_dir`.
     pub fn new(policy: Policy, state_dir: impl Into<PathBuf>) -> wasmtime::Result<Self> {
         let state_dir = state_dir.into();
-        let revocations = RevocationList::load(&state_dir.join(revocation::FILE))?;
-        let revocations = Revocations::new(revocations);
+        let revocations = Revocations::load(&state_dir)?;
         Ok(Runtime {
             revocations,
             engine: build_engine_for(policy.max_memory_bytes())?,

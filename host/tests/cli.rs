@@ -4,10 +4,16 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn vigil(args: &[&str], cwd: &Path) -> Output {
+    vigil_as("tester", args, cwd)
+}
+
+/// `vigil` run by the OS user `user` (as `$USER` says).
+fn vigil_as(user: &str, args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(args)
         .current_dir(cwd)
         .env("VIGIL_LOG", "warn")
+        .env("USER", user)
         .output()
         .expect("running vigil")
 }
@@ -303,12 +309,45 @@ fn kill_9_mid_run_then_restart_leaves_a_verifying_log_with_one_invocation_per_ev
     }
 }
 
+/// `(action, capability, by, reason, requested_at)` of every grant-change
+/// record in `audit`.
+fn grant_changes(audit: &Path) -> Vec<(String, String, String, String, String)> {
+    use vigil::audit::record::{Lifecycle, Record};
+    let mut out = Vec::new();
+    if !audit.exists() {
+        return out;
+    }
+    vigil::audit::query::for_each(audit, |entry, _| {
+        if let Record::Lifecycle(Lifecycle::GrantChange {
+            action,
+            capability,
+            by,
+            reason,
+            requested_at,
+            ..
+        }) = entry.record
+        {
+            out.push((
+                action,
+                capability.unwrap_or_default(),
+                by,
+                reason,
+                requested_at,
+            ));
+        }
+    })
+    .expect("log reads");
+    out
+}
+
 #[test]
 fn revoke_and_restore_edit_the_revocation_list_and_refuse_mistakes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state");
+    let audit = state.join("audit");
     let state_arg = state.to_str().expect("utf-8 path");
-    let out = vigil(
+    let out = vigil_as(
+        "alice",
         &[
             "revoke",
             "ai-enrich",
@@ -321,12 +360,15 @@ fn revoke_and_restore_edit_the_revocation_list_and_refuse_mistakes() {
         ],
         dir.path(),
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("revoked http of ai-enrich"));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("revoked http of ai-enrich"), "{stderr}");
+    assert!(stderr.contains("recorded as grant change"), "{stderr}");
     let list = vigil::revocation::RevocationList::load(&state.join(vigil::revocation::FILE))
         .expect("list");
     assert_eq!(list.revoked.len(), 1);
     assert_eq!(list.revoked[0].reason, "vendor incident");
+    assert!(list.pending.is_empty(), "recorded, so not pending");
 
     let out = vigil(
         &[
@@ -349,7 +391,8 @@ fn revoke_and_restore_edit_the_revocation_list_and_refuse_mistakes() {
     );
 
     let restore = |plugin: &str| {
-        vigil(
+        vigil_as(
+            "bob",
             &[
                 "restore",
                 plugin,
@@ -373,6 +416,38 @@ fn revoke_and_restore_edit_the_revocation_list_and_refuse_mistakes() {
     let list = vigil::revocation::RevocationList::load(&state.join(vigil::revocation::FILE))
         .expect("list");
     assert!(list.revoked.is_empty());
+
+    // No host ran: each command wrote its own record, the refused ones none.
+    let records = grant_changes(&audit);
+    assert_eq!(records.len(), 2, "{records:?}");
+    let (revoke, restore) = (&records[0], &records[1]);
+    assert_eq!(
+        (&*revoke.0, &*revoke.1, &*revoke.2, &*revoke.3),
+        ("revoke", "http", "alice", "vendor incident")
+    );
+    assert_eq!(
+        (&*restore.0, &*restore.1, &*restore.2, &*restore.3),
+        ("restore", "", "bob", "fixed")
+    );
+    let time = |t: &str| humantime::parse_rfc3339(t).expect("RFC 3339");
+    assert!(time(&restore.4) >= time(&revoke.4));
+    let show = vigil(&["audit", "show", "--state-dir", state_arg], dir.path());
+    let shown = text(&show.stdout);
+    assert!(
+        shown.contains("GRANT REVOKE http of ai-enrich by alice"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("GRANT RESTORE every capability of ai-enrich by bob"),
+        "{shown}"
+    );
+
+    // A host started later does not record them again.
+    let run = vigil(&["run", "--state-dir", state_arg], dir.path());
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert_eq!(grant_changes(&audit).len(), 2);
+    let verify = vigil(&["audit", "verify", "--state-dir", state_arg], dir.path());
+    assert!(verify.status.success(), "{}", text(&verify.stdout));
 }
 
 /// What the hostile test plugin imports.

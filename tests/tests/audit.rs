@@ -216,19 +216,19 @@ fn an_unwritable_audit_log_stops_the_run_before_any_finding_is_emitted() {
 fn a_grant_change_that_cannot_be_recorded_stops_the_run_and_says_so() {
     let pack = clock_and_counter();
     let (runtime, generation) = pack.load(POLICY).expect("loads");
-    // A revocation put in force just before the run: its record comes first.
-    generation.revocations.replace(
-        vigil::revocation::RevocationList {
-            revoked: vec![vigil::revocation::Revocation {
-                plugin: "clock".into(),
-                capability: None,
-                reason: "test".into(),
-                by: "tester".into(),
-                at: "2026-11-22T00:00:00Z".into(),
-            }],
-        },
-        None,
-    );
+    // A revocation put in force just before the run, not yet recorded:
+    // its record comes first.
+    let mut list = vigil::revocation::RevocationList::default();
+    list.change(vigil::revocation::ChangeRequest {
+        action: vigil::revocation::Action::Revoke,
+        plugin: "clock".into(),
+        capability: None,
+        reason: "test".into(),
+        by: "tester".into(),
+        at: "2026-11-22T00:00:00Z".into(),
+    })
+    .expect("revokes");
+    generation.revocations.replace(list);
     let (out, err) = run_on_a_full_disk(&pack, &generation);
     assert!(out.is_empty(), "no finding left the host");
     assert!(
@@ -237,4 +237,75 @@ fn a_grant_change_that_cannot_be_recorded_stops_the_run_and_says_so() {
     );
     assert!(err.to_string().contains("grant change"), "{err}");
     drop(runtime);
+}
+
+#[test]
+fn revokes_and_restores_made_while_no_host_runs_are_one_record_each_and_a_later_host_adds_none() {
+    use vigil::audit::record::Lifecycle;
+    use vigil::capability::Capability;
+    use vigil::revocation::{Action, ChangeRequest, Recorded, apply};
+    let pack = clock_and_counter();
+    let audit_dir = pack.dir.path().join("audit");
+    let changes = [
+        (
+            Action::Revoke,
+            "counter",
+            Some(Capability::State),
+            "alice",
+            "disk full",
+        ),
+        (Action::Revoke, "t/clock", None, "carol", "suspicious"),
+        (Action::Restore, "counter", None, "bob", "disk replaced"),
+    ];
+    for (i, (action, plugin, capability, by, reason)) in changes.into_iter().enumerate() {
+        let applied = apply(
+            &pack.state_dir,
+            &Default::default(),
+            &audit_dir,
+            ChangeRequest {
+                action,
+                plugin: plugin.into(),
+                capability,
+                reason: reason.into(),
+                by: by.into(),
+                at: format!("2026-11-22T1{i}:00:00Z"),
+            },
+        )
+        .expect("applies");
+        assert_eq!(applied.recorded, Recorded::Now(audit_dir.clone()));
+    }
+    // A host started afterwards: the changes are in force, not recorded again.
+    pack.audited_run(POLICY, &audit_dir, &events(4));
+
+    let mut grant_changes = Vec::new();
+    let mut in_force = Vec::new();
+    query::for_each(&audit_dir, |entry, _| match entry.record {
+        Record::Lifecycle(Lifecycle::GrantChange {
+            action,
+            plugin,
+            capability,
+            reason,
+            by,
+            requested_at,
+            ..
+        }) => grant_changes.push(format!(
+            "{action} {} of {plugin} by {by} at {requested_at}: {reason}",
+            capability.as_deref().unwrap_or("all")
+        )),
+        Record::Lifecycle(Lifecycle::RevocationsInForce { revocations }) => {
+            in_force.extend(revocations.into_iter().map(|r| r.plugin));
+        }
+        _ => {}
+    })
+    .expect("log reads");
+    assert_eq!(
+        grant_changes,
+        [
+            "revoke state of counter by alice at 2026-11-22T10:00:00Z: disk full",
+            "revoke all of t/clock by carol at 2026-11-22T11:00:00Z: suspicious",
+            "restore all of counter by bob at 2026-11-22T12:00:00Z: disk replaced",
+        ]
+    );
+    assert_eq!(in_force, ["t/clock"], "noted at load, not as a change");
+    vigil::audit::verify::verify(&audit_dir).expect("the log verifies");
 }

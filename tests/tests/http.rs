@@ -16,7 +16,7 @@ use vigil::capability::Capability;
 use vigil::input::BatchReader;
 use vigil::output::{EnrichmentResult, FindingRecord};
 use vigil::replay::{Selection, Verdict, replay};
-use vigil::revocation::{self, Revocation, RevocationList};
+use vigil::revocation::{self, Action, ChangeRequest, Recorded, RevocationList};
 use vigil_tests::ai_server::{AiServer, SUMMARY};
 use vigil_tests::{PluginSpec, TestPack, events, parse_findings};
 
@@ -565,17 +565,25 @@ fn revoking_http_mid_run_denies_the_next_call_within_a_second_and_persists() {
             EnrichmentResult::Enriched { .. }
         ));
 
-        // `vigil revoke ai --capability http` does exactly this.
-        let mut list = RevocationList::load(&file).expect("list");
-        list.revoke(Revocation {
-            plugin: "ai".into(),
-            capability: Some(Capability::Http),
-            reason: "vendor incident".into(),
-            by: "alice".into(),
-            at: "2026-11-22T12:00:00Z".into(),
-        });
+        // What `vigil revoke ai --capability http` does.
         let revoked_at = Instant::now();
-        list.save(&file).expect("save");
+        let applied = revocation::apply(
+            &pack.state_dir,
+            &runtime.policy.audit,
+            &pack.state_dir.join("audit"),
+            change(
+                Action::Revoke,
+                "alice",
+                "vendor incident",
+                "2026-11-22T12:00:00Z",
+            ),
+        )
+        .expect("revokes");
+        assert_eq!(
+            applied.recorded,
+            Recorded::ByRunningHost,
+            "the running host records it"
+        );
         wait_for("the revocation to apply", || {
             runtime
                 .revocations
@@ -609,12 +617,17 @@ fn revoking_http_mid_run_denies_the_next_call_within_a_second_and_persists() {
         "no request after the revocation"
     );
 
-    // The log: the revocation (who, why) before the denied call, which says why.
+    // The log: the revocation (who, why, when: the command's own) before
+    // the denied call, which says why; once.
     let mut order = Vec::new();
     query::for_each(&audit, |entry, _| match entry.record {
         Record::Lifecycle(Lifecycle::GrantChange {
-            action, by, reason, ..
-        }) => order.push(format!("{action} by {by}: {reason}")),
+            action,
+            by,
+            reason,
+            requested_at,
+            ..
+        }) => order.push(format!("{action} by {by} at {requested_at}: {reason}")),
         Record::Enrichment(inv) => {
             let call = &inv.host_calls[0];
             order.push(format!(
@@ -628,10 +641,19 @@ fn revoking_http_mid_run_denies_the_next_call_within_a_second_and_persists() {
     .expect("log reads");
     assert_eq!(order.len(), 3, "{order:?}");
     assert_eq!(order[0], "Allowed ");
-    assert_eq!(order[1], "revoke by alice: vendor incident");
+    assert_eq!(
+        order[1],
+        "revoke by alice at 2026-11-22T12:00:00Z: vendor incident"
+    );
     assert!(order[2].starts_with("Denied revoked by alice"), "{order:?}");
 
-    // A restarted host starts with the revocation in force.
+    assert!(
+        !pack.state_dir.join("audit").exists(),
+        "the command wrote no record of its own"
+    );
+
+    // A restarted host starts with the revocation in force, and with
+    // nothing left to record.
     let restarted = pack.runtime(&policy(&pack, &server.origin(), ""));
     assert!(
         restarted
@@ -639,6 +661,175 @@ fn revoking_http_mid_run_denies_the_next_call_within_a_second_and_persists() {
             .check("t", "ai", Capability::Http)
             .is_some()
     );
+    let list = RevocationList::load(&file).expect("list");
+    assert!(list.pending.is_empty(), "{list:?}");
+}
+
+/// A request as `vigil revoke`/`restore` makes it, for `ai`'s `http`.
+fn change(action: Action, by: &str, reason: &str, at: &str) -> ChangeRequest {
+    ChangeRequest {
+        action,
+        plugin: "ai".into(),
+        capability: Some(Capability::Http),
+        reason: reason.into(),
+        by: by.into(),
+        at: at.into(),
+    }
+}
+
+/// `action by who at when: reason` of every grant-change record.
+fn grant_changes(audit: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    query::for_each(audit, |entry, _| {
+        if let Record::Lifecycle(Lifecycle::GrantChange {
+            action,
+            by,
+            reason,
+            requested_at,
+            ..
+        }) = entry.record
+        {
+            out.push(format!("{action} by {by} at {requested_at}: {reason}"));
+        }
+    })
+    .expect("log reads");
+    out
+}
+
+fn quarantine_records(audit: &Path) -> usize {
+    let mut n = 0;
+    query::for_each(audit, |entry, _| {
+        n += usize::from(matches!(
+            entry.record,
+            Record::Lifecycle(Lifecycle::Quarantine { .. })
+        ));
+    })
+    .expect("log reads");
+    n
+}
+
+#[test]
+fn an_enricher_failing_ten_times_on_a_denied_http_call_is_never_quarantined() {
+    let granted = AiServer::start();
+    let other = AiServer::start();
+    let (_pack, audit, findings) = enrich_run(&other.base_url("ok"), &granted.origin(), 10);
+    assert_eq!(findings.len(), 10);
+    for f in &findings {
+        let reason = unavailable_reason(f);
+        assert!(reason.contains("access denied"), "{reason}");
+        assert!(!reason.contains("quarantined"), "{reason}");
+    }
+    assert_eq!(quarantine_records(&audit), 0);
+}
+
+#[test]
+fn a_restore_on_a_running_host_brings_enrichment_back_and_each_change_is_recorded_once_with_its_own_fields()
+ {
+    let server = AiServer::start();
+    let pack = pack(&server.base_url("ok"));
+    let audit = pack.dir.path().join("audit");
+    let policy = policy(&pack, &server.origin(), "");
+    // Revoked while no host runs: the command records it itself.
+    let applied = revocation::apply(
+        &pack.state_dir,
+        &Default::default(),
+        &audit,
+        change(
+            Action::Revoke,
+            "alice",
+            "vendor incident",
+            "2026-11-22T12:00:00Z",
+        ),
+    )
+    .expect("revokes");
+    assert_eq!(applied.recorded, Recorded::Now(audit.clone()));
+
+    let (runtime, generation) = pack.load(&policy).expect("pack loads");
+    let file = pack.state_dir.join(revocation::FILE);
+    let _watcher = revocation::watch(&file, runtime.revocations.clone()).expect("watch");
+    let mut auditor = Auditor::open(&runtime.policy.audit, &audit).expect("audit opens");
+    auditor.pack_load(&generation).expect("recorded");
+    let (reader, mut feed) = std::io::pipe().expect("pipe");
+    let output = Shared::default();
+    let lines = || parse_findings(&output.0.lock().expect("lock"));
+    let stats = std::thread::scope(|scope| {
+        let mut out = output.clone();
+        let auditor = &mut auditor;
+        let generation = &generation;
+        let run = scope.spawn(move || {
+            vigil::dispatch::run_audited(
+                generation,
+                BatchReader::new(std::io::BufReader::new(reader)),
+                "pipe",
+                1,
+                &mut out,
+                Some(auditor),
+            )
+            .expect("run")
+        });
+        let event = |n: usize| format!("{{\"n\":{n}}}\n");
+        // Five denials in a row, more than `quarantine_after`.
+        for n in 1..=5 {
+            feed.write_all(event(n).as_bytes()).expect("feed");
+            wait_for("a finding", || lines().len() == n);
+            let reason = unavailable_reason(&lines()[n - 1]);
+            assert!(reason.contains("access denied"), "{reason}");
+        }
+        let applied = revocation::apply(
+            &pack.state_dir,
+            &runtime.policy.audit,
+            &audit,
+            change(
+                Action::Restore,
+                "bob",
+                "vendor fixed",
+                "2026-11-22T13:00:00Z",
+            ),
+        )
+        .expect("restores");
+        assert_eq!(applied.recorded, Recorded::ByRunningHost);
+        wait_for("the restore to apply", || {
+            (runtime.revocations)
+                .check("t", "ai", Capability::Http)
+                .is_none()
+        });
+        feed.write_all(event(6).as_bytes()).expect("feed");
+        wait_for("the sixth finding", || lines().len() == 6);
+        drop(feed);
+        run.join().expect("run thread")
+    });
+    auditor.close("test done").expect("closes");
+
+    assert!(
+        matches!(enrichment(&lines()[5]), EnrichmentResult::Enriched { .. }),
+        "{:?}",
+        lines()[5]
+    );
+    assert!(stats.quarantined.is_empty(), "{:?}", stats.quarantined);
+    assert!(generation.enrichers[0].quarantine().is_none());
+    assert_eq!(quarantine_records(&audit), 0);
+    assert_eq!(
+        grant_changes(&audit),
+        [
+            "revoke by alice at 2026-11-22T12:00:00Z: vendor incident",
+            "restore by bob at 2026-11-22T13:00:00Z: vendor fixed",
+        ]
+    );
+    // The restore is recorded before the enrichment it allowed.
+    let mut order = Vec::new();
+    query::for_each(&audit, |entry, _| match entry.record {
+        Record::Lifecycle(Lifecycle::GrantChange { action, .. }) => order.push(action),
+        Record::Enrichment(inv) => order.push(format!("{:?}", inv.outcome)),
+        _ => {}
+    })
+    .expect("log reads");
+    assert_eq!(
+        order,
+        [
+            "revoke", "Error", "Error", "Error", "Error", "Error", "restore", "Ok"
+        ]
+    );
+    vigil::audit::verify::verify(&audit).expect("the log verifies");
 }
 
 /// Detection never waits on enrichment: with a service slower than

@@ -400,3 +400,256 @@ fn a_huge_plugin_error_is_kept_and_shown_clamped() {
         (40 << 20) + "internal error: ".len()
     )));
 }
+
+#[test]
+fn a_detector_whose_init_returns_an_error_ten_times_in_a_row_is_never_quarantined() {
+    // `init` refuses the unknown mode with an error value: the plugin
+    // handling bad input, not misbehaving.
+    let pack = TestPack::new(&[hostile("picky", r#"mode = "no-such-mode""#)]);
+    let (_rt, generation) = pack
+        .load(&policy(&["picky"], "limits = { quarantine_after = 2 }"))
+        .expect("loads");
+    let (stats, _) = run(&generation, &events(10), 1);
+    assert_eq!(stats.failed_calls, 10, "every batch was given to it");
+    assert!(stats.quarantined.is_empty(), "{:?}", stats.quarantined);
+    assert!(generation.detectors[0].quarantine().is_none());
+}
+
+/// Events made one at a time, as the dispatcher asks for them, until
+/// `plugin` has been quarantined twice and then lifted (or 20 s pass).
+/// Time passes between events; the reader watches the plugin's state
+/// rather than sleeping for the back-off.
+struct UntilLifted<'a> {
+    plugin: &'a vigil::plugin::LoadedPlugin,
+    started: std::time::Instant,
+    /// Back-offs of the quarantines seen, in order.
+    backoffs: Vec<std::time::Duration>,
+    last_until: Option<std::time::SystemTime>,
+    line: Vec<u8>,
+    pos: usize,
+    n: u64,
+}
+
+impl std::io::Read for UntilLifted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = std::io::BufRead::fill_buf(self)?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        std::io::BufRead::consume(self, n);
+        Ok(n)
+    }
+}
+
+impl std::io::BufRead for UntilLifted<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.pos < self.line.len() {
+            return Ok(&self.line[self.pos..]);
+        }
+        match self.plugin.quarantine() {
+            Some(q) if self.last_until != Some(q.until) => {
+                self.last_until = Some(q.until);
+                self.backoffs.push(q.backoff);
+            }
+            None if self.backoffs.len() >= 2 => return Ok(&[]),
+            _ => {}
+        }
+        if self.started.elapsed() > std::time::Duration::from_secs(20) {
+            return Ok(&[]);
+        }
+        // A trickle of events, not a wait for the back-off: each one asks
+        // the host whether the quarantine is over.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        self.n += 1;
+        self.line = format!("{{\"n\":{}}}\n", self.n).into_bytes();
+        self.pos = 0;
+        Ok(&self.line)
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.pos += amount;
+    }
+}
+
+#[test]
+fn a_trapping_detector_is_quarantined_skipped_probed_requarantined_for_twice_as_long_then_lifted_by_a_good_probe()
+ {
+    use vigil::audit::record::{Lifecycle, Outcome, Record};
+    // Traps on its first three calls: two make the quarantine, the third is
+    // the first probe; the fourth call (second probe) behaves.
+    let pack = TestPack::new(&[
+        hostile("flaky", r#"mode = "trap-then-echo", traps = "3""#),
+        hostile("echo", r#"mode = "echo""#),
+    ]);
+    let extra = "limits = { quarantine_after = 2, quarantine_ms = 200 }";
+    let (runtime, generation) = pack
+        .load(&policy(&["flaky", "echo"], extra))
+        .expect("loads");
+    let audit = pack.dir.path().join("audit");
+    let mut auditor = vigil::audit::Auditor::open(&runtime.policy.audit, &audit).expect("opens");
+    auditor.pack_load(&generation).expect("recorded");
+    let mut reader = UntilLifted {
+        plugin: &generation.detectors[0],
+        started: std::time::Instant::now(),
+        backoffs: Vec::new(),
+        last_until: None,
+        line: Vec::new(),
+        pos: 0,
+        n: 0,
+    };
+    let mut out = Vec::new();
+    let stats = vigil::dispatch::run_audited(
+        &generation,
+        vigil::input::BatchReader::new(&mut reader),
+        "trickle",
+        1,
+        &mut out,
+        Some(&mut auditor),
+    )
+    .expect("run");
+    auditor.close("test done").expect("closes");
+
+    let ms = std::time::Duration::from_millis;
+    assert_eq!(
+        reader.backoffs,
+        vec![ms(200), ms(400)],
+        "doubled on the failed probe"
+    );
+    assert!(generation.detectors[0].quarantine().is_none(), "lifted");
+    assert_eq!(stats.quarantined.len(), 1, "{:?}", stats.quarantined);
+    let findings = vigil_tests::parse_findings(&out);
+    let echoed = |plugin: &str| findings.iter().filter(|f| f.plugin == plugin).count() as u64;
+    assert_eq!(
+        echoed("echo"),
+        stats.events,
+        "the other detector saw every event"
+    );
+    assert_eq!(echoed("flaky"), 1, "only the good probe's event");
+    assert!(
+        stats.events > 4,
+        "batches went by while it was quarantined: {}",
+        stats.events
+    );
+
+    // The log tells the whole story, in order, around the calls.
+    let mut story = Vec::new();
+    vigil::audit::query::for_each(&audit, |entry, _| match entry.record {
+        Record::Invocation(inv) if inv.plugin == "flaky" => story.push(format!(
+            "{}{}",
+            if inv.probe { "probe " } else { "" },
+            match inv.outcome {
+                Outcome::Ok => "ok",
+                Outcome::Trap => "trap",
+                _ => "other",
+            }
+        )),
+        Record::Lifecycle(Lifecycle::Quarantine {
+            plugin,
+            until,
+            backoff_ms,
+            reason,
+            ..
+        }) if plugin == "flaky" => {
+            assert!(until.is_some(), "{reason}");
+            assert!(reason.contains("trapped"), "{reason}");
+            story.push(format!("quarantined {}ms", backoff_ms.unwrap_or(0)));
+        }
+        Record::Lifecycle(Lifecycle::QuarantineProbe { plugin, .. }) if plugin == "flaky" => {
+            story.push("probing".into())
+        }
+        Record::Lifecycle(Lifecycle::QuarantineLifted { plugin, reason, .. })
+            if plugin == "flaky" =>
+        {
+            story.push(format!("lifted: {reason}"))
+        }
+        _ => {}
+    })
+    .expect("log reads");
+    assert_eq!(
+        story,
+        [
+            "trap",
+            "trap",
+            "quarantined 200ms",
+            "probing",
+            "probe trap",
+            "quarantined 400ms",
+            "probing",
+            "probe ok",
+            "lifted: probe succeeded",
+        ]
+    );
+    vigil::audit::verify::verify(&audit).expect("the log verifies");
+}
+
+#[test]
+fn a_restore_of_any_capability_lifts_the_quarantine_of_the_plugin_at_once() {
+    use vigil::audit::record::{Lifecycle, Record};
+    use vigil::revocation::{Action, ChangeRequest, RevocationList};
+    let pack = TestPack::new(&[hostile("flaky", r#"mode = "trap-then-echo", traps = "2""#)]);
+    // A back-off far longer than the test.
+    let extra = "limits = { quarantine_after = 2, quarantine_ms = 600000 }";
+    let (runtime, generation) = pack.load(&policy(&["flaky"], extra)).expect("loads");
+    let (stats, _) = run(&generation, &events(3), 1);
+    assert_eq!(stats.failed_calls, 2, "the third batch was skipped");
+    assert!(generation.detectors[0].quarantine().is_some());
+
+    // `vigil revoke flaky --capability clock` then `vigil restore flaky`, as
+    // the running host sees them.
+    let request = |action, by: &str| ChangeRequest {
+        action,
+        plugin: "flaky".into(),
+        capability: (action == Action::Revoke).then_some(Capability::Clock),
+        reason: "test".into(),
+        by: by.into(),
+        at: "2026-11-22T00:00:00Z".into(),
+    };
+    let mut list = RevocationList::default();
+    list.change(request(Action::Revoke, "alice"))
+        .expect("revokes");
+    runtime.revocations.replace(list.clone());
+    assert!(
+        generation.detectors[0].quarantine().is_some(),
+        "a revocation changes nothing"
+    );
+    list.change(request(Action::Restore, "bob"))
+        .expect("restores");
+    runtime.revocations.replace(list);
+
+    let audit = pack.dir.path().join("audit");
+    let out = pack_run_audited(&runtime, &generation, &audit, 1);
+    assert!(generation.detectors[0].quarantine().is_none());
+    assert_eq!(vigil_tests::parse_findings(&out).len(), 1, "called again");
+    let mut story = Vec::new();
+    vigil::audit::query::for_each(&audit, |entry, _| match entry.record {
+        Record::Lifecycle(Lifecycle::QuarantineLifted { reason, .. }) => {
+            story.push(format!("lifted: {reason}"))
+        }
+        Record::Invocation(inv) => story.push(format!("{:?}", inv.outcome)),
+        _ => {}
+    })
+    .expect("log reads");
+    assert_eq!(story, ["lifted: restored by bob", "Ok"]);
+}
+
+/// Run `n` events through `generation` in batches of 1, audited in `audit`.
+fn pack_run_audited(
+    runtime: &vigil::runtime::Runtime,
+    generation: &vigil::pack::Generation,
+    audit: &std::path::Path,
+    n: usize,
+) -> Vec<u8> {
+    let mut auditor = vigil::audit::Auditor::open(&runtime.policy.audit, audit).expect("opens");
+    let mut out = Vec::new();
+    let text = events(n);
+    vigil::dispatch::run_audited(
+        generation,
+        vigil::input::BatchReader::new(text.as_bytes()),
+        "test.jsonl",
+        1,
+        &mut out,
+        Some(&mut auditor),
+    )
+    .expect("run");
+    auditor.close("test done").expect("closes");
+    out
+}

@@ -43,7 +43,7 @@ use crate::capability::log::LogSource;
 use crate::input::MalformedLine;
 use crate::output::{EnrichmentResult, FindingRecord};
 use crate::pack::Generation;
-use crate::plugin::{CallError, CallOutcome, LoadedPlugin};
+use crate::plugin::{CallError, CallOutcome, LoadedPlugin, QuarantineChange};
 use crate::policy::{AuditConfig, InputMode};
 
 pub use self::writer::AuditError;
@@ -118,6 +118,16 @@ impl Auditor {
         Ok(seq)
     }
 
+    /// Make everything appended so far durable now (`fdatasync`).
+    pub fn sync(&mut self) -> Result<(), AuditError> {
+        self.log.sync()
+    }
+
+    /// Highest grant-change id the log holds (see `revocation.rs`).
+    pub fn last_grant_change(&self) -> u64 {
+        self.log.last_grant_change()
+    }
+
     /// Record a loaded generation: every plugin's component (stored by
     /// digest for replay) and effective grants.
     pub fn pack_load(&mut self, generation: &Generation) -> Result<(), AuditError> {
@@ -140,6 +150,10 @@ impl Auditor {
             source: generation.source.display(""),
             plugins,
         })?;
+        let revocations = generation.revocations.in_force();
+        if !revocations.is_empty() {
+            self.lifecycle(Lifecycle::RevocationsInForce { revocations })?;
+        }
         Ok(())
     }
 
@@ -187,22 +201,31 @@ impl Auditor {
                 &call.outcome,
                 call.findings.clone(),
             ));
+            self.quarantine_changes(call.plugin, &call.outcome.before, &scrub)?;
             self.json.clear();
             self.write_record(&record, &scrub)?;
             self.log.append_json(&self.json);
-            if call.outcome.quarantined_now {
-                self.json.clear();
-                let quarantine = Record::Lifecycle(Lifecycle::Quarantine {
-                    pack: call.plugin.pack.to_string(),
-                    plugin: call.plugin.id.to_string(),
-                    reason: call.plugin.quarantine_reason().unwrap_or_default(),
-                });
-                self.write_record(&quarantine, &scrub)?;
-                self.log.append_json(&self.json);
-            }
+            self.quarantine_changes(call.plugin, &call.outcome.after, &scrub)?;
         }
         self.log.commit()?;
         Ok((batch_seq, scrub))
+    }
+
+    /// Append the quarantine changes of a call (before or after its
+    /// invocation record; part of the same unit).
+    fn quarantine_changes<'c>(
+        &mut self,
+        plugin: &LoadedPlugin,
+        changes: impl IntoIterator<Item = &'c QuarantineChange>,
+        scrub: &Scrub,
+    ) -> Result<(), AuditError> {
+        for change in changes {
+            self.json.clear();
+            let record = Record::Lifecycle(change.record(&plugin.pack, &plugin.id));
+            self.write_record(&record, scrub)?;
+            self.log.append_json(&self.json);
+        }
+        Ok(())
     }
 
     /// Write and commit one `enrichment` record per enricher call on
@@ -224,19 +247,11 @@ impl Auditor {
                 .ok()
                 .cloned()
                 .map(EnrichmentResult::enriched);
+            self.quarantine_changes(plugin, &outcome.before, scrub)?;
             self.json.clear();
             self.write_record(&Record::Enrichment(record), scrub)?;
             self.log.append_json(&self.json);
-            if outcome.quarantined_now {
-                self.json.clear();
-                let quarantine = Record::Lifecycle(Lifecycle::Quarantine {
-                    pack: plugin.pack.to_string(),
-                    plugin: plugin.id.to_string(),
-                    reason: plugin.quarantine_reason().unwrap_or_default(),
-                });
-                self.write_record(&quarantine, scrub)?;
-                self.log.append_json(&self.json);
-            }
+            self.quarantine_changes(plugin, &outcome.after, scrub)?;
         }
         self.log.commit()
     }
@@ -305,6 +320,12 @@ impl Auditor {
         self.log.append(&Record::Lifecycle(Lifecycle::HostStop {
             reason: reason.to_owned(),
         }))?;
+        self.log.close()
+    }
+
+    /// Commit, sync and close without a `host-stop` record: for a command
+    /// that is not a host and only appends a record (`vigil revoke`).
+    pub fn release(self) -> Result<(), AuditError> {
         self.log.close()
     }
 }
@@ -390,7 +411,8 @@ fn invocation<T>(
             })
             .collect(),
         duration_us: outcome.elapsed.as_micros() as u64,
-        quarantined: outcome.quarantined_now,
+        quarantined: outcome.quarantined_now(),
+        probe: outcome.probe,
     }
 }
 

@@ -65,7 +65,10 @@ impl Filter {
                         .is_none_or(|rule| inv.input.as_ref().is_some_and(|f| f.rule_id == *rule))
             }
             Record::Lifecycle(
-                Lifecycle::Quarantine { plugin, .. } | Lifecycle::GrantChange { plugin, .. },
+                Lifecycle::Quarantine { plugin, .. }
+                | Lifecycle::QuarantineProbe { plugin, .. }
+                | Lifecycle::QuarantineLifted { plugin, .. }
+                | Lifecycle::GrantChange { plugin, .. },
             ) => {
                 self.finding.is_none()
                     && self
@@ -141,9 +144,49 @@ pub fn describe(entry: &Entry) -> String {
                     pack,
                     plugin,
                     reason,
+                    until,
+                    backoff_ms,
                 } => {
-                    write!(out, "QUARANTINE {pack}/{plugin}: {}", PluginText(reason))
+                    let until = match (until, backoff_ms) {
+                        (Some(until), Some(ms)) => {
+                            format!(
+                                " until {until} (back-off {})",
+                                humantime::format_duration(std::time::Duration::from_millis(*ms))
+                            )
+                        }
+                        (Some(until), None) => format!(" until {until}"),
+                        _ => String::new(),
+                    };
+                    write!(
+                        out,
+                        "QUARANTINE {}/{}{until}: {}",
+                        PluginText(pack),
+                        PluginText(plugin),
+                        PluginText(reason)
+                    )
                 }
+                Lifecycle::QuarantineProbe {
+                    pack,
+                    plugin,
+                    reason,
+                } => write!(
+                    out,
+                    "QUARANTINE PROBE {}/{}: back-off over, the next invocation probes it (quarantined for: {})",
+                    PluginText(pack),
+                    PluginText(plugin),
+                    PluginText(reason)
+                ),
+                Lifecycle::QuarantineLifted {
+                    pack,
+                    plugin,
+                    reason,
+                } => write!(
+                    out,
+                    "QUARANTINE LIFTED {}/{}: {}",
+                    PluginText(pack),
+                    PluginText(plugin),
+                    PluginText(reason)
+                ),
                 Lifecycle::GrantChange {
                     action,
                     plugin,
@@ -152,15 +195,36 @@ pub fn describe(entry: &Entry) -> String {
                     by,
                     requested_at,
                     note,
+                    change,
                 } => write!(
                     out,
-                    "GRANT {} {} of {plugin} by {by} (asked {requested_at}): {reason}{}",
+                    "GRANT {} {} of {} by {} (asked {}): {}{}{}",
                     action.to_uppercase(),
                     capability.as_deref().unwrap_or("every capability"),
+                    PluginText(plugin),
+                    PluginText(by),
+                    PluginText(requested_at),
+                    PluginText(reason),
                     note.as_deref()
-                        .map(|n| format!(" [{n}]"))
-                        .unwrap_or_default()
+                        .map(|n| format!(" [{}]", PluginText(n)))
+                        .unwrap_or_default(),
+                    change.map(|c| format!(" (change {c})")).unwrap_or_default()
                 ),
+                Lifecycle::RevocationsInForce { revocations } => {
+                    let _ = write!(out, "revocations in force:");
+                    for r in revocations {
+                        let _ = write!(
+                            out,
+                            " {} of {} (by {} at {}: {});",
+                            r.what(),
+                            PluginText(&r.plugin),
+                            PluginText(&r.by),
+                            PluginText(&r.at),
+                            PluginText(&r.reason)
+                        );
+                    }
+                    Ok(())
+                }
                 Lifecycle::RunStart {
                     source,
                     from,
@@ -209,6 +273,9 @@ pub fn describe(entry: &Entry) -> String {
             );
         }
         Record::Invocation(inv) => {
+            if inv.probe {
+                out.push_str("probe ");
+            }
             let denied = inv
                 .host_calls
                 .iter()

@@ -3,8 +3,9 @@
 //!
 //! Kinds (the `kind` field of each line):
 //! - `lifecycle`: host start/stop, pack load (with every plugin's effective
-//!   grants, limits, config and component digest) or refusal, quarantine,
-//!   run start/end, torn-tail repair;
+//!   grants, limits, config and component digest) or refusal, revocations
+//!   in force at load, grant changes (`vigil revoke`/`restore`), quarantine,
+//!   quarantine probe and lift, run start/end, torn-tail repair;
 //! - `batch`: the events of one batch (full, redacted or digests only),
 //!   malformed lines, and the source position before and after it;
 //! - `invocation`: one plugin call on one batch: outcome, findings, logs and
@@ -77,8 +78,10 @@ pub enum Lifecycle {
         /// Every problem found.
         reasons: Vec<String>,
     },
-    /// A capability of a plugin was revoked or restored (`vigil revoke`,
-    /// `vigil restore`), as the host put it in force.
+    /// A capability of a plugin was revoked or restored: one record per
+    /// `vigil revoke` or `vigil restore`, with that command's own reason,
+    /// actor and time, written by the command itself or, when a host was
+    /// running, by that host (see `revocation.rs`).
     GrantChange {
         /// `revoke` or `restore`.
         action: String,
@@ -93,17 +96,55 @@ pub enum Lifecycle {
         by: String,
         /// When it was asked.
         requested_at: String,
-        /// e.g. `in force at host start`.
+        /// e.g. which revocations a restore ended.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
+        /// The change's id in the state dir's revocation list: how a
+        /// recorder knows a change is already in this log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        change: Option<u64>,
     },
-    /// A plugin was quarantined and gets no more events.
+    /// The revocations in force when a pack was loaded (a note of state,
+    /// not a change: each was recorded as a `grant-change` when made).
+    RevocationsInForce {
+        /// Every revocation in force, oldest first.
+        revocations: Vec<crate::revocation::Revocation>,
+    },
+    /// A plugin misbehaved `quarantine_after` times in a row (or on a
+    /// probe) and gets no calls until `until`; then one call probes it.
     Quarantine {
         /// Pack name.
         pack: String,
         /// Plugin id.
         plugin: String,
-        /// Why.
+        /// Why (plugin-controlled text inside: the call's error).
+        reason: String,
+        /// When the back-off ends, RFC 3339.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<String>,
+        /// The back-off, milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backoff_ms: Option<u64>,
+    },
+    /// The back-off of a quarantine ended: the invocation that follows is a
+    /// probe call.
+    QuarantineProbe {
+        /// Pack name.
+        pack: String,
+        /// Plugin id.
+        plugin: String,
+        /// The reason of the quarantine being probed.
+        reason: String,
+    },
+    /// A quarantine ended: the probe call behaved, or an operator restored
+    /// a capability of the plugin.
+    QuarantineLifted {
+        /// Pack name.
+        pack: String,
+        /// Plugin id.
+        plugin: String,
+        /// `probe succeeded`, `probe behaved (...)` (it returned an error
+        /// value, which is not misbehaviour), or `restored by <who>`.
         reason: String,
     },
     /// A run over one input started.
@@ -190,10 +231,18 @@ pub struct LimitsRecord {
     pub max_findings_per_batch: usize,
     /// Most bytes of finding text per call.
     pub max_output_bytes: usize,
-    /// Consecutive failures before quarantine.
+    /// Consecutive misbehaving calls before quarantine.
     pub quarantine_after: u32,
+    /// Back-off of a first quarantine, milliseconds (30 s in logs written
+    /// before it was configurable).
+    #[serde(default = "default_quarantine_ms")]
+    pub quarantine_ms: u64,
     /// Log records per call.
     pub log_records_per_call: usize,
+}
+
+fn default_quarantine_ms() -> u64 {
+    30_000
 }
 
 impl From<crate::policy::Limits> for LimitsRecord {
@@ -204,6 +253,7 @@ impl From<crate::policy::Limits> for LimitsRecord {
             max_findings_per_batch: l.max_findings_per_batch,
             max_output_bytes: l.max_output_bytes,
             quarantine_after: l.quarantine_after,
+            quarantine_ms: l.quarantine.as_millis() as u64,
             log_records_per_call: l.log_records_per_call,
         }
     }
@@ -217,6 +267,7 @@ impl From<LimitsRecord> for crate::policy::Limits {
             max_findings_per_batch: l.max_findings_per_batch,
             max_output_bytes: l.max_output_bytes,
             quarantine_after: l.quarantine_after,
+            quarantine: std::time::Duration::from_millis(l.quarantine_ms),
             log_records_per_call: l.log_records_per_call,
         }
     }
@@ -335,9 +386,12 @@ pub struct InvocationRecord {
     pub logs: Vec<LogLine>,
     /// Wall time of the call, microseconds.
     pub duration_us: u64,
-    /// Set when this failure quarantined the plugin.
+    /// Set when this call quarantined the plugin.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub quarantined: bool,
+    /// Set when this call was the probe at the end of a quarantine.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probe: bool,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -398,4 +452,8 @@ pub struct Checkpoint {
     pub head: String,
     /// Segment this record opens or sits in.
     pub segment: u64,
+    /// Highest grant-change id recorded so far (see `GrantChange::change`),
+    /// so the last segment alone tells a recorder what the log holds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_grant_change: u64,
 }

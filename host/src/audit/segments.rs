@@ -65,12 +65,32 @@ pub fn lines(bytes: &[u8]) -> impl Iterator<Item = Line<'_>> {
     })
 }
 
-/// Just enough of a record to follow batch units.
+/// Just enough of a record to follow batch units and grant-change ids.
 #[derive(Deserialize)]
 pub(crate) struct Peek {
     pub(crate) kind: String,
     #[serde(default)]
     pub(crate) invocations: Option<u32>,
+    /// A lifecycle record's event.
+    #[serde(default)]
+    pub(crate) event: Option<String>,
+    /// A grant-change record's change id.
+    #[serde(default)]
+    pub(crate) change: Option<u64>,
+    /// A checkpoint's highest grant-change id.
+    #[serde(default)]
+    pub(crate) last_grant_change: Option<u64>,
+}
+
+impl Peek {
+    /// The highest grant-change id this record tells of, if any.
+    fn grant_change(&self) -> Option<u64> {
+        match (self.kind.as_str(), self.event.as_deref()) {
+            ("lifecycle", Some("grant-change")) => self.change,
+            ("checkpoint", _) => Some(self.last_grant_change.unwrap_or(0)),
+            _ => None,
+        }
+    }
 }
 
 /// Where the log ends and what must be cut to make it end cleanly.
@@ -81,6 +101,8 @@ pub(crate) struct Tail {
     /// Bytes of the last segment to keep.
     pub(crate) good_len: u64,
     pub(crate) repair: Option<Repair>,
+    /// Highest grant-change id in the log (0: none).
+    pub(crate) last_grant_change: u64,
 }
 
 #[derive(Debug)]
@@ -100,6 +122,8 @@ struct OpenUnit {
     records: u64,
     /// Seq and hash of the record before the unit.
     before: Option<(u64, String)>,
+    /// Highest grant-change id seen before the unit.
+    grant_change_before: Option<u64>,
 }
 
 /// Scan the last segment `last` of `dir` (listed in `all`) for its final
@@ -118,6 +142,7 @@ pub(crate) fn scan_tail(
     let mut good_len = 0u64;
     let mut cut: Option<String> = None;
     let mut unit: Option<OpenUnit> = None;
+    let mut grant_change: Option<u64> = None;
     let mut all_lines = lines(&bytes).peekable();
     while let Some(line) = all_lines.next() {
         let is_last = all_lines.peek().is_none();
@@ -144,16 +169,21 @@ pub(crate) fn scan_tail(
             }
         };
         let peek: Option<Peek> = serde_json::from_slice(line.bytes).ok();
+        if let Some(id) = peek.as_ref().and_then(Peek::grant_change) {
+            grant_change = Some(grant_change.unwrap_or(0).max(id));
+        }
         match peek {
             Some(Peek {
                 kind,
                 invocations: Some(n),
+                ..
             }) if kind == "batch" => {
                 unit = (n > 0).then(|| OpenUnit {
                     start: line.offset,
                     missing: n,
                     records: 1,
                     before: end.clone(),
+                    grant_change_before: grant_change,
                 });
             }
             Some(Peek { kind, .. }) if kind == "invocation" => {
@@ -176,8 +206,10 @@ pub(crate) fn scan_tail(
         missing,
         records,
         before,
+        grant_change_before,
     }) = unit
     {
+        grant_change = grant_change_before;
         let note = format!("a batch unit lacks {missing} invocation record(s)");
         cut = Some(match cut {
             Some(why) => format!("{why}; {note}"),
@@ -191,9 +223,14 @@ pub(crate) fn scan_tail(
         Some(end) => end,
         None => previous_end(dir, last, all)?,
     };
+    let last_grant_change = match grant_change {
+        Some(id) => id,
+        None => previous_grant_change(last, all)?,
+    };
     Ok(Tail {
         seq: end.0,
         hash: end.1,
+        last_grant_change,
         good_len,
         repair: cut.map(|reason| Repair {
             bytes_removed: bytes.len() as u64 - good_len,
@@ -201,6 +238,28 @@ pub(crate) fn scan_tail(
             reason,
         }),
     })
+}
+
+/// Highest grant-change id in the segments before `last`: read backwards
+/// until a segment tells (every segment after the first opens with a
+/// checkpoint that does).
+fn previous_grant_change(last: &Path, all: &[(u64, PathBuf)]) -> Result<u64, AuditError> {
+    let end = all.iter().position(|(_, p)| p == last).unwrap_or(all.len());
+    for (_, path) in all[..end].iter().rev() {
+        let bytes = read_bounded(path).map_err(|source| AuditError::Io {
+            path: path.clone(),
+            action: "reading a segment",
+            source,
+        })?;
+        let found = (lines(&bytes).filter(|l| l.complete))
+            .filter_map(|l| serde_json::from_slice::<Peek>(l.bytes).ok())
+            .filter_map(|p| p.grant_change())
+            .max();
+        if let Some(id) = found {
+            return Ok(id);
+        }
+    }
+    Ok(0)
 }
 
 /// Seq and hash of the last record before segment `last`.

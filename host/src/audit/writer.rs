@@ -6,7 +6,15 @@
 //! 00000001.jsonl 00000002.jsonl ...   segments; the chain runs across them
 //! head                                 {"seq":N,"hash":...}: last fsynced record
 //! components/<sha256>.wasm             every component that ran, by digest
+//! lock                                 locked (flock) by the one process writing
 //! ```
+//!
+//! One writer at a time: [`AuditLog::open`] takes an exclusive lock on
+//! `lock` and keeps it until the log is dropped (the kernel releases it
+//! when the process dies). A second writer would chain its records from a
+//! stale last hash and tear the other's lines, so it is refused with
+//! [`AuditError::Busy`] instead. Readers (`verify`, `show`, `replay`) take
+//! no lock.
 //!
 //! Durability: [`AuditLog::commit`] hands every buffered line to the kernel
 //! (`write(2)`) before it returns, and the dispatcher emits a batch's
@@ -41,6 +49,16 @@ pub enum AuditError {
         action: &'static str,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// Another process has the log open for writing.
+    #[error(
+        "audit log {} is being written by another process (a running `vigil run`?); \
+         a log has one writer at a time: wait for it to finish or use another `--audit` directory",
+        path.display()
+    )]
+    Busy {
+        /// The audit directory.
+        path: PathBuf,
     },
     /// The existing log is damaged before its tail; appending would hide it.
     #[error(
@@ -144,6 +162,10 @@ pub struct AuditLog {
     buf: Vec<u8>,
     json: Vec<u8>,
     syncer: Syncer,
+    /// Highest grant-change id the log holds (see `revocation.rs`).
+    last_grant_change: u64,
+    /// Held for the writer's life: the single-writer lock.
+    _lock: File,
 }
 
 fn io_err<'p>(
@@ -168,6 +190,25 @@ impl AuditLog {
     /// `tail-repaired` lifecycle record.
     pub fn open(dir: &Path, options: WriterOptions) -> Result<AuditLog, AuditError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir, "creating the directory"))?;
+        // Before reading the tail: another writer's half-written line is not torn.
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path, "opening the lock file"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AuditError::Busy {
+                    path: dir.to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(io_err(&lock_path, "locking the log")(e));
+            }
+        }
         let list = segments::list(dir).map_err(io_err(dir, "listing segments"))?;
         let (segment, tail) = match list.last() {
             None => (1, None),
@@ -182,9 +223,9 @@ impl AuditLog {
             .write(true)
             .open(&segment_path)
             .map_err(io_err(&segment_path, "opening the segment"))?;
-        let (seq, last_hash, mut segment_len, repair) = match tail {
-            None => (0, GENESIS.to_owned(), 0, None),
-            Some(t) => (t.seq, t.hash, t.good_len, t.repair),
+        let (seq, last_hash, mut segment_len, repair, last_grant_change) = match tail {
+            None => (0, GENESIS.to_owned(), 0, None, 0),
+            Some(t) => (t.seq, t.hash, t.good_len, t.repair, t.last_grant_change),
         };
         if repair.is_some() {
             file.set_len(segment_len)
@@ -214,6 +255,8 @@ impl AuditLog {
             buf: Vec::with_capacity(1 << 20),
             json: Vec::with_capacity(64 << 10),
             syncer,
+            last_grant_change,
+            _lock: lock,
         };
         if let Some(repair) = repair {
             tracing::warn!(
@@ -245,9 +288,20 @@ impl AuditLog {
         self.seq
     }
 
+    /// Highest grant-change id among the log's records (0: none).
+    pub fn last_grant_change(&self) -> u64 {
+        self.last_grant_change
+    }
+
     /// Buffer `record`; returns its sequence number. Nothing reaches the
     /// file before [`AuditLog::commit`].
     pub fn append(&mut self, record: &Record) -> Result<u64, AuditError> {
+        if let Record::Lifecycle(Lifecycle::GrantChange {
+            change: Some(id), ..
+        }) = record
+        {
+            self.last_grant_change = self.last_grant_change.max(*id);
+        }
         let mut json = std::mem::take(&mut self.json);
         json.clear();
         serde_json::to_writer(&mut json, record).map_err(|e| AuditError::Io {
@@ -292,6 +346,7 @@ impl AuditLog {
             records: self.seq,
             head: self.last_hash.clone(),
             segment: self.segment,
+            last_grant_change: self.last_grant_change,
         });
         self.append(&record)?;
         self.since_checkpoint = 0;
@@ -319,6 +374,12 @@ impl AuditLog {
             self.sync_now()?;
         }
         Ok(())
+    }
+
+    /// Commit and `fdatasync` now, without waiting for the group commit.
+    pub fn sync(&mut self) -> Result<(), AuditError> {
+        self.commit()?;
+        self.sync_now()
     }
 
     fn sync_now(&mut self) -> Result<(), AuditError> {
@@ -532,6 +593,59 @@ mod tests {
         let v = verify(dir.path()).expect("the rotated log verifies");
         assert!(v.segments > 500, "{v:?}");
         assert_eq!(v.anchored, Some(last), "head names the last record");
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_while_the_first_holds_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = AuditLog::open(dir.path(), WriterOptions::default()).expect("open");
+        let err = AuditLog::open(dir.path(), WriterOptions::default()).expect_err("busy");
+        assert!(matches!(err, AuditError::Busy { .. }), "{err}");
+        assert!(err.to_string().contains("another process"), "{err}");
+        log.close().expect("close");
+        AuditLog::open(dir.path(), WriterOptions::default()).expect("free again");
+    }
+
+    #[test]
+    fn the_highest_grant_change_id_survives_reopening_and_segment_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = WriterOptions {
+            segment_bytes: 512,
+            ..WriterOptions::default()
+        };
+        let grant_change = |id| {
+            Record::Lifecycle(Lifecycle::GrantChange {
+                action: "revoke".into(),
+                plugin: "p".into(),
+                capability: None,
+                reason: "r".into(),
+                by: "alice".into(),
+                requested_at: "2026-11-22T00:00:00Z".into(),
+                note: None,
+                change: Some(id),
+            })
+        };
+        let mut log = AuditLog::open(dir.path(), options).expect("open");
+        assert_eq!(log.last_grant_change(), 0);
+        log.append(&grant_change(7)).expect("append");
+        log.commit().expect("commit");
+        log.close().expect("close");
+        let mut log = AuditLog::open(dir.path(), options).expect("reopen");
+        assert_eq!(log.last_grant_change(), 7);
+        // Enough other records to leave the grant change segments behind.
+        for i in 0..40 {
+            log.append(&Record::Lifecycle(Lifecycle::HostStop {
+                reason: format!("filler {i}"),
+            }))
+            .expect("append");
+            log.commit().expect("commit");
+        }
+        log.close().expect("close");
+        assert!(segments::list(dir.path()).expect("list").len() > 3);
+        let log = AuditLog::open(dir.path(), options).expect("reopen");
+        assert_eq!(log.last_grant_change(), 7, "told by the checkpoints");
+        log.close().expect("close");
+        verify(dir.path()).expect("verifies");
     }
 
     #[test]

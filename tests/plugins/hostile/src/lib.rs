@@ -46,6 +46,9 @@ pub enum Mode {
     /// Log, print and report text that imitates the host's own output
     /// (newlines, a forged summary line, ESC sequences, a bidi override).
     Forge,
+    /// Trap on the first `traps` calls (config, default 1; counted in state
+    /// under `count/calls`, which survives the trap), then echo.
+    TrapThenEcho,
 }
 
 /// Text a plugin might use to pass for the host on a terminal or in a
@@ -56,6 +59,8 @@ pub const FORGED: &str =
 /// The hostile plugin.
 pub struct Hostile {
     mode: Mode,
+    /// For `TrapThenEcho`: how many calls trap.
+    traps: u64,
 }
 
 impl Detector for Hostile {
@@ -82,6 +87,7 @@ impl Detector for Hostile {
             }
             "evidence-flood" => Mode::EvidenceFlood,
             "forge" => Mode::Forge,
+            "trap-then-echo" => Mode::TrapThenEcho,
             // Fail `init` with a 40 MB error message.
             "huge-error" => return Err(PluginError::Internal("E".repeat(40 << 20))),
             other => {
@@ -90,7 +96,11 @@ impl Detector for Hostile {
                 )));
             }
         };
-        Ok(Hostile { mode })
+        let traps = config
+            .get("traps")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(1);
+        Ok(Hostile { mode, traps })
     }
 
     fn fields(&self) -> Option<Vec<String>> {
@@ -147,6 +157,19 @@ impl Detector for Hostile {
                 }
             }
             Mode::Trap => panic!("hostile plugin trapped on purpose"),
+            Mode::TrapThenEcho => {
+                let calls = state::get("count/calls")
+                    .ok()
+                    .flatten()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    + 1;
+                let _ = state::set("count/calls", &calls.to_string(), None);
+                if calls <= self.traps {
+                    panic!("hostile plugin trapped on purpose (call {calls})");
+                }
+                echo(events, findings);
+            }
             Mode::StateOutsidePrefix => {
                 let result = match state::set("forbidden/key", "x", None) {
                     Ok(()) => "ok".to_owned(),
