@@ -309,3 +309,42 @@ fn revokes_and_restores_made_while_no_host_runs_are_one_record_each_and_a_later_
     assert_eq!(in_force, ["t/clock"], "noted at load, not as a change");
     vigil::audit::verify::verify(&audit_dir).expect("the log verifies");
 }
+
+/// Issue 9: with small segments, runs used to stop at a rotation with
+/// "fdatasync: No such file or directory" (the sync thread and the
+/// rotation raced on the `head` anchor).
+#[test]
+fn a_long_run_over_tiny_segments_completes_verifies_and_has_one_invocation_per_event() {
+    let pack = clock_and_counter();
+    let audit_dir = pack.dir.path().join("audit");
+    let policy = format!("{POLICY}[audit]\nsegment_mb = 1\nfsync_interval_ms = 1\n");
+    let n = 6_000u64;
+    pack.audited_run(&policy, &audit_dir, &events(n as usize));
+    let verified = vigil::audit::verify::verify(&audit_dir).expect("the log verifies");
+    assert!(verified.segments >= 3, "{verified:?}");
+
+    let mut batches = std::collections::HashMap::new();
+    let mut seen: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    query::for_each(&audit_dir, |entry, _| match entry.record {
+        Record::Batch(b) => {
+            batches.insert(entry.seq, b.events.iter().map(|e| e.id).collect::<Vec<_>>());
+        }
+        Record::Invocation(inv) => seen
+            .entry(inv.plugin)
+            .or_default()
+            .extend(batches.get(&inv.batch).expect("batch before invocation")),
+        _ => {}
+    })
+    .expect("log reads");
+    assert_eq!(seen.len(), 2);
+    for (plugin, mut ids) in seen {
+        ids.sort_unstable();
+        assert_eq!(ids.len() as u64, n, "{plugin}: one invocation per event");
+        ids.dedup();
+        assert_eq!(
+            ids,
+            (1..=n).collect::<Vec<_>>(),
+            "{plugin}: every event, none twice"
+        );
+    }
+}

@@ -653,3 +653,36 @@ fn pack_run_audited(
     auditor.close("test done").expect("closes");
     out
 }
+
+/// Issue 9: one plugin writing 64 KiB values grew the host to 580 MiB and
+/// 1 GB on disk. State now lives in an embedded store with a byte quota;
+/// past it the plugin gets `quota-exceeded` as a value and disk stays bounded.
+#[test]
+fn state_growth_is_refused_at_the_quota_with_the_store_on_disk_bounded() {
+    let pack = TestPack::new(&[hostile("hog", r#"mode = "state-hog""#)]);
+    let grant = "[packs.t.plugins.hog]\ncapabilities = [\"log\", \"config\", \"state\", \"clock\"]\n\
+                 state = { key_prefixes = [\"count/\"], max_total_bytes = 1048576 }\n";
+    let (_rt, generation) = pack.load(grant).expect("loads");
+    let (stats, findings) = run(&generation, &events(40), 4);
+    assert_eq!((stats.events, stats.failed_calls), (40, 0));
+    let stored: u64 = (findings.iter())
+        .map(|f| {
+            evidence(f, "stored")
+                .expect("reported")
+                .parse::<u64>()
+                .expect("count")
+        })
+        .sum();
+    // 1 MiB holds 15 values of 64 KiB (plus their keys), not 16.
+    assert_eq!(stored, 15);
+    let refused: Vec<_> = (findings.iter())
+        .filter_map(|f| evidence(f, "refused").filter(|r| !r.is_empty()))
+        .collect();
+    assert!(
+        !refused.is_empty() && refused.iter().all(|r| *r == "quota exceeded"),
+        "{refused:?}"
+    );
+    let file = pack.state_dir.join("t").join("hog.state.redb");
+    let bytes = std::fs::metadata(&file).expect("state file").len();
+    assert!(bytes < 4 << 20, "{bytes} bytes on disk for a 1 MiB quota");
+}

@@ -41,6 +41,9 @@ pub enum Mode {
     Sleep,
     /// Sleep for an hour in `init`.
     SleepInInit,
+    /// Store a 64 KiB value per event under `count/hog/<id>`; report how
+    /// many were stored and the first refusal.
+    StateHog,
     /// One finding with half a million empty evidence entries.
     EvidenceFlood,
     /// Log, print and report text that imitates the host's own output
@@ -86,6 +89,7 @@ impl Detector for Hostile {
                 Mode::SleepInInit
             }
             "evidence-flood" => Mode::EvidenceFlood,
+            "state-hog" => Mode::StateHog,
             "forge" => Mode::Forge,
             "trap-then-echo" => Mode::TrapThenEcho,
             // Fail `init` with a 40 MB error message.
@@ -123,6 +127,23 @@ impl Detector for Hostile {
             Mode::Sleep => {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
                 echo(events, findings);
+            }
+            Mode::StateHog => {
+                let value = "v".repeat(64 << 10);
+                let (mut stored, mut refused) = (0u64, None);
+                for event in events {
+                    match state::set(&format!("count/hog/{}", event.id), &value, None) {
+                        Ok(()) => stored += 1,
+                        Err(e) => {
+                            refused.get_or_insert(e.to_string());
+                        }
+                    }
+                }
+                findings.push_for(
+                    first,
+                    report("stored", stored.to_string())
+                        .evidence("refused", refused.unwrap_or_default()),
+                );
             }
             Mode::EvidenceFlood => {
                 let mut finding = Finding::new("hostile.evidence-flood", "flood", Severity::Info);
