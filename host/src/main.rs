@@ -278,7 +278,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check { pack, host } => {
             let source = pack_source(pack.as_deref());
             let runtime = runtime(&host, &source)?;
-            match runtime.load(source) {
+            // Checking runs no plugin: it opens the plugins' state stores in
+            // an empty scratch dir, so a running `vigil run` holding the
+            // real ones (redb locks them) does not make the check fail.
+            let scratch = tempfile::tempdir().context("creating a scratch state dir")?;
+            match runtime.load_with_state_dir(source, scratch.path()) {
                 Ok(generation) => {
                     let m = &generation.manifest;
                     println!("pack {} {}: ok", m.name, m.version);

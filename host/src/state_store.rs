@@ -42,6 +42,7 @@
 //! not, [`StateStore::open`] imports it once (replaying its operations,
 //! skipping a torn last line) and leaves the old file in place.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -206,6 +207,82 @@ pub struct StateStore {
     unflushed: AtomicBool,
     /// When the last durable commit happened.
     last_sync: Mutex<Instant>,
+    /// Writes not in the database yet (see [`Pending`]).
+    pending: Mutex<Pending>,
+}
+
+/// Most bytes of keys and values held in [`Pending`] before a write
+/// commits them at once instead of waiting for the end of the call.
+pub const PENDING_MAX_BYTES: usize = 4 << 20;
+
+/// Writes since the last commit, applied in one transaction by `flush`.
+///
+/// A redb write transaction costs ~50 µs even without an fsync; the
+/// starter pack's brute-force detector makes ~0.75 state calls per event,
+/// so one transaction per `set` capped the whole run near 45k events/s.
+/// Writes therefore collect here (reads see them first) and are committed
+/// together after each plugin call. Quotas stay exact: the committed
+/// totals plus what is pending are checked on every write, under this
+/// lock.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Latest write per key: the new entry (`None`: deleted) and the bytes
+    /// of the committed entry it replaces, if any.
+    ops: HashMap<String, PendingOp>,
+    /// Bytes of keys plus values in the database (live or expired).
+    base_total: u64,
+    /// Entries in the database.
+    base_count: u64,
+    /// What `ops` adds to `base_total` and `base_count`.
+    total_delta: i64,
+    count_delta: i64,
+    /// Bytes `ops` holds in memory.
+    held: usize,
+}
+
+#[derive(Debug)]
+struct PendingOp {
+    new: Option<(Option<u64>, String)>,
+    committed_bytes: Option<u64>,
+}
+
+impl PendingOp {
+    fn bytes(key: &str, entry: &Option<(Option<u64>, String)>) -> Option<u64> {
+        entry.as_ref().map(|(_, v)| (key.len() + v.len()) as u64)
+    }
+}
+
+impl Pending {
+    fn total(&self) -> u64 {
+        self.base_total.saturating_add_signed(self.total_delta)
+    }
+
+    fn count(&self) -> u64 {
+        self.base_count.saturating_add_signed(self.count_delta)
+    }
+
+    /// Record `new` for `key`, whose committed entry has `committed_bytes`.
+    fn put(&mut self, key: &str, new: Option<(Option<u64>, String)>, committed_bytes: Option<u64>) {
+        let before = match self.ops.get(key) {
+            Some(op) => PendingOp::bytes(key, &op.new),
+            None => committed_bytes,
+        };
+        let after = PendingOp::bytes(key, &new);
+        self.total_delta += after.unwrap_or(0) as i64 - before.unwrap_or(0) as i64;
+        self.count_delta += i64::from(after.is_some()) - i64::from(before.is_some());
+        self.held += key.len() + new.as_ref().map_or(0, |(_, v)| v.len());
+        let committed_bytes = self
+            .ops
+            .get(key)
+            .map_or(committed_bytes, |op| op.committed_bytes);
+        self.ops.insert(
+            key.to_owned(),
+            PendingOp {
+                new,
+                committed_bytes,
+            },
+        );
+    }
 }
 
 /// Longest time a state write stays non-durable while calls keep coming.
@@ -260,11 +337,91 @@ impl StateStore {
             db,
             unflushed: AtomicBool::new(false),
             last_sync: Mutex::new(Instant::now()),
+            pending: Mutex::default(),
         };
         // Creates the tables on first open, so reads never meet a missing one.
-        store.write(|tables| tables.sweep(now_ms()).map(Ok))?;
+        let (total, count) = store.write(|tables| {
+            tables.sweep(now_ms())?;
+            Ok(Ok((tables.total_bytes()?, tables.entries.len()?)))
+        })?;
+        let mut pending = store.lock_pending();
+        (pending.base_total, pending.base_count) = (total, count);
+        drop(pending);
         store.sync()?;
         Ok(store)
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // Every update of `Pending` is completed before the lock is released
+        // or fails without touching it; a poisoned lock is consistent.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The committed entry under `key`: its expiry, value and bytes.
+    fn committed(&self, key: &str) -> Result<Option<(Option<u64>, String)>, StateStoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| self.fail(e))?;
+        let found = entries.get(key).map_err(|e| self.fail(e))?;
+        Ok(found.map(|f| {
+            let (expires_ms, value) = f.value();
+            (expires_ms, value.to_owned())
+        }))
+    }
+
+    /// Whether writing `key` (replacing `before`, its bytes now) with
+    /// `new_bytes` stays within the quota, given what is pending.
+    fn admit(
+        &self,
+        pending: &Pending,
+        before: Option<u64>,
+        new_bytes: u64,
+    ) -> Result<(), QuotaExceeded> {
+        if before.is_none() && pending.count() >= self.quota.max_keys as u64 {
+            return Err(QuotaExceeded::Keys {
+                max: self.quota.max_keys,
+            });
+        }
+        let used = pending.total();
+        let after = used
+            .saturating_sub(before.unwrap_or(0))
+            .saturating_add(new_bytes);
+        if after > self.quota.max_total_bytes {
+            return Err(QuotaExceeded::TotalBytes {
+                used,
+                needed: after - used,
+                max: self.quota.max_total_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Apply what is pending in one non-durable transaction; with `sweep`,
+    /// also remove expired entries.
+    fn commit_pending(&self, pending: &mut Pending, sweep: bool) -> Result<(), StateStoreError> {
+        if pending.ops.is_empty() && !sweep {
+            return Ok(());
+        }
+        let ops = std::mem::take(&mut pending.ops);
+        let (total, count) = self.write(|tables| {
+            for (key, op) in &ops {
+                match &op.new {
+                    Some((expires_ms, value)) => tables.insert(key, value, *expires_ms)?,
+                    None => {
+                        tables.remove(key)?;
+                    }
+                }
+            }
+            if sweep {
+                tables.sweep(now_ms())?;
+            }
+            Ok(Ok((tables.total_bytes()?, tables.entries.len()?)))
+        })?;
+        *pending = Pending {
+            base_total: total,
+            base_count: count,
+            ..Pending::default()
+        };
+        Ok(())
     }
 
     fn fail(&self, error: impl Into<redb::Error>) -> StateStoreError {
@@ -274,13 +431,11 @@ impl StateStore {
     /// The live value of `key`.
     pub fn get(&self, key: &str) -> Result<Option<String>, StateStoreError> {
         let now = now_ms();
-        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
-        let entries = txn.open_table(ENTRIES).map_err(|e| self.fail(e))?;
-        let Some(found) = entries.get(key).map_err(|e| self.fail(e))? else {
-            return Ok(None);
+        let entry = match self.lock_pending().ops.get(key) {
+            Some(op) => op.new.clone(),
+            None => self.committed(key)?,
         };
-        let (expires_ms, value) = found.value();
-        Ok(is_live(expires_ms, now).then(|| value.to_owned()))
+        Ok(entry.and_then(|(expires_ms, value)| is_live(expires_ms, now).then_some(value)))
     }
 
     /// Store `value` under `key`, expiring after `ttl_seconds` if given.
@@ -306,29 +461,52 @@ impl StateStore {
         let now = now_ms();
         // Guest-controlled TTL: saturate instead of overflowing.
         let expires_ms = ttl_seconds.map(|t| now.saturating_add(t.saturating_mul(1000)));
-        self.write(|tables| {
-            if let Err(first) = tables.admit(&self.quota, key, value)? {
-                // Expired entries still hold their bytes: release them and
-                // look again before refusing.
-                if tables.sweep(now)? == 0 {
-                    return Ok(Err(first));
-                }
-                if let Err(again) = tables.admit(&self.quota, key, value)? {
-                    return Ok(Err(again));
-                }
+        let mut pending = self.lock_pending();
+        let committed_bytes = |store: &Self, pending: &Pending| match pending.ops.get(key) {
+            Some(op) => Ok(op.committed_bytes),
+            None => Ok(PendingOp::bytes(key, &store.committed(key)?)),
+        };
+        let before = |pending: &Pending, committed: Option<u64>| match pending.ops.get(key) {
+            Some(op) => PendingOp::bytes(key, &op.new),
+            None => committed,
+        };
+        let new_bytes = (key.len() + value.len()) as u64;
+        let mut committed = committed_bytes(self, &pending)?;
+        if let Err(first) = self.admit(&pending, before(&pending, committed), new_bytes) {
+            // Expired entries still hold their bytes: commit, release them
+            // and look again before refusing.
+            let swept_from = pending.count();
+            self.commit_pending(&mut pending, true)?;
+            if pending.count() == swept_from {
+                return Err(StateStoreError::Quota(first));
             }
-            tables.insert(key, value, expires_ms).map(Ok)
-        })
+            committed = committed_bytes(self, &pending)?;
+            self.admit(&pending, before(&pending, committed), new_bytes)
+                .map_err(StateStoreError::Quota)?;
+        }
+        pending.put(key, Some((expires_ms, value.to_owned())), committed);
+        if pending.held > PENDING_MAX_BYTES {
+            self.commit_pending(&mut pending, false)?;
+        }
+        Ok(())
     }
 
     /// Remove `key`.
     pub fn delete(&self, key: &str) -> Result<(), StateStoreError> {
-        self.write(|tables| tables.remove(key).map(|_| Ok(())))
+        let mut pending = self.lock_pending();
+        let committed = match pending.ops.get(key) {
+            Some(op) => op.committed_bytes,
+            None => PendingOp::bytes(key, &self.committed(key)?),
+        };
+        pending.put(key, None, committed);
+        Ok(())
     }
 
-    /// Make every write so far durable if the last durable commit is
-    /// older than [`SYNC_INTERVAL`]. Called after every plugin call.
+    /// Commit the pending writes, and make every write so far durable if
+    /// the last durable commit is older than [`SYNC_INTERVAL`]. Called
+    /// after every plugin call.
     pub fn flush(&self) -> Result<(), StateStoreError> {
+        self.commit_pending(&mut self.lock_pending(), false)?;
         let due = self
             .last_sync
             .lock()
@@ -341,6 +519,7 @@ impl StateStore {
     /// Make every write so far durable now (one fsynced commit; nothing to
     /// do when nothing was written).
     pub fn sync(&self) -> Result<(), StateStoreError> {
+        self.commit_pending(&mut self.lock_pending(), false)?;
         if !self.unflushed.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
@@ -418,40 +597,6 @@ impl<'t> Tables<'t> {
     fn set_total_bytes(&mut self, total: u64) -> Result<(), redb::Error> {
         self.meta.insert(TOTAL_BYTES, total)?;
         Ok(())
-    }
-
-    /// Bytes of the entry under `key`, if there is one.
-    fn entry_bytes(&self, key: &str) -> Result<Option<u64>, redb::Error> {
-        Ok(self
-            .entries
-            .get(key)?
-            .map(|found| (key.len() + found.value().1.len()) as u64))
-    }
-
-    /// Whether writing `key` = `value` stays within `quota`.
-    fn admit(
-        &self,
-        quota: &StateQuota,
-        key: &str,
-        value: &str,
-    ) -> Result<Result<(), QuotaExceeded>, redb::Error> {
-        let old = self.entry_bytes(key)?;
-        if old.is_none() && self.entries.len()? >= quota.max_keys as u64 {
-            return Ok(Err(QuotaExceeded::Keys {
-                max: quota.max_keys,
-            }));
-        }
-        let used = self.total_bytes()?;
-        let new = (key.len() + value.len()) as u64;
-        let after = used.saturating_sub(old.unwrap_or(0)).saturating_add(new);
-        if after > quota.max_total_bytes {
-            return Ok(Err(QuotaExceeded::TotalBytes {
-                used,
-                needed: after - used,
-                max: quota.max_total_bytes,
-            }));
-        }
-        Ok(Ok(()))
     }
 
     /// Store `key` = `value`, replacing any entry and its expiry.
@@ -608,6 +753,34 @@ mod tests {
 
     fn is_quota(result: Result<(), StateStoreError>) -> bool {
         matches!(result, Err(StateStoreError::Quota(_)))
+    }
+
+    #[test]
+    fn writes_pending_within_a_call_are_read_back_counted_and_committed_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.state.redb");
+        let quota = StateQuota {
+            max_keys: 2,
+            ..StateQuota::default()
+        };
+        {
+            let store = StateStore::open(&path, quota).expect("open");
+            store.set("a", "1", None).expect("set");
+            store.set("a", "2", None).expect("overwrite in the same call");
+            assert_eq!(store.get("a").expect("get").as_deref(), Some("2"));
+            store.set("b", "1", None).expect("second key");
+            assert!(is_quota(store.set("c", "1", None)), "pending keys count");
+            store.delete("b").expect("delete");
+            assert_eq!(store.get("b").expect("get"), None);
+            store.set("c", "1", None).expect("room again after the delete");
+            store.set("gone", "x", Some(0)).expect_err("third live key");
+            store.flush().expect("flush");
+            assert_eq!(store.lock_pending().ops.len(), 0, "flush commits");
+        }
+        let store = StateStore::open(&path, quota).expect("reopen");
+        assert_eq!(store.get("a").expect("get").as_deref(), Some("2"));
+        assert_eq!(store.get("b").expect("get"), None);
+        assert_eq!(store.get("c").expect("get").as_deref(), Some("1"));
     }
 
     #[test]

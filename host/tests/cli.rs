@@ -518,3 +518,32 @@ fn plugin_text_reaches_stderr_and_audit_show_escaped_never_as_a_line_of_its_own(
     assert!(forged_lines(&shown).is_empty(), "{shown}");
     assert!(shown.contains(r"\u{1b}[31mFAKE\u{202e}"), "{shown}");
 }
+
+#[test]
+fn check_succeeds_while_a_run_holds_the_state_stores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--input", "-"])
+        .current_dir(dir.path())
+        .env("VIGIL_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start vigil run");
+    // The run opened brute-force's store once its file exists.
+    let store = dir.path().join(".vigil/starter/brute-force.state.redb");
+    let started = std::time::Instant::now();
+    while !store.exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the run never opened its state"
+        );
+        std::thread::yield_now();
+    }
+    let check = vigil(&["check"], dir.path());
+    drop(run.stdin.take());
+    assert!(run.wait().expect("run ends").success());
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert!(text(&check.stdout).contains("pack starter 0.1.0: ok"));
+}
