@@ -1,5 +1,7 @@
 //! The run loop: read batches, call every detector of the generation on
-//! each, write findings in event order.
+//! each, write findings in event order within a batch (a finding that
+//! goes to enrichment leaves when its enrichments are back or its wait is
+//! over, so it may follow later batches' findings).
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
@@ -97,6 +99,22 @@ pub enum RunError {
         first: u64,
         /// Last line of that batch.
         last: u64,
+    },
+    /// A finding's enrichments could not be recorded: the run stops before
+    /// emitting it. Its batch is recorded already, so a resumed run does
+    /// not bring it back; the detection itself is in the audit log.
+    #[error(
+        "{error}; stopped before emitting the enriched finding of {source_name} line {line} \
+         (its detection is in the audit log; a resumed run starts after its batch and does \
+         not emit it again)"
+    )]
+    AuditEnrichment {
+        /// What failed.
+        error: AuditError,
+        /// The input name.
+        source_name: String,
+        /// The finding's line.
+        line: u64,
     },
     /// A revocation or restoration could not be recorded in the audit log:
     /// the run stops, as for [`RunError::Audit`], since calls after it would
@@ -300,12 +318,12 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
                     .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
                 Some(due) => inbox.recv_timeout(due.saturating_duration_since(Instant::now())),
             };
+            // On every turn, not only on a timeout: under load the inbox is
+            // never empty, and overdue findings must still leave on time.
+            self.emit_overdue()?;
             let message = match message {
                 Ok(message) => message,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.emit_overdue()?;
-                    continue;
-                }
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             self.record_grant_changes()?;
@@ -326,6 +344,9 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
     /// enrichments; they are still recorded in the log when they arrive.
     fn emit_overdue(&mut self) -> Result<(), RunError> {
         let now = Instant::now();
+        if self.waiting.values().all(|w| w.due > now) {
+            return Ok(());
+        }
         let overdue: Vec<u64> = (self.waiting.iter())
             .filter(|(_, w)| w.due <= now)
             .map(|(token, _)| *token)
@@ -417,7 +438,7 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
                     due: Instant::now() + self.generation.enrichment.wait(),
                     finding: record.clone(),
                 };
-                match pool.submit(token, batch_seq, scrub.clone(), record) {
+                match pool.submit(token, waiting.due, batch_seq, scrub.clone(), record) {
                     Ok(()) => {
                         self.next_token += 1;
                         self.waiting.insert(token, waiting);
@@ -451,11 +472,10 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
         if let Some(audit) = self.audit.as_deref_mut() {
             audit
                 .enrichments(done.batch, &done.scrub, &done.finding, &done.calls)
-                .map_err(|error| RunError::Audit {
+                .map_err(|error| RunError::AuditEnrichment {
                     error,
                     source_name: self.source.to_owned(),
-                    first: done.finding.event.line,
-                    last: done.finding.event.line,
+                    line: done.finding.event.line,
                 })?;
         }
         // Gone from `waiting`: it left without them when its wait was over.
@@ -493,7 +513,8 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
     }
 
     fn write_finding(&mut self, record: &FindingRecord) -> Result<(), RunError> {
-        serde_json::to_writer(&mut *self.out, record).map_err(|e| RunError::Output(e.into()))?;
+        plugin_text::write_safe_json(&mut *self.out, record)
+            .map_err(|e| RunError::Output(e.into()))?;
         self.out.write_all(b"\n").map_err(RunError::Output)?;
         self.stats.findings += 1;
         Ok(())

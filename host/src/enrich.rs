@@ -16,6 +16,7 @@
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::Scope;
+use std::time::Instant;
 
 use crate::audit::redact::Scrub;
 use crate::bindings::vigil::plugin::types::Enrichment;
@@ -27,6 +28,9 @@ use crate::plugin_text::PluginText;
 /// A finding waiting for enrichment.
 struct Job {
     token: u64,
+    /// When the finding leaves without its enrichments: past it, calling
+    /// the enrichers would only send requests whose answer nobody waits for.
+    due: Instant,
     batch: u64,
     scrub: Arc<Scrub>,
     finding: FindingRecord,
@@ -57,11 +61,12 @@ pub struct Pool {
 
 impl Pool {
     /// Queue `finding` (from batch record `batch`) under `token`, which
-    /// its [`Enriched`] carries back. Returns it back when the queue is
+    /// its [`Enriched`] carries back; it is not enriched after `due`. Returns it back when the queue is
     /// full or the workers are gone.
     pub fn submit(
         &self,
         token: u64,
+        due: Instant,
         batch: u64,
         scrub: Arc<Scrub>,
         finding: FindingRecord,
@@ -69,6 +74,7 @@ impl Pool {
         self.jobs
             .try_send(Job {
                 token,
+                due,
                 batch,
                 scrub,
                 finding,
@@ -118,6 +124,17 @@ fn enrich_one(generation: &Generation, job: Job) -> Enriched<'_> {
     let mut calls = Vec::new();
     let mut skipped = Vec::new();
     for plugin in &generation.enrichers {
+        if Instant::now() >= job.due {
+            skipped.push(EnrichmentRecord {
+                plugin: plugin.label(),
+                result: EnrichmentResult::Unavailable {
+                    reason: "not called: the finding's wait for enrichment was over before a \
+                             worker was free"
+                        .into(),
+                },
+            });
+            continue;
+        }
         let ticket = match plugin.admit() {
             Admission::Call(ticket) => ticket,
             Admission::Skip(reason) => {

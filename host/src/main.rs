@@ -15,7 +15,7 @@ use vigil::audit::record::Lifecycle;
 use vigil::audit::{Auditor, query, resume, verify};
 use vigil::input::BatchReader;
 use vigil::pack::PackSource;
-use vigil::plugin_text::PluginText;
+use vigil::plugin_text::{PluginLines, PluginText};
 use vigil::policy::Policy;
 use vigil::revocation::{self, Action, ChangeRequest, Recorded};
 use vigil::runtime::Runtime;
@@ -157,7 +157,8 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Per plugin: invocations, events, errors, findings, denials, host calls by capability.
+    /// Per plugin: invocations, events, errors, findings, denials, host calls by
+    /// capability; for enrichers, how many findings they enriched or could not.
     Stats,
 }
 
@@ -209,7 +210,9 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("vigil: error: {e:#}");
+            // Errors quote pack manifests and components (third-party text):
+            // escaped, keeping the message's own line breaks.
+            eprintln!("vigil: error: {}", PluginLines(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -285,7 +288,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             match runtime.load_with_state_dir(source, scratch.path()) {
                 Ok(generation) => {
                     let m = &generation.manifest;
-                    println!("pack {} {}: ok", m.name, m.version);
+                    println!(
+                        "pack {} {}: ok",
+                        PluginText(&m.name),
+                        PluginText(&m.version)
+                    );
                     for r in &generation.reports {
                         let names = |caps: &[vigil::capability::Capability]| {
                             if caps.is_empty() {
@@ -296,7 +303,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         };
                         println!(
                             "  {:<20} {:?}  imports: {}  requested: {}  granted: {}  sha256: {}",
-                            r.id,
+                            PluginText(&r.id).to_string(),
                             r.world,
                             names(&r.imported),
                             names(&r.requested),
@@ -316,7 +323,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         if errors.0.len() == 1 { "" } else { "s" }
                     );
                     for e in &errors.0 {
-                        eprintln!("  - {e}");
+                        eprintln!("  - {}", PluginText(&e.to_string()));
                     }
                     Ok(ExitCode::FAILURE)
                 }
@@ -583,7 +590,7 @@ fn audit_command(
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
-                println!("FAILED: {e}");
+                println!("FAILED: {}", PluginText(&e.to_string()));
                 Ok(ExitCode::FAILURE)
             }
         },

@@ -67,9 +67,9 @@ impl CaseResult {
 impl fmt::Display for CaseResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.passed() {
-            return write!(f, "ok   {}", self.name);
+            return write!(f, "ok   {}", PluginText(&self.name));
         }
-        write!(f, "FAIL {}", self.name)?;
+        write!(f, "FAIL {}", PluginText(&self.name))?;
         if let Some(e) = &self.error {
             write!(f, "\n     error: {}", PluginText(e))?;
         }

@@ -8,10 +8,12 @@
 //! the terminal, a bidi override reverses what follows, and a 40 MB error
 //! string floods the log. Everything a plugin says therefore goes through
 //! [`PluginText`] on its way to a human: one line, control characters
-//! escaped, at most [`MAX_SHOWN_BYTES`]. JSON output needs none of this
-//! (`serde_json` escapes control characters itself).
+//! escaped, at most [`MAX_SHOWN_BYTES`]. JSON output (findings on stdout)
+//! goes through [`SafeJson`], which escapes the same characters as
+//! `\uXXXX` (`serde_json` itself escapes only those below U+0020).
 
 use std::fmt;
+use std::io;
 
 /// Most bytes of one plugin-controlled string shown on a terminal.
 pub const MAX_SHOWN_BYTES: usize = 4096;
@@ -26,13 +28,13 @@ pub struct PluginText<'a>(pub &'a str);
 
 /// Whether `c` must not reach a terminal as it is: C0 and C1 controls,
 /// DEL, the Unicode line and paragraph separators, and the bidirectional
-/// embedding, override and isolate controls.
-fn is_unsafe(c: char) -> bool {
+/// marks, embeddings, overrides and isolates.
+pub fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}'
+            '\u{2028}' | '\u{2029}' | '\u{061c}' | '\u{200e}' | '\u{200f}'
+                | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
         )
 }
 
@@ -54,6 +56,59 @@ impl fmt::Display for PluginText<'_> {
         }
         Ok(())
     }
+}
+
+/// Text with line breaks of its own (a multi-line error that quotes
+/// plugin or manifest text): each line shown as [`PluginText`] shows it,
+/// the breaks kept.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginLines<'a>(pub &'a str);
+
+impl fmt::Display for PluginLines<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, line) in self.0.split('\n').enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            PluginText(line).fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// A `serde_json` formatter that also writes every [`is_unsafe`] character
+/// as a `\uXXXX` escape, so JSON Lines read on a terminal carry no raw
+/// DEL, C1 control, bidi control or line separator. Same JSON value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SafeJson;
+
+impl serde_json::ser::Formatter for SafeJson {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut rest = fragment;
+        while let Some(at) = rest.find(is_unsafe) {
+            writer.write_all(&rest.as_bytes()[..at])?;
+            let c = rest[at..].chars().next().expect("found a char");
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                write!(writer, "\\u{unit:04x}")?;
+            }
+            rest = &rest[at + c.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
+}
+
+/// `value` as one line of JSON with [`SafeJson`] escaping.
+pub fn write_safe_json<W: io::Write, T: serde::Serialize>(
+    writer: W,
+    value: &T,
+) -> serde_json::Result<()> {
+    let mut serializer = serde_json::Serializer::with_formatter(writer, SafeJson);
+    value.serialize(&mut serializer)
 }
 
 /// `text` cut to at most `max` bytes at a character boundary, saying how
@@ -91,6 +146,21 @@ mod tests {
             shown,
             r"done\nvigil: 1070 events read\r\u{1b}[2K\u{202e}gnp.exe\u{0}\u{85}"
         );
+    }
+
+    #[test]
+    fn json_lines_carry_no_raw_bidi_c1_or_line_separator_and_parse_back_the_same() {
+        let text = "a\u{202e}b\u{85}c\u{2028}d\u{7f}e\u{1b}f\u{10FFFF}";
+        let mut out = Vec::new();
+        write_safe_json(&mut out, &serde_json::json!({ "t": text })).expect("write");
+        let line = String::from_utf8(out).expect("utf-8");
+        assert!(!line.chars().any(is_unsafe), "{line}");
+        assert!(
+            line.contains(r"\u202e") && line.contains(r"\u2028"),
+            "{line}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(back["t"], text);
     }
 
     #[test]

@@ -368,6 +368,11 @@ pub struct PolicyError {
     pub message: String,
 }
 
+/// Longest wait a policy may set (`wait_ms`, `quarantine_ms`): a day.
+/// Guest-independent but operator-typed: bounded so `Instant + wait`
+/// cannot overflow.
+pub const MAX_POLICY_WAIT_MS: u64 = 24 * 3600 * 1000;
+
 /// Default deadline of an enricher call (init, enrich and its requests).
 pub const ENRICHER_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -392,6 +397,11 @@ impl Policy {
                 message,
             })
         };
+        if (self.enrichment.wait_ms).is_some_and(|ms| ms == 0 || ms > MAX_POLICY_WAIT_MS) {
+            return err(format!(
+                "[enrichment] wait_ms must be between 1 and {MAX_POLICY_WAIT_MS} (a day)"
+            ));
+        }
         if self.batch_size == Some(0) {
             return err("`batch_size` must be at least 1".into());
         }
@@ -439,6 +449,14 @@ impl Policy {
             }
             if limits.quarantine_after == Some(0) {
                 return err(format!("{at} quarantine_after must be at least 1"));
+            }
+            if limits
+                .quarantine_ms
+                .is_some_and(|ms| ms > MAX_POLICY_WAIT_MS)
+            {
+                return err(format!(
+                    "{at} quarantine_ms must be at most {MAX_POLICY_WAIT_MS} (a day)"
+                ));
             }
             if limits.quarantine_ms == Some(0) {
                 return err(format!("{at} quarantine_ms must be at least 1"));

@@ -573,7 +573,12 @@ impl Revocations {
             );
         }
         let mut restores = self.restores.lock().unwrap_or_else(|p| p.into_inner());
-        for r in (current.revoked.iter()).filter(|r| !list.revoked.contains(r)) {
+        // Restored = no longer revoked for the same plugin and capability: a
+        // second `vigil revoke` replaces the entry (new reason, time), which
+        // is not a restore.
+        let same =
+            |a: &Revocation, b: &Revocation| a.plugin == b.plugin && a.capability == b.capability;
+        for r in (current.revoked.iter()).filter(|r| !list.revoked.iter().any(|n| same(r, n))) {
             // The restore's own actor and reason, from the outbox (a
             // recorder may have emptied it already).
             let change = (list.pending.iter().rev())
@@ -885,6 +890,22 @@ mod tests {
         );
         assert_eq!(scope("enrich").restored_since(&mut seen), None, "once");
         assert_eq!(scope("other").restored_since(&mut other_seen), None);
+    }
+
+    #[test]
+    fn revoking_the_same_capability_again_is_not_a_restore() {
+        let mut list = RevocationList::default();
+        list.change(request(Action::Revoke, Some(Capability::Http), "alice"))
+            .expect("revokes");
+        let set = Revocations::new(list.clone());
+        let scope = RevocationScope::new(set.clone(), "ai".into(), "enrich".into());
+        let mut seen = 0;
+        assert_eq!(scope.restored_since(&mut seen), None);
+        list.change(request(Action::Revoke, Some(Capability::Http), "carol"))
+            .expect("revokes again");
+        set.replace(list);
+        assert!(set.check("ai", "enrich", Capability::Http).is_some());
+        assert_eq!(scope.restored_since(&mut seen), None, "still revoked");
     }
 
     #[test]

@@ -766,13 +766,17 @@ mod tests {
         {
             let store = StateStore::open(&path, quota).expect("open");
             store.set("a", "1", None).expect("set");
-            store.set("a", "2", None).expect("overwrite in the same call");
+            store
+                .set("a", "2", None)
+                .expect("overwrite in the same call");
             assert_eq!(store.get("a").expect("get").as_deref(), Some("2"));
             store.set("b", "1", None).expect("second key");
             assert!(is_quota(store.set("c", "1", None)), "pending keys count");
             store.delete("b").expect("delete");
             assert_eq!(store.get("b").expect("get"), None);
-            store.set("c", "1", None).expect("room again after the delete");
+            store
+                .set("c", "1", None)
+                .expect("room again after the delete");
             store.set("gone", "x", Some(0)).expect_err("third live key");
             store.flush().expect("flush");
             assert_eq!(store.lock_pending().ops.len(), 0, "flush commits");

@@ -404,6 +404,8 @@ impl AuditLog {
             .write(true)
             .open(&self.segment_path)
             .map_err(io_err(&self.segment_path, "creating the next segment"))?;
+        // The new segment's name must survive a power loss with its records.
+        sync_dir(&self.dir).map_err(io_err(&self.dir, "syncing the audit directory"))?;
         self.file = Arc::new(file);
         self.segment_len = 0;
         self.syncer.switch(self.file.clone());
@@ -543,13 +545,22 @@ fn sync_loop(shared: &(Mutex<SyncState>, Condvar), head: &HeadAnchor, interval: 
     }
 }
 
-/// Write the anchor file atomically.
+/// Write the anchor file atomically and durably: the temporary file is
+/// synced before the rename and the directory after it, so a power loss
+/// leaves the old anchor or the new one, never an empty file.
 fn write_head(path: &Path, seq: u64, hash: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = File::create(&tmp)?;
     writeln!(file, "{{\"seq\":{seq},\"hash\":\"{hash}\"}}")?;
+    file.sync_data()?;
     drop(file);
-    std::fs::rename(tmp, path)
+    std::fs::rename(tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Make the directory's entries (a rename, a new segment) durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Read a file fully, but never more than its length when opened: a

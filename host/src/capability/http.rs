@@ -684,11 +684,46 @@ fn invalid(why: String) -> Refusal<wit::Error> {
     wit::Error::InvalidRequest(why).into()
 }
 
-/// Check the URL against the grant and resolve it to addresses the grant
-/// allows; the connection goes to exactly these.
+/// Resolve `name`, giving up at `until`. The system resolver blocks with
+/// its own (long) timeout, and a plugin choosing names under a `*.suffix`
+/// grant could pick slow ones; so the lookup runs on a short-lived thread
+/// and the call stops waiting at its deadline (the thread ends when the
+/// resolver does; nobody reads its answer).
+fn resolve_until(
+    name: &str,
+    port: u16,
+    until: Instant,
+) -> Result<Vec<SocketAddr>, Refusal<wit::Error>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = name.to_owned();
+    std::thread::Builder::new()
+        .name("vigil-resolve".into())
+        .spawn(move || {
+            let _ = tx.send(
+                (owned.as_str(), port)
+                    .to_socket_addrs()
+                    .map(Iterator::collect),
+            );
+        })
+        .map_err(|e| wit::Error::ConnectionFailed(format!("resolving {name}: {e}")))?;
+    match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(e)) => Err(wit::Error::ConnectionFailed(format!("resolving {name}: {e}")).into()),
+        Err(_) => Err(Refusal {
+            error: wit::Error::Timeout,
+            detail: Some(format!(
+                "resolving {name} did not finish within the request's time"
+            )),
+        }),
+    }
+}
+
+/// Check the URL against the grant and resolve it (by `until`) to
+/// addresses the grant allows; the connection goes to exactly these.
 fn checked_addresses(
     policy: &HttpPolicy,
     url: &Url,
+    until: Instant,
 ) -> Result<Vec<SocketAddr>, Refusal<wit::Error>> {
     let origin = policy.origin_of(url).ok_or_else(|| {
         denied(format!(
@@ -700,14 +735,7 @@ fn checked_addresses(
     let addrs: Vec<SocketAddr> = match url.host() {
         Some(url::Host::Ipv4(v4)) => vec![SocketAddr::new(IpAddr::V4(v4), port)],
         Some(url::Host::Ipv6(v6)) => vec![SocketAddr::new(IpAddr::V6(v6), port)],
-        Some(url::Host::Domain(name)) => (name, port)
-            .to_socket_addrs()
-            .map_err(|e| {
-                Refusal::from(wit::Error::ConnectionFailed(format!(
-                    "resolving {name}: {e}"
-                )))
-            })?
-            .collect(),
+        Some(url::Host::Domain(name)) => resolve_until(name, port, until)?,
         None => return Err(invalid("the URL has no host".into())),
     };
     // Every address must pass: a name that resolves to a public and a
@@ -767,7 +795,8 @@ fn send(ctx: &HttpCtx, request: &wit::Request) -> Result<RecordedResponse, Refus
     }
     // Checked before the rate limit is spent: a refused request costs nothing.
     policy.backoff.check(&url)?;
-    let mut first_hop = Some(checked_addresses(policy, &url)?);
+    let resolve_by = ctx.deadline.min(Instant::now() + policy.timeout);
+    let mut first_hop = Some(checked_addresses(policy, &url, resolve_by)?);
     if request.body.len() > policy.max_request_bytes {
         return Err(Refusal {
             error: wit::Error::RequestTooLarge,
@@ -810,7 +839,7 @@ fn send(ctx: &HttpCtx, request: &wit::Request) -> Result<RecordedResponse, Refus
         }
         let addrs = match first_hop.take() {
             Some(addrs) => addrs,
-            None => checked_addresses(policy, &url)?,
+            None => checked_addresses(policy, &url, Instant::now() + remaining)?,
         };
         // The resolver hands ureq the addresses checked above, so what is
         // connected to is what was checked (no second lookup to rebind).

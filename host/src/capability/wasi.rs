@@ -20,8 +20,8 @@
 //! overrun). Every other blocking WASI path waits on nothing here: stdout
 //! and stderr are memory pipes, stdin is closed, there are no files and no
 //! sockets. Host-side waits of Vigil's own capabilities bound themselves
-//! (`http` by the remaining deadline), and `crate::watchdog` reports any
-//! call that runs past its deadline anyway.
+//! (`http`, its DNS lookup included, by the remaining deadline), and
+//! `crate::watchdog` reports any call that runs past its deadline anyway.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -42,6 +42,9 @@ use wasmtime_wasi_io::bindings::wasi::io::poll as async_poll;
 /// Most bytes a call may write to stdout or stderr; a write past it traps
 /// the call (wasmtime's `MemoryOutputPipe` behaviour).
 pub const CAPTURE_BYTES: usize = 256 * 1024;
+
+/// Most WASI resources (pollables, streams, ...) one call may hold at once.
+pub const MAX_RESOURCES: usize = 10_000;
 
 /// Per-call WASI context plus the captured output streams.
 pub struct WasiSandbox {
@@ -104,9 +107,14 @@ impl WasiSandbox {
                     .expect("16 bytes"),
             ))
             .build();
+        // Guest-controlled: every pollable, stream or descriptor handle a
+        // guest opens is a host-side table entry outside its memory cap;
+        // wasmtime's default allows a million of them per call.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         WasiSandbox {
             ctx,
-            table: ResourceTable::new(),
+            table,
             stdout,
             stderr,
             deadline,
