@@ -43,6 +43,10 @@ pub struct RunStats {
     pub quarantined: Vec<String>,
     /// Wall time.
     pub elapsed: Duration,
+    /// Wall time until every event was read and through the detectors
+    /// (the rest of `elapsed` is findings waiting for their enrichments
+    /// and the audit stage finishing).
+    pub detection: Duration,
 }
 
 impl RunStats {
@@ -205,7 +209,7 @@ pub fn run_audited<R: BufRead, W: Write + Send>(
 ) -> Result<RunStats, RunError> {
     let started = Instant::now();
     let mut batch = Batch::new();
-    let (mut stats, end) = std::thread::scope(|scope| {
+    let (stats, end, detection) = std::thread::scope(|scope| {
         let (to_emitter, inbox) = mpsc::sync_channel::<Message<'_>>(PIPELINE_DEPTH);
         let enrichment = (!generation.enrichers.is_empty()).then(|| {
             let to_emitter = to_emitter.clone();
@@ -269,11 +273,14 @@ pub fn run_audited<R: BufRead, W: Write + Send>(
         };
         // Ignored when the emitter already stopped on an error.
         let _ = to_emitter.send(Message::DispatchDone);
+        let detection = started.elapsed();
         drop(to_emitter);
         let emitted = emitter.join().expect("the emit stage does not panic")?;
-        read.map(|()| (emitted, reader.position()))
+        read.map(|()| (emitted, reader.position(), detection))
     })?;
+    let (mut stats, end, detection) = (stats, end, detection);
     stats.end = end;
+    stats.detection = detection;
     stats.elapsed = started.elapsed();
     Ok(stats)
 }
@@ -311,7 +318,9 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
         let mut outstanding = 0usize;
         while !(dispatch_done && outstanding == 0) {
             // Wake for the next message or the next finding that is due.
-            let next_due = self.waiting.values().map(|w| w.due).min();
+            // Every finding waits the same `wait_ms`, so the first token
+            // is the first due.
+            let next_due = self.waiting.first_key_value().map(|(_, w)| w.due);
             let message = match next_due {
                 None => inbox
                     .recv()
@@ -344,11 +353,9 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
     /// enrichments; they are still recorded in the log when they arrive.
     fn emit_overdue(&mut self) -> Result<(), RunError> {
         let now = Instant::now();
-        if self.waiting.values().all(|w| w.due > now) {
-            return Ok(());
-        }
+        // Tokens are in due order: the overdue ones come first.
         let overdue: Vec<u64> = (self.waiting.iter())
-            .filter(|(_, w)| w.due <= now)
+            .take_while(|(_, w)| w.due <= now)
             .map(|(token, _)| *token)
             .collect();
         for token in overdue {

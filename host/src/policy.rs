@@ -28,8 +28,8 @@
 //! redact = { drop = ["Event.EventData.IpAddress"], hash = ["Event.EventData.TargetUserName"] }
 //!
 //! [enrichment]                  # how findings wait for enrichers
-//! workers = 4                   # enricher calls in flight at once
-//! queue = 1024                  # findings waiting for a worker; beyond, un-enriched at once
+//! workers = 8                   # enricher calls in flight at once
+//! queue = 4096                  # findings waiting for a worker; beyond, un-enriched at once
 //! wait_ms = 20000               # longest a finding waits, then leaves un-enriched saying so
 //!
 //! [secrets]
@@ -225,13 +225,14 @@ pub struct LimitsConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrichmentConfig {
-    /// Enricher calls in flight at once (default 4). Enrichers mostly wait
-    /// on the network, so this bounds concurrent requests, not CPU: with 2
-    /// workers against a 3 ms service, 58 % of the benchmark's findings
-    /// overflowed the queue (`cargo bench -p vigil-tests --bench enrichment`).
+    /// Enricher calls in flight at once (default 8). Enrichers mostly wait
+    /// on the network, so this bounds concurrent requests more than CPU:
+    /// against a 3 ms service (`cargo bench -p vigil-tests --bench
+    /// enrichment`), 2 workers left 58 % of the findings un-enriched (queue
+    /// full), 4 workers 11 %, 8 workers none.
     #[serde(default)]
     pub workers: Option<usize>,
-    /// Findings that may wait for a worker (default 1024); beyond that a
+    /// Findings that may wait for a worker (default 4096); beyond that a
     /// finding leaves un-enriched at once. Each waits at most `wait_ms`.
     #[serde(default)]
     pub queue: Option<usize>,
@@ -244,11 +245,11 @@ pub struct EnrichmentConfig {
 impl EnrichmentConfig {
     /// Worker threads.
     pub fn workers(&self) -> usize {
-        self.workers.unwrap_or(4).max(1)
+        self.workers.unwrap_or(8).max(1)
     }
     /// Queue bound.
     pub fn queue(&self) -> usize {
-        self.queue.unwrap_or(1024).max(1)
+        self.queue.unwrap_or(4096).max(1)
     }
     /// Longest wait of a finding for its enrichments.
     pub fn wait(&self) -> Duration {
