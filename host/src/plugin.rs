@@ -9,7 +9,7 @@
 //! calls for a back-off (`quarantine_ms`, 30 s by default). When it ends,
 //! the next call is a probe: if it behaves the quarantine is lifted; if it
 //! misbehaves the plugin is quarantined again at once with twice the
-//! back-off, up to [`MAX_BACKOFF`]; a probe that behaves resets the
+//! back-off, up to [`MAX_QUARANTINE`]; a probe that behaves resets the
 //! doubling. A restore of any of the plugin's capabilities (`vigil
 //! restore`, seen through [`crate::revocation::RevocationScope`]) lifts it
 //! too. Every change is a [`QuarantineChange`] carried by the call it
@@ -124,7 +124,7 @@ impl CallError {
 }
 
 /// The longest quarantine back-off (unless `quarantine_ms` alone is longer).
-pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
+pub const MAX_QUARANTINE: Duration = Duration::from_secs(600);
 
 /// A change of a plugin's quarantine, carried by the call it happened on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -786,7 +786,7 @@ impl LoadedPlugin {
         let base = self.limits.quarantine;
         let backoff = base
             .saturating_mul(1u32 << health.repeats.min(20))
-            .min(MAX_BACKOFF.max(base));
+            .min(MAX_QUARANTINE.max(base));
         let until = SystemTime::now() + backoff;
         health.misbehaved = 0;
         health.quarantine = Some(Quarantine {
