@@ -18,20 +18,19 @@
 //! once; it is removed (and its bytes released) when the store opens or when
 //! a write needs the room.
 //!
-//! Durability: each `set` and `delete` is one write transaction committed
-//! with [`Durability::None`] (atomic and visible to reads at once, not
-//! fsynced); [`StateStore::flush`], called after every plugin call, makes
-//! them durable with one fsynced commit at most every [`SYNC_INTERVAL`]
-//! (group commit, as the audit log does), and dropping the store always
-//! does. A host killed mid-run loses at most the state writes of that
-//! interval (the audit log still records them as host calls); the file is
-//! never torn. An fsync after every call cost ~2 ms on the dispatcher
-//! thread for every batch of a state-using detector. Timed on the 2-core dev machine, 16-byte values, redb at
-//! `opt-level = 2` (`cargo test -p vigil --lib state_store -- --ignored
-//! --nocapture`): 10,000 sets take 0.5 s this way, against 20 s with an
-//! fsynced commit per set (2 ms each), which a detector writing a counter
-//! per event cannot afford. The file did not grow past 1.1 MB over those
-//! 10,000 non-durable commits: redb reuses their freed pages.
+//! Durability: `set` and `delete` collect in memory ([`Pending`], read
+//! back by `get`, at most [`PENDING_MAX_BYTES`]); [`StateStore::flush`],
+//! called after every plugin call, commits them in one transaction made
+//! durable (fsync) at most every [`SYNC_INTERVAL`] (group commit, as the
+//! audit log does), and dropping the store always does. A host killed
+//! mid-run loses at most the state writes of that interval (the audit log
+//! still records them as host calls); the file is never torn. Measured:
+//! an fsync per call cost ~2 ms on the dispatcher thread per batch of a
+//! state-using detector, a redb transaction per `set` ~50 µs even without
+//! an fsync (`cargo test -p vigil --lib state_store -- --ignored
+//! --nocapture` times 10,000 one-transaction sets: 0.5 s, against 20 s
+//! with an fsync each; the file did not grow past 1.1 MB over those
+//! 10,000 commits: redb reuses their freed pages).
 //!
 //! On disk a store takes up to about 2.5 times its byte total: redb
 //! allocates pages in powers of two, so a 64 KiB value occupies a 128 KiB
@@ -51,8 +50,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
-    TableDefinition, WriteTransaction,
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    Table, TableDefinition, WriteTransaction,
 };
 use serde::Deserialize;
 
@@ -215,16 +214,17 @@ pub struct StateStore {
 /// commits them at once instead of waiting for the end of the call.
 pub const PENDING_MAX_BYTES: usize = 4 << 20;
 
-/// Writes since the last commit, applied in one transaction by `flush`.
+/// Writes since the last commit, applied in one transaction by `sync`
+/// (which `flush` calls at most every [`SYNC_INTERVAL`]).
 ///
 /// A redb write transaction costs ~50 µs even without an fsync; the
 /// starter pack's brute-force detector makes ~0.75 state calls per event,
 /// so one transaction per `set` capped the whole run near 45k events/s.
 /// Writes therefore collect here (reads see them first) and are committed
-/// together after each plugin call. Quotas stay exact: the committed
+/// together, durably, at most every [`SYNC_INTERVAL`]. Quotas stay exact: the committed
 /// totals plus what is pending are checked on every write, under this
 /// lock.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Pending {
     /// Latest write per key: the new entry (`None`: deleted) and the bytes
     /// of the committed entry it replaces, if any.
@@ -238,6 +238,19 @@ struct Pending {
     count_delta: i64,
     /// Bytes `ops` holds in memory.
     held: usize,
+    /// A read snapshot of the committed entries, reused by reads until the
+    /// next commit: opening a read transaction per `get` cost more than
+    /// the lookup (~4,000 gets per run of the starter benchmark).
+    reader: Option<ReadOnlyTable<&'static str, (Option<u64>, &'static str)>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("ops", &self.ops.len())
+            .field("held", &self.held)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -357,10 +370,17 @@ impl StateStore {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The committed entry under `key`: its expiry, value and bytes.
-    fn committed(&self, key: &str) -> Result<Option<(Option<u64>, String)>, StateStoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
-        let entries = txn.open_table(ENTRIES).map_err(|e| self.fail(e))?;
+    /// The committed entry under `key`: its expiry and value.
+    fn committed(
+        &self,
+        pending: &mut Pending,
+        key: &str,
+    ) -> Result<Option<(Option<u64>, String)>, StateStoreError> {
+        if pending.reader.is_none() {
+            let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+            pending.reader = Some(txn.open_table(ENTRIES).map_err(|e| self.fail(e))?);
+        }
+        let entries = pending.reader.as_ref().expect("opened above");
         let found = entries.get(key).map_err(|e| self.fail(e))?;
         Ok(found.map(|f| {
             let (expires_ms, value) = f.value();
@@ -402,6 +422,8 @@ impl StateStore {
             return Ok(());
         }
         let ops = std::mem::take(&mut pending.ops);
+        // The snapshot must not outlive the commit it would hide.
+        pending.reader = None;
         let (total, count) = self.write(|tables| {
             for (key, op) in &ops {
                 match &op.new {
@@ -431,9 +453,10 @@ impl StateStore {
     /// The live value of `key`.
     pub fn get(&self, key: &str) -> Result<Option<String>, StateStoreError> {
         let now = now_ms();
-        let entry = match self.lock_pending().ops.get(key) {
+        let mut pending = self.lock_pending();
+        let entry = match pending.ops.get(key) {
             Some(op) => op.new.clone(),
-            None => self.committed(key)?,
+            None => self.committed(&mut pending, key)?,
         };
         Ok(entry.and_then(|(expires_ms, value)| is_live(expires_ms, now).then_some(value)))
     }
@@ -462,16 +485,16 @@ impl StateStore {
         // Guest-controlled TTL: saturate instead of overflowing.
         let expires_ms = ttl_seconds.map(|t| now.saturating_add(t.saturating_mul(1000)));
         let mut pending = self.lock_pending();
-        let committed_bytes = |store: &Self, pending: &Pending| match pending.ops.get(key) {
+        let committed_bytes = |store: &Self, pending: &mut Pending| match pending.ops.get(key) {
             Some(op) => Ok(op.committed_bytes),
-            None => Ok(PendingOp::bytes(key, &store.committed(key)?)),
+            None => Ok(PendingOp::bytes(key, &store.committed(pending, key)?)),
         };
         let before = |pending: &Pending, committed: Option<u64>| match pending.ops.get(key) {
             Some(op) => PendingOp::bytes(key, &op.new),
             None => committed,
         };
         let new_bytes = (key.len() + value.len()) as u64;
-        let mut committed = committed_bytes(self, &pending)?;
+        let mut committed = committed_bytes(self, &mut pending)?;
         if let Err(first) = self.admit(&pending, before(&pending, committed), new_bytes) {
             // Expired entries still hold their bytes: commit, release them
             // and look again before refusing.
@@ -480,7 +503,7 @@ impl StateStore {
             if pending.count() == swept_from {
                 return Err(StateStoreError::Quota(first));
             }
-            committed = committed_bytes(self, &pending)?;
+            committed = committed_bytes(self, &mut pending)?;
             self.admit(&pending, before(&pending, committed), new_bytes)
                 .map_err(StateStoreError::Quota)?;
         }
@@ -496,17 +519,18 @@ impl StateStore {
         let mut pending = self.lock_pending();
         let committed = match pending.ops.get(key) {
             Some(op) => op.committed_bytes,
-            None => PendingOp::bytes(key, &self.committed(key)?),
+            None => PendingOp::bytes(key, &self.committed(&mut pending, key)?),
         };
         pending.put(key, None, committed);
         Ok(())
     }
 
-    /// Commit the pending writes, and make every write so far durable if
-    /// the last durable commit is older than [`SYNC_INTERVAL`]. Called
-    /// after every plugin call.
+    /// Commit the pending writes and make them durable if the last durable
+    /// commit is older than [`SYNC_INTERVAL`]. Called after every plugin
+    /// call; until then writes stay pending (read back from memory, at
+    /// most [`PENDING_MAX_BYTES`]): a commit per call cost the starter
+    /// benchmark ~6 % on the dispatcher thread.
     pub fn flush(&self) -> Result<(), StateStoreError> {
-        self.commit_pending(&mut self.lock_pending(), false)?;
         let due = self
             .last_sync
             .lock()
@@ -570,6 +594,8 @@ impl Drop for StateStore {
         if let Err(e) = self.sync() {
             tracing::error!(error = %e, "state not saved");
         }
+        // The read snapshot goes before the database it reads.
+        self.lock_pending().reader = None;
     }
 }
 
@@ -778,8 +804,8 @@ mod tests {
                 .set("c", "1", None)
                 .expect("room again after the delete");
             store.set("gone", "x", Some(0)).expect_err("third live key");
-            store.flush().expect("flush");
-            assert_eq!(store.lock_pending().ops.len(), 0, "flush commits");
+            store.sync().expect("sync");
+            assert_eq!(store.lock_pending().ops.len(), 0, "sync commits");
         }
         let store = StateStore::open(&path, quota).expect("reopen");
         assert_eq!(store.get("a").expect("get").as_deref(), Some("2"));

@@ -17,8 +17,9 @@ use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 /// How far past its deadline a call may finish before it is an overrun:
-/// the epoch tick, thread scheduling and tearing the instance down.
-pub const GRACE: Duration = Duration::from_millis(200);
+/// the epoch tick, thread scheduling on a loaded machine and tearing the
+/// instance down. The hangs this catches last seconds to hours.
+pub const GRACE: Duration = Duration::from_millis(500);
 
 /// How often the background thread looks for hanging calls.
 pub const SCAN: Duration = Duration::from_millis(100);
