@@ -96,6 +96,9 @@ fn run_once(starter: &Path, events: &str, enricher: Option<&(String, String)>) -
     let mut auditor =
         Auditor::open(&runtime.policy.audit, &dir.path().join("audit")).expect("audit");
     auditor.pack_load(&generation).expect("recorded");
+    // `VIGIL_BENCH_AUDIT=off` runs without the audit log, to tell the
+    // audit stage's share from the rest.
+    let audited = std::env::var("VIGIL_BENCH_AUDIT").as_deref() != Ok("off");
     let mut out = Vec::new();
     let started = Instant::now();
     let stats = run_audited(
@@ -104,7 +107,7 @@ fn run_once(starter: &Path, events: &str, enricher: Option<&(String, String)>) -
         "bench.jsonl",
         runtime.policy.batch_size(),
         &mut out,
-        Some(&mut auditor),
+        audited.then_some(&mut auditor),
     )
     .expect("run");
     auditor.close("bench done").expect("close");
