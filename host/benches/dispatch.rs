@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use vigil::audit::Auditor;
-use vigil::input::BatchReader;
 use vigil::pack::PackSource;
+use vigil::pipeline::input::BatchReader;
 use vigil::policy::{AuditConfig, Policy};
 use vigil::runtime::Runtime;
 
@@ -57,7 +57,7 @@ fn batch_of(lines: &[&[u8]]) -> vigil_event::Batch {
 }
 
 /// A one-plugin pack running `bench-probe` in `mode`.
-fn probe(mode: &str) -> (tempfile::TempDir, vigil::pack::Generation) {
+fn probe(mode: &str) -> (tempfile::TempDir, std::sync::Arc<vigil::pack::Generation>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = vigil::artifacts::component_path("bench-probe")
         .expect("bench-probe is built by host/build.rs");
@@ -250,7 +250,7 @@ fn starter_pack(c: &mut Criterion) {
                 (state, generation)
             },
             |(_state, generation)| {
-                vigil::dispatch::run(
+                vigil::pipeline::dispatch::run(
                     &generation,
                     events,
                     "events.jsonl",
@@ -284,7 +284,7 @@ fn starter_pack(c: &mut Criterion) {
 fn audited_starter(
     runtime: &Runtime,
     state: &std::path::Path,
-) -> (vigil::pack::Generation, Auditor) {
+) -> (std::sync::Arc<vigil::pack::Generation>, Auditor) {
     let generation = runtime
         .load_with_state_dir(vigil::artifacts::starter_pack(), state)
         .expect("loads");
@@ -296,11 +296,11 @@ fn audited_starter(
 
 /// One audited run over `events`, closing the log (final fdatasync).
 fn run_and_close(
-    generation: &vigil::pack::Generation,
+    generation: &std::sync::Arc<vigil::pack::Generation>,
     mut auditor: Auditor,
     events: &'static [u8],
-) -> vigil::dispatch::RunStats {
-    let stats = vigil::dispatch::run_audited(
+) -> vigil::pipeline::dispatch::RunStats {
+    let stats = vigil::pipeline::dispatch::run_audited(
         generation,
         BatchReader::new(events),
         "events.jsonl",

@@ -11,27 +11,28 @@
 //! - [`plugin`]: one call into a plugin, limits and quarantine;
 //! - [`watchdog`]: proof that no call outlives its deadline;
 //! - [`plugin_text`]: what a plugin says, made safe to show;
-//! - [`input`], [`dispatch`], [`output`]: events in, findings out;
-//! - [`enrich`]: the enrichment workers running enrichers on findings;
+//! - [`pipeline`]: events in (sources), batches through every pack's
+//!   detectors and enrichers, findings out (sinks); [`output`]: the
+//!   finding records;
 //! - [`revocation`]: `vigil revoke`/`restore`, their live effect and audit trail;
 //! - [`inspect`], [`pack_test`]: the `vigil inspect` and `vigil test` commands;
 //! - [`replay`]: `vigil replay`, re-running recorded invocations;
-//! - [`runtime`]: the operator-scoped objects tying it together;
+//! - [`runtime`]: the operator-scoped objects (engine, policy, state stores);
+//! - [`host`]: the library host every running command goes through;
 //! - [`artifacts`]: components built from this workspace, the starter pack.
 
 pub mod artifacts;
 pub mod audit;
 pub mod bindings;
 pub mod capability;
-pub mod dispatch;
 pub mod engine;
-pub mod enrich;
-pub mod input;
+pub mod host;
 pub mod inspect;
 pub mod manifest;
 pub mod output;
 pub mod pack;
 pub mod pack_test;
+pub mod pipeline;
 pub mod plugin;
 pub mod plugin_text;
 pub mod policy;
@@ -40,4 +41,5 @@ pub mod revocation;
 pub mod runtime;
 pub mod sandbox;
 pub mod state_store;
+pub mod state_stores;
 pub mod watchdog;

@@ -1,7 +1,7 @@
 //! The `vigil` command line.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -11,10 +11,11 @@ use clap::{Parser, Subcommand};
 use std::time::SystemTime;
 
 use vigil::artifacts;
-use vigil::audit::record::Lifecycle;
-use vigil::audit::{Auditor, query, resume, verify};
-use vigil::input::BatchReader;
+use vigil::audit::{query, verify};
+use vigil::host::{Host, HostOptions};
 use vigil::pack::PackSource;
+use vigil::pipeline::sink::JsonLines;
+use vigil::pipeline::source::{self, EventSource, Lines, Live};
 use vigil::plugin_text::{PluginLines, PluginText};
 use vigil::policy::Policy;
 use vigil::revocation::{self, Action, ChangeRequest, Recorded};
@@ -36,9 +37,10 @@ struct Cli {
 enum Command {
     /// Run events through a pack's detectors and print findings as JSON Lines.
     Run {
-        /// Pack directory (holding pack.toml). Default: the embedded starter pack.
-        #[arg(long)]
-        pack: Option<PathBuf>,
+        /// Pack directory (holding pack.toml); repeat it to run several
+        /// packs on the same events. Default: the embedded starter pack.
+        #[arg(long = "pack", value_name = "PACK")]
+        packs: Vec<PathBuf>,
         /// JSON Lines events, or `-` for stdin. Default: the starter pack's sample events.
         #[arg(long)]
         input: Option<PathBuf>,
@@ -221,13 +223,13 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run {
-            pack,
+            packs,
             input,
             output,
             host,
             batch_size,
             audit,
-        } => run_command(pack, input, output, &host, batch_size, audit),
+        } => run_command(&packs, input, output, &host, batch_size, audit),
         Command::Audit {
             command,
             audit,
@@ -431,116 +433,68 @@ fn what(capability: Option<vigil::capability::Capability>) -> String {
 
 /// `vigil run`: load, audit, resume if interrupted, dispatch.
 fn run_command(
-    pack: Option<PathBuf>,
+    packs: &[PathBuf],
     input: Option<PathBuf>,
     output: Option<PathBuf>,
-    host: &HostArgs,
+    args: &HostArgs,
     batch_size: Option<usize>,
     audit: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let source = pack_source(pack.as_deref());
-    let runtime = runtime(host, &source)?;
-    let batch_size = batch_size.unwrap_or_else(|| runtime.policy.batch_size());
+    let sources: Vec<PackSource> = if packs.is_empty() {
+        vec![artifacts::starter_pack()]
+    } else {
+        packs.iter().map(|p| PackSource::Dir(p.clone())).collect()
+    };
+    let (policy, state_dir) = policy_for(args, &sources[0])?;
+    let batch_size = batch_size.unwrap_or_else(|| policy.batch_size());
     if batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let audit_dir = audit.unwrap_or_else(|| runtime.policy.audit_dir(&runtime.state_dir));
-    let mut auditor = Auditor::open(&runtime.policy.audit, &audit_dir)?;
-    auditor.lifecycle(Lifecycle::HostStart {
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        pid: std::process::id(),
+    let options = HostOptions {
+        policy,
+        state_dir,
+        audit_dir: audit,
         command: "run".to_owned(),
-    })?;
-    let generation = match runtime.load(source.clone()) {
-        Ok(generation) => generation,
-        Err(errors) => {
-            auditor.lifecycle(Lifecycle::PackRefused {
-                source: source.display(""),
-                reasons: errors.0.iter().map(ToString::to_string).collect(),
-            })?;
-            auditor.close("pack refused")?;
-            bail!("pack refused:\n{errors}");
-        }
     };
-    auditor.pack_load(&generation)?;
-    // Revocations change under a running host: watch the list. Without a
-    // watcher the run would go on with the grants it started with, which
-    // the operator must know.
-    let revocations_file = runtime.state_dir.join(revocation::FILE);
-    let _watcher = revocation::watch(&revocations_file, runtime.revocations.clone())
-        .with_context(|| format!("watching {}", revocations_file.display()))?;
-    // Whatever changed between start-up and the watch.
-    runtime.revocations.reload(&revocations_file);
-    // Grant changes made while no host ran and not recorded yet; from here
-    // on this host records its state dir's grant changes (`revocation.rs`).
-    runtime.revocations.record(&mut auditor)?;
-
-    let mut out: Box<dyn Write + Send> = match &output {
+    let mut host = Host::open(options, &sources)?;
+    let mut sink = JsonLines::new(match &output {
         Some(path) => Box::new(BufWriter::new(
             File::create(path).with_context(|| format!("creating {}", path.display()))?,
-        )),
+        )) as Box<dyn Write + Send>,
         None => Box::new(BufWriter::new(io::stdout())),
-    };
+    });
     // The input's name in the log: resuming matches on it.
-    let (name, reader): (String, Box<dyn io::BufRead>) = match input.as_deref() {
+    let (mut source, resumed_from): (Box<dyn EventSource>, _) = match input.as_deref() {
         None => (
-            "<embedded starter pack>/events.jsonl".to_owned(),
-            Box::new(artifacts::starter_events()),
+            Box::new(Lines::new(
+                "<embedded starter pack>/events.jsonl",
+                artifacts::starter_events(),
+            )),
+            None,
         ),
-        Some(p) if p == Path::new("-") => ("-".to_owned(), Box::new(io::stdin().lock())),
+        // Standard input cannot be rewound, so it is never resumed.
+        Some(p) if p == Path::new("-") => (Box::new(Live::stdin()?), None),
         Some(p) => {
-            let file =
-                File::open(p).with_context(|| format!("opening events file {}", p.display()))?;
             let name = std::fs::canonicalize(p)
                 .unwrap_or_else(|_| p.to_owned())
                 .display()
                 .to_string();
-            (name, Box::new(BufReader::new(file)))
+            let from = host.resume_position(&name)?;
+            let source = source::open_file(p, &name, from)
+                .with_context(|| format!("opening events file {}", p.display()))?;
+            if let Some(pos) = from {
+                eprintln!(
+                    "vigil: resuming an interrupted run over {name} after line {} (byte {})",
+                    pos.line, pos.offset
+                );
+            }
+            (source, from)
         }
     };
-    // Standard input cannot be rewound, so it is never resumed.
-    let from = if name == "-" {
-        None
-    } else {
-        resume::interrupted_position(&audit_dir, &name)
-            .with_context(|| format!("reading the audit log {}", audit_dir.display()))?
-    };
-    let mut reader = reader;
-    if let Some(pos) = from {
-        io::copy(&mut (&mut reader).take(pos.offset), &mut io::sink())
-            .with_context(|| format!("skipping to byte {} of {name}", pos.offset))?;
-        eprintln!(
-            "vigil: resuming an interrupted run over {name} after line {} (byte {})",
-            pos.line, pos.offset
-        );
-    }
-    let from_pos = from.unwrap_or_default();
-    auditor.lifecycle(Lifecycle::RunStart {
-        source: name.clone(),
-        from: from_pos,
-        resumed: from.is_some(),
-    })?;
-    let stats = vigil::dispatch::run_audited(
-        &generation,
-        BatchReader::at(reader, from_pos),
-        &name,
-        batch_size,
-        &mut out,
-        Some(&mut auditor),
-    )?;
-    out.flush()?;
-    // Changes made since the audit stage last looked.
-    runtime.revocations.reload(&revocations_file);
-    runtime.revocations.record(&mut auditor)?;
-    auditor.lifecycle(Lifecycle::RunEnd {
-        source: name,
-        at: stats.end,
-        events: stats.events,
-        findings: stats.findings,
-        errors: stats.malformed + stats.failed_calls,
-    })?;
-    let dir = auditor.dir().display().to_string();
-    auditor.close("run finished")?;
+    let stats = host.run(&mut *source, &mut sink, resumed_from, batch_size)?;
+    sink.into_inner().flush()?;
+    let dir = host.audit_dir().display().to_string();
+    host.close("run finished")?;
     eprintln!("{} (audit: {dir})", stats.summary());
     Ok(ExitCode::SUCCESS)
 }
@@ -673,6 +627,13 @@ fn pack_source(dir: Option<&Path>) -> PackSource {
 
 /// Resolve the policy and state dir, then build the runtime.
 fn runtime(args: &HostArgs, source: &PackSource) -> Result<Runtime> {
+    let (policy, state_dir) = policy_for(args, source)?;
+    Runtime::new(policy, state_dir).map_err(anyhow::Error::from)
+}
+
+/// The policy (`--policy`, else `./vigil.toml`, else the starter policy
+/// for the embedded starter pack, else deny-all) and the state dir.
+fn policy_for(args: &HostArgs, source: &PackSource) -> Result<(Policy, PathBuf)> {
     let local = Path::new("vigil.toml");
     let policy = match &args.policy {
         Some(path) => read_policy(path)?,
@@ -684,7 +645,7 @@ fn runtime(args: &HostArgs, source: &PackSource) -> Result<Runtime> {
         }
     };
     let state_dir = args.state_dir.clone().unwrap_or_else(|| policy.state_dir());
-    Runtime::new(policy, state_dir).map_err(anyhow::Error::from)
+    Ok((policy, state_dir))
 }
 
 fn read_policy(path: &Path) -> Result<Policy> {

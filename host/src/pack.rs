@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,8 @@ use crate::plugin::{LoadedPlugin, PluginPre};
 use crate::policy::{EnrichmentConfig, HttpGrant, Limits, Policy};
 use crate::revocation::{RevocationScope, Revocations};
 use crate::sandbox::{CallTemplate, linker_for};
-use crate::state_store::{StateQuota, StateStore};
+use crate::state_store::StateQuota;
+use crate::state_stores::StateStores;
 
 /// Where a pack's files come from.
 #[derive(Debug, Clone)]
@@ -240,6 +241,37 @@ pub struct Generation {
     pub enrichment: EnrichmentConfig,
 }
 
+/// A pack's current generation, swapped whole by a reload.
+///
+/// Readers take an `Arc` of the generation ([`PackSlot::current`]) per
+/// batch and keep it until the batch and its enrichments are done, so
+/// in-flight work finishes on the generation it started with while new
+/// batches get the new one. No lock: a swap never waits for readers.
+#[derive(Debug)]
+pub struct PackSlot {
+    current: arc_swap::ArcSwap<Generation>,
+}
+
+impl PackSlot {
+    /// A slot holding `generation`.
+    pub fn new(generation: Arc<Generation>) -> Self {
+        PackSlot {
+            current: arc_swap::ArcSwap::new(generation),
+        }
+    }
+
+    /// The generation new work runs on.
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    /// Make `generation` current; returns the one it replaces (which lives
+    /// on until the last batch using it is done).
+    pub fn swap(&self, generation: Arc<Generation>) -> Arc<Generation> {
+        self.current.swap(generation)
+    }
+}
+
 /// Shared inputs of a load.
 #[derive(Debug, Clone)]
 pub struct LoadContext<'a> {
@@ -249,8 +281,8 @@ pub struct LoadContext<'a> {
     pub cache: &'a ComponentCache,
     /// Operator policy.
     pub policy: &'a Policy,
-    /// Directory for plugin state.
-    pub state_dir: &'a Path,
+    /// Plugin state stores, shared with the other generations.
+    pub state_stores: &'a StateStores,
     /// Origin of monotonic clock readings.
     pub clock_origin: Instant,
     /// Revocations checked on every host call.
@@ -456,15 +488,14 @@ fn load_plugin(
         .map_err(|e| wrong_world(plugin.world.name(), format!("{e:#}")))?;
 
     let state = if effective.contains(&Capability::State) {
-        let path = ctx.state_dir.join(pack).join(format!("{id}.state.redb"));
-        let store = StateStore::open(&path, state_quota).map_err(|e| {
+        let store = ctx.state_stores.open(pack, id, state_quota).map_err(|e| {
             vec![LoadError::State {
                 pack: pack.into(),
                 plugin: id.into(),
                 message: e.to_string(),
             }]
         })?;
-        Some((Arc::new(store), Arc::from(key_prefixes)))
+        Some((store, Arc::from(key_prefixes)))
     } else {
         None
     };

@@ -15,9 +15,12 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::dispatch;
-use crate::output::FindingRecord;
-use crate::pack::PackSource;
+use std::sync::Arc;
+
+use crate::pack::{PackSlot, PackSource};
+use crate::pipeline::dispatch::Pipeline;
+use crate::pipeline::sink::Memory;
+use crate::pipeline::source::{DEFAULT_LINGER, Lines};
 use crate::runtime::Runtime;
 
 /// One expected (or actual) finding, as compared.
@@ -120,33 +123,31 @@ fn run_case(
         let generation = runtime
             .load_with_state_dir(source.clone(), state.path())
             .map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        let stats = dispatch::run(
-            &generation,
-            &event_bytes[..],
-            events,
-            runtime.policy.batch_size(),
-            &mut out,
-        )
-        .map_err(|e| e.to_string())?;
+        let packs = [Arc::new(PackSlot::new(generation.clone()))];
+        let pipeline = Pipeline {
+            packs: &packs,
+            audit: None,
+            revocations: generation.revocations.clone(),
+            batch_size: runtime.policy.batch_size(),
+            linger: DEFAULT_LINGER,
+            enrichment: runtime.policy.enrichment.clone(),
+        };
+        let mut sink = Memory::default();
+        let stats = (pipeline.run(&mut Lines::new(events, &event_bytes[..]), &mut sink))
+            .map_err(|e| e.to_string())?;
         if stats.failed_calls > 0 || stats.malformed > 0 {
             return Err(format!(
                 "{} failed plugin calls, {} malformed lines (see log above)",
                 stats.failed_calls, stats.malformed
             ));
         }
-        let actual = out
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let r: FindingRecord = serde_json::from_slice(l).map_err(|e| e.to_string())?;
-                Ok(FindingKey {
-                    plugin: r.plugin,
-                    rule_id: r.rule_id,
-                    event: r.event.line,
-                })
+        let actual = (sink.findings.into_iter())
+            .map(|r| FindingKey {
+                plugin: r.plugin,
+                rule_id: r.rule_id,
+                event: r.event.line,
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect();
         Ok((expected, actual))
     })();
     match outcome {

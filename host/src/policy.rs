@@ -8,6 +8,7 @@
 //! ```toml
 //! state_dir = ".vigil"          # plugin state and compiled-component cache
 //! batch_size = 256              # events per plugin call
+//! batch_linger_ms = 5           # a live source's batch closes this long after its first event
 //!
 //! [limits]                      # defaults for every plugin
 //! deadline_ms = 250             # wall-clock budget per call (init + detect); enrichers
@@ -77,6 +78,10 @@ pub struct Policy {
     /// Events per plugin call (default 256).
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// How long a batch from a live source (stdin, a FIFO) waits for more
+    /// events after its first, in ms (default 5, at most 60,000).
+    #[serde(default)]
+    pub batch_linger_ms: Option<u64>,
     /// Default limits for every plugin.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -405,6 +410,9 @@ impl Policy {
         }
         if self.batch_size == Some(0) {
             return err("`batch_size` must be at least 1".into());
+        }
+        if self.batch_linger_ms.is_some_and(|ms| ms > 60_000) {
+            return err("`batch_linger_ms` must be at most 60000 (a minute)".into());
         }
         if self.audit.segment_mb == Some(0) {
             return err("[audit] segment_mb must be at least 1".into());

@@ -14,6 +14,7 @@ use crate::engine::{ComponentCache, build_engine_for};
 use crate::pack::{Generation, LoadContext, LoadErrors, PackSource};
 use crate::policy::Policy;
 use crate::revocation::Revocations;
+use crate::state_stores::StateStores;
 
 /// Engine, cache and policy: everything needed to load packs.
 #[derive(Debug, Clone)]
@@ -26,6 +27,9 @@ pub struct Runtime {
     pub policy: Policy,
     /// Plugin state directory.
     pub state_dir: PathBuf,
+    /// The plugin state stores under `state_dir`, shared by every
+    /// generation this runtime loads.
+    pub state_stores: Arc<StateStores>,
     /// Revocations in force (from `<state_dir>/revocations.json`); `vigil
     /// run` keeps them current with [`crate::revocation::watch`], and its
     /// audit stage records grant changes through them.
@@ -45,6 +49,7 @@ impl Runtime {
             engine: build_engine_for(policy.max_memory_bytes())?,
             cache: ComponentCache::in_dir(state_dir.join("cache")),
             policy,
+            state_stores: Arc::new(StateStores::new(&state_dir)),
             state_dir,
             clock_origin: Instant::now(),
             generations: Arc::default(),
@@ -52,26 +57,35 @@ impl Runtime {
     }
 
     /// Load `source` with plugin state kept in this runtime's state dir.
-    pub fn load(&self, source: PackSource) -> Result<Generation, LoadErrors> {
-        self.load_with_state_dir(source, &self.state_dir)
+    pub fn load(&self, source: PackSource) -> Result<Arc<Generation>, LoadErrors> {
+        self.load_into(source, &self.state_stores)
     }
 
     /// Load `source` keeping plugin state in `state_dir` instead (used by
-    /// `vigil test`, which gives every case a fresh, empty state).
+    /// `vigil test`, which gives every case a fresh, empty state, and
+    /// `vigil check`, which must not touch a running host's stores).
     pub fn load_with_state_dir(
         &self,
         source: PackSource,
         state_dir: &Path,
-    ) -> Result<Generation, LoadErrors> {
+    ) -> Result<Arc<Generation>, LoadErrors> {
+        self.load_into(source, &StateStores::new(state_dir))
+    }
+
+    fn load_into(
+        &self,
+        source: PackSource,
+        state_stores: &StateStores,
+    ) -> Result<Arc<Generation>, LoadErrors> {
         let ctx = LoadContext {
             engine: &self.engine,
             cache: &self.cache,
             policy: &self.policy,
-            state_dir,
+            state_stores,
             clock_origin: self.clock_origin,
             revocations: &self.revocations,
             generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
         };
-        Generation::load(&ctx, source)
+        Generation::load(&ctx, source).map(Arc::new)
     }
 }

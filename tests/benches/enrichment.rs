@@ -12,9 +12,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use vigil::audit::Auditor;
-use vigil::dispatch::{RunStats, run_audited};
-use vigil::input::BatchReader;
 use vigil::pack::PackSource;
+use vigil::pipeline::dispatch::{RunStats, run_audited};
+use vigil::pipeline::input::BatchReader;
 use vigil::policy::Policy;
 use vigil::runtime::Runtime;
 use vigil_tests::ai_server::AiServer;

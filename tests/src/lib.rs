@@ -5,12 +5,13 @@
 pub mod ai_server;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use vigil::audit::Auditor;
-use vigil::dispatch::RunStats;
-use vigil::input::BatchReader;
 use vigil::output::FindingRecord;
 use vigil::pack::{Generation, LoadErrors, PackSource};
+use vigil::pipeline::dispatch::RunStats;
+use vigil::pipeline::input::BatchReader;
 use vigil::policy::Policy;
 use vigil::runtime::Runtime;
 
@@ -81,7 +82,7 @@ impl TestPack {
     }
 
     /// Load the pack under `policy`.
-    pub fn load(&self, policy: &str) -> Result<(Runtime, Generation), LoadErrors> {
+    pub fn load(&self, policy: &str) -> Result<(Runtime, Arc<Generation>), LoadErrors> {
         let runtime = self.runtime(policy);
         let generation = runtime.load(PackSource::Dir(self.pack_dir.clone()))?;
         Ok((runtime, generation))
@@ -100,7 +101,7 @@ impl TestPack {
         let mut auditor = Auditor::open(&runtime.policy.audit, audit_dir).expect("audit opens");
         auditor.pack_load(&generation).expect("recorded");
         let mut out = Vec::new();
-        vigil::dispatch::run_audited(
+        vigil::pipeline::dispatch::run_audited(
             &generation,
             BatchReader::new(jsonl.as_bytes()),
             "test.jsonl",
@@ -132,12 +133,12 @@ pub fn events(n: usize) -> String {
 /// Run `jsonl` through `generation` in batches of `batch_size`; returns the
 /// stats and the findings written.
 pub fn run(
-    generation: &Generation,
+    generation: &Arc<Generation>,
     jsonl: &str,
     batch_size: usize,
 ) -> (RunStats, Vec<FindingRecord>) {
     let mut out = Vec::new();
-    let stats = vigil::dispatch::run(
+    let stats = vigil::pipeline::dispatch::run(
         generation,
         jsonl.as_bytes(),
         "test.jsonl",

@@ -4,7 +4,7 @@
 use vigil::audit::Auditor;
 use vigil::audit::query;
 use vigil::audit::record::Record;
-use vigil::input::BatchReader;
+use vigil::pipeline::input::BatchReader;
 use vigil::policy::Policy;
 use vigil::replay::{Selection, Verdict, replay};
 use vigil_tests::{PluginSpec, TestPack, events};
@@ -178,15 +178,15 @@ fn redacted_fields_never_appear_in_the_file_bytes() {
 /// write to the segment fails with ENOSPC); returns the output and the error.
 fn run_on_a_full_disk(
     pack: &TestPack,
-    generation: &vigil::pack::Generation,
-) -> (Vec<u8>, vigil::dispatch::RunError) {
+    generation: &std::sync::Arc<vigil::pack::Generation>,
+) -> (Vec<u8>, vigil::pipeline::dispatch::RunError) {
     let audit_dir = pack.dir.path().join("audit");
     std::fs::create_dir_all(&audit_dir).expect("mkdir");
     std::os::unix::fs::symlink("/dev/full", audit_dir.join("00000001.jsonl")).expect("symlink");
     let policy = Policy::parse("p.toml", "[audit]\nfsync_interval_ms = 0\n").expect("policy");
     let mut auditor = Auditor::open(&policy.audit, &audit_dir).expect("opens (empty log)");
     let mut out = Vec::new();
-    let err = vigil::dispatch::run_audited(
+    let err = vigil::pipeline::dispatch::run_audited(
         generation,
         BatchReader::new(events(8).as_bytes()),
         "test.jsonl",
@@ -232,7 +232,10 @@ fn a_grant_change_that_cannot_be_recorded_stops_the_run_and_says_so() {
     let (out, err) = run_on_a_full_disk(&pack, &generation);
     assert!(out.is_empty(), "no finding left the host");
     assert!(
-        matches!(err, vigil::dispatch::RunError::AuditGrantChange { .. }),
+        matches!(
+            err,
+            vigil::pipeline::dispatch::RunError::AuditGrantChange { .. }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("grant change"), "{err}");

@@ -13,8 +13,8 @@ use vigil::audit::Auditor;
 use vigil::audit::query;
 use vigil::audit::record::{CallStatus, Lifecycle, Record};
 use vigil::capability::Capability;
-use vigil::input::BatchReader;
 use vigil::output::{EnrichmentResult, FindingRecord};
+use vigil::pipeline::input::BatchReader;
 use vigil::replay::{Selection, Verdict, replay};
 use vigil::revocation::{self, Action, ChangeRequest, Recorded, RevocationList};
 use vigil_tests::ai_server::{AiServer, SUMMARY};
@@ -369,7 +369,7 @@ fn piped_run(
         let auditor = &mut auditor;
         let generation = &generation;
         let run = scope.spawn(move || {
-            vigil::dispatch::run_audited(
+            vigil::pipeline::dispatch::run_audited(
                 generation,
                 BatchReader::new(std::io::BufReader::new(reader)),
                 "pipe",
@@ -547,7 +547,7 @@ fn revoking_http_mid_run_denies_the_next_call_within_a_second_and_persists() {
         let auditor = &mut auditor;
         let generation = &generation;
         let run = scope.spawn(move || {
-            vigil::dispatch::run_audited(
+            vigil::pipeline::dispatch::run_audited(
                 generation,
                 BatchReader::new(std::io::BufReader::new(reader)),
                 "pipe",
@@ -757,7 +757,7 @@ fn a_restore_on_a_running_host_brings_enrichment_back_and_each_change_is_recorde
         let auditor = &mut auditor;
         let generation = &generation;
         let run = scope.spawn(move || {
-            vigil::dispatch::run_audited(
+            vigil::pipeline::dispatch::run_audited(
                 generation,
                 BatchReader::new(std::io::BufReader::new(reader)),
                 "pipe",

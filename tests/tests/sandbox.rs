@@ -317,7 +317,7 @@ fn declaring_an_absurd_number_of_fields_fails_the_call() {
 
 fn one_batch(n: usize) -> vigil_event::Batch {
     let text = events(n);
-    let mut reader = vigil::input::BatchReader::new(text.as_bytes());
+    let mut reader = vigil::pipeline::input::BatchReader::new(text.as_bytes());
     let mut batch = vigil_event::Batch::new();
     let mut malformed = Vec::new();
     assert!(reader.fill(&mut batch, n, &mut malformed).expect("read"));
@@ -497,9 +497,9 @@ fn a_trapping_detector_is_quarantined_skipped_probed_requarantined_for_twice_as_
         n: 0,
     };
     let mut out = Vec::new();
-    let stats = vigil::dispatch::run_audited(
+    let stats = vigil::pipeline::dispatch::run_audited(
         &generation,
-        vigil::input::BatchReader::new(&mut reader),
+        vigil::pipeline::input::BatchReader::new(&mut reader),
         "trickle",
         1,
         &mut out,
@@ -634,16 +634,16 @@ fn a_restore_of_any_capability_lifts_the_quarantine_of_the_plugin_at_once() {
 /// Run `n` events through `generation` in batches of 1, audited in `audit`.
 fn pack_run_audited(
     runtime: &vigil::runtime::Runtime,
-    generation: &vigil::pack::Generation,
+    generation: &std::sync::Arc<vigil::pack::Generation>,
     audit: &std::path::Path,
     n: usize,
 ) -> Vec<u8> {
     let mut auditor = vigil::audit::Auditor::open(&runtime.policy.audit, audit).expect("opens");
     let mut out = Vec::new();
     let text = events(n);
-    vigil::dispatch::run_audited(
+    vigil::pipeline::dispatch::run_audited(
         generation,
-        vigil::input::BatchReader::new(text.as_bytes()),
+        vigil::pipeline::input::BatchReader::new(text.as_bytes()),
         "test.jsonl",
         1,
         &mut out,

@@ -26,6 +26,7 @@ pub mod verify;
 pub mod writer;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -40,9 +41,9 @@ use self::redact::{Redaction, Scrub};
 use self::writer::{AuditLog, WriterOptions};
 use crate::bindings::vigil::plugin::types::Enrichment;
 use crate::capability::log::LogSource;
-use crate::input::MalformedLine;
 use crate::output::{EnrichmentResult, FindingRecord};
 use crate::pack::Generation;
+use crate::pipeline::input::MalformedLine;
 use crate::plugin::{CallError, CallOutcome, LoadedPlugin, QuarantineChange};
 use crate::policy::{AuditConfig, InputMode};
 
@@ -59,9 +60,9 @@ pub struct Auditor {
 
 /// One plugin call of a batch, as the dispatcher hands it over.
 #[derive(Debug)]
-pub struct PluginCall<'a> {
+pub struct PluginCall {
     /// The plugin.
-    pub plugin: &'a LoadedPlugin,
+    pub plugin: Arc<LoadedPlugin>,
     /// What happened.
     pub outcome: CallOutcome,
     /// Its findings with provenance (empty unless the call succeeded).
@@ -82,7 +83,7 @@ pub struct BatchUnit<'a> {
     /// Lines of this range that were not events.
     pub malformed: &'a [MalformedLine],
     /// Every plugin call on the batch.
-    pub calls: &'a [PluginCall<'a>],
+    pub calls: &'a [PluginCall],
 }
 
 impl Auditor {
@@ -197,15 +198,15 @@ impl Auditor {
         for call in unit.calls {
             let record = Record::Invocation(invocation(
                 batch_seq,
-                call.plugin,
+                &call.plugin,
                 &call.outcome,
                 call.findings.clone(),
             ));
-            self.quarantine_changes(call.plugin, &call.outcome.before, &scrub)?;
+            self.quarantine_changes(&call.plugin, &call.outcome.before, &scrub)?;
             self.json.clear();
             self.write_record(&record, &scrub)?;
             self.log.append_json(&self.json);
-            self.quarantine_changes(call.plugin, &call.outcome.after, &scrub)?;
+            self.quarantine_changes(&call.plugin, &call.outcome.after, &scrub)?;
         }
         self.log.commit()?;
         Ok((batch_seq, scrub))
@@ -236,7 +237,7 @@ impl Auditor {
         batch: u64,
         scrub: &Scrub,
         finding: &FindingRecord,
-        calls: &[(&LoadedPlugin, CallOutcome<Enrichment>)],
+        calls: &[(Arc<LoadedPlugin>, CallOutcome<Enrichment>)],
     ) -> Result<(), AuditError> {
         for (plugin, outcome) in calls {
             let mut record = invocation(batch, plugin, outcome, Vec::new());

@@ -24,20 +24,27 @@ use crate::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
 use crate::pack::Generation;
 use crate::plugin::{Admission, CallOutcome, LoadedPlugin};
 use crate::plugin_text::PluginText;
+use crate::policy::EnrichmentConfig;
 
 /// A finding waiting for enrichment.
-struct Job {
-    token: u64,
+pub struct Job {
+    /// Handed back in its [`Enriched`].
+    pub token: u64,
     /// When the finding leaves without its enrichments: past it, calling
     /// the enrichers would only send requests whose answer nobody waits for.
-    due: Instant,
-    batch: u64,
-    scrub: Arc<Scrub>,
-    finding: FindingRecord,
+    pub due: Instant,
+    /// Sequence number of the batch record the finding came from.
+    pub batch: u64,
+    /// That batch's redaction replacements.
+    pub scrub: Arc<Scrub>,
+    /// The generation the finding's batch ran on: its enrichers are called.
+    pub generation: Arc<Generation>,
+    /// The finding, without enrichments yet.
+    pub finding: FindingRecord,
 }
 
 /// A finding after every enricher ran on it.
-pub struct Enriched<'g> {
+pub struct Enriched {
     /// The token it was submitted with.
     pub token: u64,
     /// Sequence number of the batch record the finding came from.
@@ -47,7 +54,7 @@ pub struct Enriched<'g> {
     /// The finding, without enrichments yet.
     pub finding: FindingRecord,
     /// Each enricher that was called and what happened.
-    pub calls: Vec<(&'g LoadedPlugin, CallOutcome<Enrichment>)>,
+    pub calls: Vec<(Arc<LoadedPlugin>, CallOutcome<Enrichment>)>,
     /// Enrichers not called (quarantined), with the reason
     /// (`quarantined until T: why`).
     pub skipped: Vec<EnrichmentRecord>,
@@ -60,45 +67,25 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Queue `finding` (from batch record `batch`) under `token`, which
-    /// its [`Enriched`] carries back; it is not enriched after `due`. Returns it back when the queue is
-    /// full or the workers are gone.
-    pub fn submit(
-        &self,
-        token: u64,
-        due: Instant,
-        batch: u64,
-        scrub: Arc<Scrub>,
-        finding: FindingRecord,
-    ) -> Result<(), Box<FindingRecord>> {
-        self.jobs
-            .try_send(Job {
-                token,
-                due,
-                batch,
-                scrub,
-                finding,
-            })
-            .map_err(|e| match e {
-                mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job) => {
-                    Box::new(job.finding)
-                }
-            })
+    /// Queue `job`; `false` when the queue is full or the workers are gone
+    /// (the caller emits the finding without enrichments, saying why).
+    pub fn submit(&self, job: Job) -> bool {
+        self.jobs.try_send(job).is_ok()
     }
 }
 
-/// Start the `[enrichment]` number of worker threads in `scope` running
-/// `generation`'s enrichers; each finished finding goes to `deliver`, which
+/// Start `config.workers()` threads in `scope`, each running the enrichers
+/// of a job's generation; each finished finding goes to `deliver`, which
 /// returns `false` once nobody listens any more (the worker then stops).
-pub fn start<'scope, 'env: 'scope, 'g: 'scope>(
-    scope: &'scope Scope<'scope, 'env>,
-    generation: &'g Generation,
-    deliver: impl Fn(Enriched<'g>) -> bool + Send + Sync + 'scope,
+pub fn start<'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    config: &EnrichmentConfig,
+    deliver: impl Fn(Enriched) -> bool + Send + Sync + 'scope,
 ) -> Pool {
-    let (jobs, queue) = mpsc::sync_channel::<Job>(generation.enrichment.queue());
+    let (jobs, queue) = mpsc::sync_channel::<Job>(config.queue());
     let queue = Arc::new(Mutex::new(queue));
     let deliver = Arc::new(deliver);
-    for _ in 0..generation.enrichment.workers() {
+    for _ in 0..config.workers() {
         let queue = queue.clone();
         let deliver = deliver.clone();
         let worker = std::thread::Builder::new().name("vigil-enrich".into());
@@ -108,7 +95,7 @@ pub fn start<'scope, 'env: 'scope, 'g: 'scope>(
                     // Holding the lock only while waiting for the next job.
                     let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     let Ok(job) = job else { return };
-                    if !deliver(enrich_one(generation, job)) {
+                    if !deliver(enrich_one(job)) {
                         return;
                     }
                 }
@@ -119,11 +106,11 @@ pub fn start<'scope, 'env: 'scope, 'g: 'scope>(
 }
 
 /// Run every enricher of the generation on one finding.
-fn enrich_one(generation: &Generation, job: Job) -> Enriched<'_> {
+fn enrich_one(job: Job) -> Enriched {
     let input = job.finding.to_wit();
     let mut calls = Vec::new();
     let mut skipped = Vec::new();
-    for plugin in &generation.enrichers {
+    for plugin in &job.generation.enrichers {
         if Instant::now() >= job.due {
             skipped.push(EnrichmentRecord {
                 plugin: plugin.label(),
@@ -146,8 +133,8 @@ fn enrich_one(generation: &Generation, job: Job) -> Enriched<'_> {
             }
         };
         let outcome = plugin.enrich_with(ticket, &input);
-        crate::dispatch::forward_logs(plugin, &outcome);
-        crate::dispatch::log_quarantine_changes(plugin, &outcome);
+        super::dispatch::forward_logs(plugin, &outcome);
+        super::dispatch::log_quarantine_changes(plugin, &outcome);
         if let Err(e) = &outcome.result {
             tracing::warn!(
                 "enricher {} {} (finding {} at {}:{}); the finding is emitted without it",
@@ -158,7 +145,7 @@ fn enrich_one(generation: &Generation, job: Job) -> Enriched<'_> {
                 job.finding.event.line
             );
         }
-        calls.push((&**plugin, outcome));
+        calls.push((plugin.clone(), outcome));
     }
     Enriched {
         token: job.token,

@@ -10,16 +10,20 @@ use std::time::{Duration, Instant};
 
 use vigil_event::Batch;
 
+use super::enrich::{self, Enriched};
+use super::input::{BatchReader, MalformedLine, RawEvents};
+use super::sink::{FindingSink, JsonLines};
+use super::source::{DEFAULT_LINGER, EventSource, Lines};
 use crate::audit::record::{CallStatus, HostCall, Position};
 use crate::audit::redact::Scrub;
 use crate::audit::{AuditError, Auditor, BatchUnit, PluginCall};
 use crate::capability::log::{LogLevel, LogSource};
-use crate::enrich::{self, Enriched};
-use crate::input::{BatchReader, MalformedLine, RawEvents};
 use crate::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
-use crate::pack::Generation;
+use crate::pack::{Generation, PackSlot};
 use crate::plugin::{Admission, CallError, CallOutcome, LoadedPlugin, QuarantineChange, Ticket};
 use crate::plugin_text::{self, PluginText};
+use crate::policy::EnrichmentConfig;
+use crate::revocation::Revocations;
 
 /// Counters of one run, printed as the summary line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -145,9 +149,9 @@ fn resume_hint(source_name: &str, first: u64) -> String {
 
 /// Run every event of `input` (named `source` in output) through the
 /// generation's detectors, writing findings to `out` as JSON Lines.
-/// Without an audit log: used by `vigil test`, tests and benchmarks.
+/// Without an audit log: used by tests and benchmarks.
 pub fn run(
-    generation: &Generation,
+    generation: &Arc<Generation>,
     input: impl BufRead,
     source: &str,
     batch_size: usize,
@@ -161,6 +165,29 @@ pub fn run(
         out,
         None,
     )
+}
+
+/// [`run`] reading through `reader` (which may start mid-file), recording
+/// every batch unit in `audit` before its findings are written: one pack,
+/// a reader and a writer, for tests and benchmarks. See [`Pipeline`].
+pub fn run_audited<R: BufRead, W: Write + Send>(
+    generation: &Arc<Generation>,
+    reader: BatchReader<R>,
+    source: &str,
+    batch_size: usize,
+    out: &mut W,
+    audit: Option<&mut Auditor>,
+) -> Result<RunStats, RunError> {
+    let packs = [Arc::new(PackSlot::new(generation.clone()))];
+    let pipeline = Pipeline {
+        packs: &packs,
+        audit,
+        revocations: generation.revocations.clone(),
+        batch_size,
+        linger: DEFAULT_LINGER,
+        enrichment: generation.enrichment.clone(),
+    };
+    pipeline.run(&mut Lines::at(source, reader), &mut JsonLines::new(out))
 }
 
 /// How many dispatched batches may wait for the audit-and-emit stage. Two
@@ -177,9 +204,9 @@ const PIPELINE_DEPTH: usize = 2;
 /// with an enricher against a 3 ms service). Their channel needs no bound
 /// of its own: each result answers one queued job, so at most `queue +
 /// workers` are ever in it.
-enum Message<'g> {
+enum Message {
     /// A batch and its detector calls, from the dispatcher.
-    Batch(Dispatched<'g>),
+    Batch(Dispatched),
     /// Enrichment results are waiting (sent only when there is room, so a
     /// worker never blocks: a busy emitter drains them after each message).
     EnrichmentReady,
@@ -188,149 +215,207 @@ enum Message<'g> {
 }
 
 /// One dispatched batch on its way to the audit-and-emit stage.
-struct Dispatched<'g> {
+struct Dispatched {
     start: Position,
     end: Position,
     raw: RawEvents,
     malformed: Vec<MalformedLine>,
-    calls: Vec<PluginCall<'g>>,
+    /// The generation of each pack this batch ran on: the emitter sends
+    /// its findings to those generations' enrichers, even if a pack was
+    /// reloaded meanwhile.
+    generations: Vec<Arc<Generation>>,
+    calls: Vec<PluginCall>,
 }
 
-/// [`run`] reading through `reader` (which may start mid-file), recording
-/// every batch unit in `audit` before its findings are written.
+/// One run of events from a source through the current generation of
+/// every pack, findings to a sink.
 ///
-/// Stages on their own threads: this one reads and calls the detectors; the
-/// audit-and-emit stage writes each batch unit to the audit log and only
-/// then emits its findings (write-ahead), so auditing overlaps the next
-/// batch's detection instead of adding to it. When the pack has enrichers,
-/// findings go from there to a pool of enrichment workers
-/// (`enrich.rs`) and come back to be recorded and emitted; a slow
-/// enrichment service holds up only the findings waiting for it, never
-/// detection. If the log cannot be written, the audit stage stops, nothing
-/// more is emitted, and the run returns [`RunError::Audit`].
-pub fn run_audited<R: BufRead, W: Write + Send>(
-    generation: &Generation,
-    mut reader: BatchReader<R>,
-    source: &str,
-    batch_size: usize,
-    out: &mut W,
-    audit: Option<&mut Auditor>,
-) -> Result<RunStats, RunError> {
-    let started = Instant::now();
-    let mut batch = Batch::new();
-    let (stats, end, detection) = std::thread::scope(|scope| {
-        let (to_emitter, inbox) = mpsc::sync_channel::<Message<'_>>(PIPELINE_DEPTH);
-        let (enriched_tx, enriched) = mpsc::channel::<Enriched<'_>>();
-        let enrichment = (!generation.enrichers.is_empty()).then(|| {
-            let to_emitter = to_emitter.clone();
-            enrich::start(scope, generation, move |done| {
-                let delivered = enriched_tx.send(done).is_ok();
-                // Full: the emitter is busy and drains after each message.
-                let _ = to_emitter.try_send(Message::EnrichmentReady);
-                delivered
-            })
-        });
-        // Emitted batches' line buffers come back for reuse.
-        let (recycle, recycled) = mpsc::channel::<RawEvents>();
-        // Named, so profiles and `top -H` tell the audit stage apart.
-        let emitter = std::thread::Builder::new().name("vigil-audit".into());
-        let emitter = emitter.spawn_scoped(scope, move || {
-            Emitter {
-                generation,
-                source,
-                out,
-                audit,
-                enrichment,
-                waiting: BTreeMap::new(),
-                next_token: 0,
-                recycle,
-                stats: RunStats::default(),
-            }
-            .run(inbox, enriched)
-        });
-        let emitter = emitter.expect("spawning the audit stage thread");
-        let read = loop {
-            let start = reader.position();
-            let mut malformed = Vec::new();
-            match reader.fill(&mut batch, batch_size, &mut malformed) {
-                Err(error) => {
-                    break Err(RunError::Input {
-                        source_name: source.to_owned(),
-                        error,
-                    });
+/// Stages on their own threads: the caller's thread reads and calls the
+/// detectors; the audit-and-emit stage writes each batch unit to the audit
+/// log and only then emits its findings (write-ahead) and acknowledges the
+/// batch to the source, so auditing overlaps the next batch's detection
+/// instead of adding to it. When a pack has enrichers, findings go from
+/// there to a pool of enrichment workers (`enrich.rs`) and come back to be
+/// recorded and emitted; a slow enrichment service holds up only the
+/// findings waiting for it, never detection. If the log cannot be written,
+/// the audit stage stops, nothing more is emitted, and the run returns
+/// [`RunError::Audit`].
+///
+/// Each batch takes every pack's current generation when it is read
+/// ([`PackSlot::current`]) and keeps it to the end, enrichment included: a
+/// reload swaps the slot and the next batch runs on the new generation.
+pub struct Pipeline<'a> {
+    /// The packs, each with its current generation. Pack names are
+    /// distinct (the host refuses a second pack of the same name).
+    pub packs: &'a [Arc<PackSlot>],
+    /// Where batch units, enrichments and grant changes are recorded.
+    pub audit: Option<&'a mut Auditor>,
+    /// The revocations whose changes the audit stage records.
+    pub revocations: Arc<Revocations>,
+    /// Most events per batch.
+    pub batch_size: usize,
+    /// How long a live source's batch waits for more events.
+    pub linger: Duration,
+    /// The operator's `[enrichment]`.
+    pub enrichment: EnrichmentConfig,
+}
+
+impl Pipeline<'_> {
+    /// Run every event of `source` through the packs, findings to `sink`.
+    pub fn run(
+        self,
+        source: &mut dyn EventSource,
+        sink: &mut dyn FindingSink,
+    ) -> Result<RunStats, RunError> {
+        let started = Instant::now();
+        let Pipeline {
+            packs,
+            audit,
+            revocations,
+            batch_size,
+            linger,
+            enrichment,
+        } = self;
+        let name = source.name().to_owned();
+        let mut batch = Batch::new();
+        let (stats, detection) = std::thread::scope(|scope| {
+            let (to_emitter, inbox) = mpsc::sync_channel::<Message>(PIPELINE_DEPTH);
+            let (enriched_tx, enriched) = mpsc::channel::<Enriched>();
+            let any_enrichers = packs.iter().any(|p| !p.current().enrichers.is_empty());
+            let pool = any_enrichers.then(|| {
+                let to_emitter = to_emitter.clone();
+                enrich::start(scope, &enrichment, move |done| {
+                    let delivered = enriched_tx.send(done).is_ok();
+                    // Full: the emitter is busy and drains after each message.
+                    let _ = to_emitter.try_send(Message::EnrichmentReady);
+                    delivered
+                })
+            });
+            // Emitted batches' line buffers come back for reuse.
+            let (recycle, recycled) = mpsc::channel::<RawEvents>();
+            // Batches durable in the log, for the source's `ack`.
+            let (acked, acks) = mpsc::channel::<Position>();
+            // Named, so profiles and `top -H` tell the audit stage apart.
+            let emitter = std::thread::Builder::new().name("vigil-audit".into());
+            let emitter = emitter.spawn_scoped(scope, {
+                let name = name.as_str();
+                let enrichment = &enrichment;
+                move || {
+                    Emitter {
+                        source: name,
+                        sink,
+                        audit,
+                        revocations,
+                        enrichment,
+                        pool,
+                        waiting: BTreeMap::new(),
+                        next_token: 0,
+                        recycle,
+                        acked,
+                        stats: RunStats::default(),
+                    }
+                    .run(inbox, enriched)
                 }
-                Ok(more) if !more && malformed.is_empty() => break Ok(()),
-                Ok(_) => {}
-            }
-            for m in &malformed {
-                tracing::warn!("{source}:{}: skipped malformed event: {}", m.line, m.reason);
-            }
-            let mut calls = Vec::new();
-            if !batch.is_empty() {
-                for plugin in &generation.detectors {
-                    // A quarantined detector is not given the batch.
-                    if let Admission::Call(ticket) = plugin.admit() {
-                        calls.push(call_plugin(plugin, ticket, &batch, source));
+            });
+            let emitter = emitter.expect("spawning the audit stage thread");
+            let read = loop {
+                while let Ok(through) = acks.try_recv() {
+                    source.ack(through);
+                }
+                let start = source.position();
+                let mut malformed = Vec::new();
+                match source.fill(&mut batch, batch_size, linger, &mut malformed) {
+                    Err(error) => {
+                        break Err(RunError::Input {
+                            source_name: name.clone(),
+                            error,
+                        });
+                    }
+                    Ok(more) if !more && malformed.is_empty() => break Ok(()),
+                    Ok(_) => {}
+                }
+                for m in &malformed {
+                    tracing::warn!("{name}:{}: skipped malformed event: {}", m.line, m.reason);
+                }
+                // This batch's generations, whatever reloads happen while
+                // it is in flight.
+                let generations: Vec<Arc<Generation>> = packs.iter().map(|p| p.current()).collect();
+                let mut calls = Vec::new();
+                if !batch.is_empty() {
+                    for plugin in generations.iter().flat_map(|g| &g.detectors) {
+                        // A quarantined detector is not given the batch.
+                        if let Admission::Call(ticket) = plugin.admit() {
+                            calls.push(call_plugin(plugin, ticket, &batch, &name));
+                        }
                     }
                 }
-            }
-            let unit = Dispatched {
-                start,
-                end: reader.position(),
-                raw: reader.take_raw(recycled.try_recv().unwrap_or_default()),
-                malformed,
-                calls,
+                let unit = Dispatched {
+                    start,
+                    end: source.position(),
+                    raw: source.take_raw(recycled.try_recv().unwrap_or_default()),
+                    malformed,
+                    generations,
+                    calls,
+                };
+                // A closed channel means the emitter stopped on an error,
+                // which `join` returns below.
+                if to_emitter.send(Message::Batch(unit)).is_err() {
+                    break Ok(());
+                }
             };
-            // A closed channel means the emitter stopped on an error, which
-            // `join` returns below.
-            if to_emitter.send(Message::Batch(unit)).is_err() {
-                break Ok(());
+            // Ignored when the emitter already stopped on an error.
+            let _ = to_emitter.send(Message::DispatchDone);
+            let detection = started.elapsed();
+            drop(to_emitter);
+            let emitted = emitter.join().expect("the emit stage does not panic");
+            // The last batches' acknowledgements.
+            for through in acks.try_iter() {
+                source.ack(through);
             }
-        };
-        // Ignored when the emitter already stopped on an error.
-        let _ = to_emitter.send(Message::DispatchDone);
-        let detection = started.elapsed();
-        drop(to_emitter);
-        let emitted = emitter.join().expect("the emit stage does not panic")?;
-        read.map(|()| (emitted, reader.position(), detection))
-    })?;
-    let (mut stats, end, detection) = (stats, end, detection);
-    stats.end = end;
-    stats.detection = detection;
-    stats.elapsed = started.elapsed();
-    Ok(stats)
+            read.and(emitted).map(|stats| (stats, detection))
+        })?;
+        let mut stats = stats;
+        stats.end = source.position();
+        stats.detection = detection;
+        stats.elapsed = started.elapsed();
+        Ok(stats)
+    }
 }
 
 /// The audit-and-emit stage: the only writer of the audit log and the
-/// output during a run.
-struct Emitter<'g, 'w, 'a, W> {
-    generation: &'g Generation,
-    source: &'g str,
-    out: &'w mut W,
-    audit: Option<&'a mut Auditor>,
-    enrichment: Option<enrich::Pool>,
+/// sink during a run.
+struct Emitter<'r> {
+    source: &'r str,
+    sink: &'r mut dyn FindingSink,
+    audit: Option<&'r mut Auditor>,
+    revocations: Arc<Revocations>,
+    enrichment: &'r EnrichmentConfig,
+    pool: Option<enrich::Pool>,
     /// Findings out for enrichment and not emitted yet, by token: each
     /// leaves by its `due` time, enriched or not.
     waiting: BTreeMap<u64, Waiting>,
     next_token: u64,
     recycle: mpsc::Sender<RawEvents>,
+    acked: mpsc::Sender<Position>,
     stats: RunStats,
 }
 
 /// A finding waiting for its enrichments.
 struct Waiting {
     due: Instant,
+    /// The generation whose enrichers it waits for.
+    generation: Arc<Generation>,
     /// What is emitted if the enrichments are late.
     finding: FindingRecord,
 }
 
-impl<W: Write> Emitter<'_, '_, '_, W> {
+impl Emitter<'_> {
     /// Handle messages until the dispatcher is done and every finding sent
     /// to enrichment has come back.
-    fn run<'g>(
+    fn run(
         mut self,
-        inbox: mpsc::Receiver<Message<'g>>,
-        enriched: mpsc::Receiver<Enriched<'g>>,
+        inbox: mpsc::Receiver<Message>,
+        enriched: mpsc::Receiver<Enriched>,
     ) -> Result<RunStats, RunError> {
         // Changes made while no host ran, before anything of this run.
         self.record_grant_changes()?;
@@ -380,19 +465,24 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
             .map(|(token, _)| *token)
             .collect();
         for token in overdue {
-            let Some(Waiting { mut finding, .. }) = self.waiting.remove(&token) else {
+            let Some(Waiting {
+                mut finding,
+                generation,
+                ..
+            }) = self.waiting.remove(&token)
+            else {
                 continue;
             };
             let reason = format!(
                 "enrichment did not finish within {} ms (`[enrichment] wait_ms`); \
                  emitted without it, the enrichment is recorded in the audit log when it ends",
-                self.generation.enrichment.wait().as_millis()
+                self.enrichment.wait().as_millis()
             );
-            finding.enrichments = unavailable_everywhere(self.generation, &reason);
+            finding.enrichments = unavailable_everywhere(&generation, &reason);
             self.stats.unenriched += 1;
             self.write_finding(&finding)?;
         }
-        self.out.flush().map_err(RunError::Output)
+        self.sink.flush().map_err(RunError::Output)
     }
 
     /// Revocations and restorations made since the last record (when this
@@ -400,7 +490,7 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
     /// calls they affect in the log.
     fn record_grant_changes(&mut self) -> Result<(), RunError> {
         match self.audit.as_deref_mut() {
-            Some(audit) => (self.generation.revocations)
+            Some(audit) => (self.revocations)
                 .record(audit)
                 .map_err(|error| RunError::AuditGrantChange { error }),
             None => Ok(()),
@@ -419,7 +509,7 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
 
     /// Record a batch unit, then emit its findings or hand them to
     /// enrichment. Returns how many went to enrichment.
-    fn batch(&mut self, unit: Dispatched<'_>) -> Result<usize, RunError> {
+    fn batch(&mut self, unit: Dispatched) -> Result<usize, RunError> {
         let source = self.source;
         let (batch_seq, scrub) = match self.audit.as_deref_mut() {
             Some(audit) => {
@@ -452,7 +542,7 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
             if call.outcome.result.is_err() {
                 self.stats.failed_calls += 1;
             }
-            self.note_quarantine(call.plugin, &call.outcome);
+            self.note_quarantine(&call.plugin, &call.outcome);
             records.extend(call.findings);
         }
         // Stable: findings of one event keep plugin order.
@@ -460,35 +550,51 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
         let mut sent = 0;
         let scrub = Arc::new(scrub);
         for mut record in records {
-            if let Some(pool) = &self.enrichment {
+            let generation = (unit.generations.iter())
+                .find(|g| g.manifest.name == record.pack)
+                .expect("a finding comes from a pack of its batch");
+            if let Some(pool) = self
+                .pool
+                .as_ref()
+                .filter(|_| !generation.enrichers.is_empty())
+            {
                 let token = self.next_token;
-                let waiting = Waiting {
-                    due: Instant::now() + self.generation.enrichment.wait(),
+                let due = Instant::now() + self.enrichment.wait();
+                let job = enrich::Job {
+                    token,
+                    due,
+                    batch: batch_seq,
+                    scrub: scrub.clone(),
+                    generation: generation.clone(),
                     finding: record.clone(),
                 };
-                match pool.submit(token, waiting.due, batch_seq, scrub.clone(), record) {
-                    Ok(()) => {
-                        self.next_token += 1;
-                        self.waiting.insert(token, waiting);
-                        sent += 1;
-                        continue;
-                    }
-                    // Never drop a finding: past the queue bound it leaves
-                    // un-enriched, saying why.
-                    Err(rejected) => {
-                        record = *rejected;
-                        let reason = format!(
-                            "enrichment queue full ({} findings waiting; `[enrichment] queue`)",
-                            self.generation.enrichment.queue()
-                        );
-                        record.enrichments = unavailable_everywhere(self.generation, &reason);
-                        self.stats.unenriched += 1;
-                    }
+                if pool.submit(job) {
+                    self.next_token += 1;
+                    let waiting = Waiting {
+                        due,
+                        generation: generation.clone(),
+                        finding: record,
+                    };
+                    self.waiting.insert(token, waiting);
+                    sent += 1;
+                    continue;
                 }
+                // Never drop a finding: past the queue bound it leaves
+                // un-enriched, saying why.
+                let reason = format!(
+                    "enrichment queue full ({} findings waiting; `[enrichment] queue`)",
+                    self.enrichment.queue()
+                );
+                record.enrichments = unavailable_everywhere(generation, &reason);
+                self.stats.unenriched += 1;
             }
             self.write_finding(&record)?;
         }
-        self.out.flush().map_err(RunError::Output)?;
+        self.sink.flush().map_err(RunError::Output)?;
+        // Durable in the log and emitted (or waiting for enrichment, which
+        // is recorded on its own): the source may commit past it. The
+        // dispatcher may have finished already; then nobody needs it.
+        let _ = self.acked.send(unit.end);
         // The dispatcher may have finished already; then the buffer just drops.
         let _ = self.recycle.send(unit.raw);
         Ok(sent)
@@ -496,7 +602,7 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
 
     /// Record a finding's enrichments, then emit it with them attached
     /// (unless it already left without them).
-    fn enriched(&mut self, done: Enriched<'_>) -> Result<(), RunError> {
+    fn enriched(&mut self, done: Enriched) -> Result<(), RunError> {
         if let Some(audit) = self.audit.as_deref_mut() {
             audit
                 .enrichments(done.batch, &done.scrub, &done.finding, &done.calls)
@@ -510,7 +616,7 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
         let still_waiting = self.waiting.remove(&done.token).is_some();
         let mut finding = done.finding;
         for (plugin, outcome) in done.calls {
-            self.note_quarantine(plugin, &outcome);
+            self.note_quarantine(&plugin, &outcome);
             let result = match outcome.result {
                 Ok(enrichment) => EnrichmentResult::enriched(enrichment),
                 Err(e) => {
@@ -537,13 +643,11 @@ impl<W: Write> Emitter<'_, '_, '_, W> {
             self.stats.unenriched += 1;
         }
         self.write_finding(&finding)?;
-        self.out.flush().map_err(RunError::Output)
+        self.sink.flush().map_err(RunError::Output)
     }
 
     fn write_finding(&mut self, record: &FindingRecord) -> Result<(), RunError> {
-        plugin_text::write_safe_json(&mut *self.out, record)
-            .map_err(|e| RunError::Output(e.into()))?;
-        self.out.write_all(b"\n").map_err(RunError::Output)?;
+        self.sink.emit(record).map_err(RunError::Output)?;
         self.stats.findings += 1;
         Ok(())
     }
@@ -643,12 +747,12 @@ pub(crate) fn forward_logs<T>(plugin: &LoadedPlugin, outcome: &CallOutcome<T>) {
 }
 
 /// Call one plugin on `batch` and report what it did to the host log.
-fn call_plugin<'p>(
-    plugin: &'p LoadedPlugin,
+fn call_plugin(
+    plugin: &Arc<LoadedPlugin>,
     ticket: Ticket,
     batch: &Batch,
     source: &str,
-) -> PluginCall<'p> {
+) -> PluginCall {
     let mut outcome = plugin.detect_with(ticket, batch);
     let label = plugin.label();
     forward_logs(plugin, &outcome);
@@ -671,7 +775,7 @@ fn call_plugin<'p>(
     };
     log_quarantine_changes(plugin, &outcome);
     PluginCall {
-        plugin,
+        plugin: plugin.clone(),
         outcome,
         findings,
     }

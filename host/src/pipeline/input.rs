@@ -123,10 +123,26 @@ impl<R: BufRead> BatchReader<R> {
         size: usize,
         malformed: &mut Vec<MalformedLine>,
     ) -> io::Result<bool> {
+        self.fill_while(batch, size, malformed, |_, _| true)
+    }
+
+    /// [`BatchReader::fill`], asking `ready(reader, events so far)` before
+    /// each line and closing the batch when it says no (a live source's
+    /// linger, `source.rs`).
+    pub fn fill_while(
+        &mut self,
+        batch: &mut Batch,
+        size: usize,
+        malformed: &mut Vec<MalformedLine>,
+        mut ready: impl FnMut(&mut R, usize) -> bool,
+    ) -> io::Result<bool> {
         batch.clear();
         self.raw.clear();
         self.raw_spans.clear();
-        while batch.len() < size && batch.wire().len() < MAX_BATCH_BYTES {
+        while batch.len() < size
+            && batch.wire().len() < MAX_BATCH_BYTES
+            && ready(&mut self.reader, batch.len())
+        {
             self.line.clear();
             // Bounded read: a hostile multi-gigabyte line cannot exhaust memory.
             let n = (&mut self.reader)

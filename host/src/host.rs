@@ -1,0 +1,218 @@
+//! The host as a library: what `vigil run` (and, next, `vigil serve`) is
+//! made of, so commands are short functions over it.
+//!
+//! A [`Host`] owns the engine and policy ([`Runtime`]), the audit writer,
+//! the revocation watcher, the plugin state stores (through the runtime)
+//! and the packs, each behind a [`PackSlot`] holding its current
+//! generation. [`Host::run`] sends one event source through every pack's
+//! current generation into one sink ([`Pipeline`]).
+//!
+//! Order of the audit log, kept from the single-run host it replaces:
+//! `host-start`, every pack's load (or its refusal, which stops the host),
+//! grant changes made while no host ran, then per run `run-start`, its
+//! batches, `run-end`, and `host-stop` when the host closes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::audit::record::{Lifecycle, Position};
+use crate::audit::{AuditError, Auditor, resume};
+use crate::pack::{LoadErrors, PackSlot, PackSource};
+use crate::pipeline::dispatch::{Pipeline, RunError, RunStats};
+use crate::pipeline::sink::FindingSink;
+use crate::pipeline::source::{DEFAULT_LINGER, EventSource};
+use crate::policy::Policy;
+use crate::revocation;
+use crate::runtime::Runtime;
+
+/// Why the host could not start, load or run.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The engine could not be built or the revocation list not read.
+    #[error("starting the host: {0:#}")]
+    Start(wasmtime::Error),
+    /// The audit log could not be opened or written.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// A pack was refused (recorded in the audit log before this returns).
+    #[error("pack refused:\n{0}")]
+    PackRefused(LoadErrors),
+    /// Two packs of one host share a name (findings, state and the audit
+    /// log name a plugin by pack and id, so they must be unique).
+    #[error("two packs are named `{0}`; rename one (`name` in its pack.toml)")]
+    DuplicatePack(String),
+    /// The revocation list could not be watched.
+    #[error("watching {path}: {source}")]
+    Watch {
+        /// The revocation list.
+        path: PathBuf,
+        /// Why.
+        source: notify::Error,
+    },
+    /// The audit log could not be read to find where to resume.
+    #[error("reading the audit log {dir}: {source}")]
+    Resume {
+        /// The audit directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A run stopped early.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// Where a host keeps its state and log, and what it is called in the log.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// The operator policy.
+    pub policy: Policy,
+    /// Plugin state, the compile cache and the revocation list.
+    pub state_dir: PathBuf,
+    /// The audit log (default: the policy's, under `state_dir`).
+    pub audit_dir: Option<PathBuf>,
+    /// The command, as the `host-start` record names it.
+    pub command: String,
+}
+
+/// A running host: runtime, audit log, revocation watcher and packs.
+pub struct Host {
+    runtime: Runtime,
+    auditor: Auditor,
+    packs: Vec<Arc<PackSlot>>,
+    revocations_file: PathBuf,
+    /// Keeps the revocation list watched while the host lives: without it
+    /// a run would go on with the grants it started with.
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl Host {
+    /// Start a host over `packs`: open the audit log, load every pack and
+    /// record it, and watch the revocation list. A refused pack is
+    /// recorded, the log closed, and [`HostError::PackRefused`] returned.
+    pub fn open(options: HostOptions, packs: &[PackSource]) -> Result<Host, HostError> {
+        let runtime = Runtime::new(options.policy, options.state_dir).map_err(HostError::Start)?;
+        let audit_dir =
+            (options.audit_dir).unwrap_or_else(|| runtime.policy.audit_dir(&runtime.state_dir));
+        let mut auditor = Auditor::open(&runtime.policy.audit, &audit_dir)?;
+        auditor.lifecycle(Lifecycle::HostStart {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            command: options.command,
+        })?;
+        let mut slots: Vec<Arc<PackSlot>> = Vec::new();
+        for source in packs {
+            let generation = match runtime.load(source.clone()) {
+                Ok(generation) => generation,
+                Err(errors) => {
+                    auditor.lifecycle(Lifecycle::PackRefused {
+                        source: source.display(""),
+                        reasons: errors.0.iter().map(ToString::to_string).collect(),
+                    })?;
+                    auditor.close("pack refused")?;
+                    return Err(HostError::PackRefused(errors));
+                }
+            };
+            let name = &generation.manifest.name;
+            if slots.iter().any(|s| &s.current().manifest.name == name) {
+                let name = name.clone();
+                auditor.close("two packs of one name")?;
+                return Err(HostError::DuplicatePack(name));
+            }
+            auditor.pack_load(&generation)?;
+            slots.push(Arc::new(PackSlot::new(generation)));
+        }
+        let revocations_file = runtime.state_dir.join(revocation::FILE);
+        let watcher = revocation::watch(&revocations_file, runtime.revocations.clone()).map_err(
+            |source| HostError::Watch {
+                path: revocations_file.clone(),
+                source,
+            },
+        )?;
+        // Whatever changed between start-up and the watch.
+        runtime.revocations.reload(&revocations_file);
+        // Grant changes made while no host ran and not recorded yet; from
+        // here on this host records its state dir's grant changes
+        // (`revocation.rs`).
+        runtime.revocations.record(&mut auditor)?;
+        Ok(Host {
+            runtime,
+            auditor,
+            packs: slots,
+            revocations_file,
+            _watcher: watcher,
+        })
+    }
+
+    /// The engine, policy and state stores.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The packs, each with its current generation.
+    pub fn packs(&self) -> &[Arc<PackSlot>] {
+        &self.packs
+    }
+
+    /// The audit log's directory.
+    pub fn audit_dir(&self) -> &Path {
+        self.auditor.dir()
+    }
+
+    /// Where an interrupted run over the source named `name` stopped, if
+    /// the last run over it did not finish (from the audit log).
+    pub fn resume_position(&self, name: &str) -> Result<Option<Position>, HostError> {
+        let dir = self.auditor.dir();
+        resume::interrupted_position(dir, name).map_err(|source| HostError::Resume {
+            dir: dir.to_owned(),
+            source,
+        })
+    }
+
+    /// Run every event of `source` through every pack, findings to `sink`,
+    /// recorded in the audit log between `run-start` and `run-end`.
+    /// `resumed_from` is where an interrupted run over it stopped (the
+    /// source already starts there).
+    pub fn run(
+        &mut self,
+        source: &mut dyn EventSource,
+        sink: &mut dyn FindingSink,
+        resumed_from: Option<Position>,
+        batch_size: usize,
+    ) -> Result<RunStats, HostError> {
+        let name = source.name().to_owned();
+        self.auditor.lifecycle(Lifecycle::RunStart {
+            source: name.clone(),
+            from: resumed_from.unwrap_or_default(),
+            resumed: resumed_from.is_some(),
+        })?;
+        let policy = &self.runtime.policy;
+        let stats = Pipeline {
+            packs: &self.packs,
+            audit: Some(&mut self.auditor),
+            revocations: self.runtime.revocations.clone(),
+            batch_size,
+            linger: (policy.batch_linger_ms).map_or(DEFAULT_LINGER, Duration::from_millis),
+            enrichment: policy.enrichment.clone(),
+        }
+        .run(source, sink)?;
+        // Changes made since the audit stage last looked.
+        self.runtime.revocations.reload(&self.revocations_file);
+        self.runtime.revocations.record(&mut self.auditor)?;
+        self.auditor.lifecycle(Lifecycle::RunEnd {
+            source: name,
+            at: stats.end,
+            events: stats.events,
+            findings: stats.findings,
+            errors: stats.malformed + stats.failed_calls,
+        })?;
+        Ok(stats)
+    }
+
+    /// Stop: a final `host-stop` record saying why, the log synced and
+    /// closed.
+    pub fn close(self, reason: &str) -> Result<(), HostError> {
+        Ok(self.auditor.close(reason)?)
+    }
+}

@@ -1,0 +1,10 @@
+//! Events in, findings out: a [`source::EventSource`] feeds batches to
+//! [`dispatch`], which runs them through every pack's detectors, records
+//! them in the audit log and emits findings (after [`enrich`]ment, when a
+//! pack has enrichers) to a [`sink::FindingSink`].
+
+pub mod dispatch;
+pub mod enrich;
+pub mod input;
+pub mod sink;
+pub mod source;

@@ -1,0 +1,395 @@
+//! Where events come from: the [`EventSource`] trait and today's sources
+//! (a file, standard input, bytes in memory).
+//!
+//! The pipeline treats a source's [`Position`] as opaque: it takes one
+//! before and after each batch, records both in the audit log and hands
+//! the end back through [`EventSource::ack`] once the batch unit is durable
+//! there. A source whose position lives elsewhere (a Kafka offset, a
+//! followed file's cursor) commits it in `ack`, so nothing acknowledged
+//! upstream is missing from the log. Files and stdin need no `ack`: a
+//! resumed run finds its place in the audit log (`audit::resume`).
+//!
+//! A batch closes when it holds `size` events or, on a live source, when
+//! `linger` has passed since its first event and no further line is ready,
+//! so a slow producer's event is never held back waiting for more.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use vigil_event::Batch;
+
+use super::input::{BatchReader, MalformedLine, RawEvents};
+use crate::audit::record::Position;
+
+/// How long a live source's batch waits for more events after its first,
+/// unless the policy says otherwise (`batch_linger_ms`).
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
+
+/// A stream of JSON Lines events read in batches.
+pub trait EventSource {
+    /// The source's name in findings and the audit log; a resumed run
+    /// matches on it.
+    fn name(&self) -> &str;
+
+    /// Clear `batch` and fill it with up to `size` events; malformed lines
+    /// go to `malformed`. A live source closes the batch early once
+    /// `linger` has passed since its first event with no line ready.
+    /// Returns `false` once the source is exhausted and nothing was read.
+    fn fill(
+        &mut self,
+        batch: &mut Batch,
+        size: usize,
+        linger: Duration,
+        malformed: &mut Vec<MalformedLine>,
+    ) -> io::Result<bool>;
+
+    /// Where the source stands: after the last line [`EventSource::fill`]
+    /// read.
+    fn position(&self) -> Position;
+
+    /// The original lines of the last batch's events (see
+    /// [`BatchReader::take_raw`]).
+    fn take_raw(&mut self, spare: RawEvents) -> RawEvents;
+
+    /// Everything up to `through` is durable in the audit log (or, in a
+    /// run without one, emitted). Called in order, at most once per batch.
+    fn ack(&mut self, through: Position) {
+        let _ = through;
+    }
+}
+
+/// A source over any reader that never waits long for data: a regular
+/// file, bytes in memory.
+#[derive(Debug)]
+pub struct Lines<R> {
+    name: String,
+    reader: BatchReader<R>,
+}
+
+impl<R: BufRead> Lines<R> {
+    /// Read `reader` from its start under `name`.
+    pub fn new(name: impl Into<String>, reader: R) -> Self {
+        Lines {
+            name: name.into(),
+            reader: BatchReader::new(reader),
+        }
+    }
+
+    /// Read from a `reader` already advanced to `from` (a resumed run).
+    pub fn at(name: impl Into<String>, reader: BatchReader<R>) -> Self {
+        Lines {
+            name: name.into(),
+            reader,
+        }
+    }
+}
+
+impl<R: BufRead> EventSource for Lines<R> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn fill(
+        &mut self,
+        batch: &mut Batch,
+        size: usize,
+        _linger: Duration,
+        malformed: &mut Vec<MalformedLine>,
+    ) -> io::Result<bool> {
+        // Reads here never wait on a producer, so no linger.
+        self.reader.fill(batch, size, malformed)
+    }
+
+    fn position(&self) -> Position {
+        self.reader.position()
+    }
+
+    fn take_raw(&mut self, spare: RawEvents) -> RawEvents {
+        self.reader.take_raw(spare)
+    }
+}
+
+/// A source over a reader that may wait for its producer (standard input,
+/// a FIFO): a thread reads it, so a batch can close after its linger time
+/// instead of waiting for a full batch.
+#[derive(Debug)]
+pub struct Live {
+    name: String,
+    reader: BatchReader<Chunks>,
+}
+
+impl Live {
+    /// Read `reader` on its own thread under `name`.
+    pub fn new(name: impl Into<String>, reader: impl Read + Send + 'static) -> io::Result<Self> {
+        let name = name.into();
+        Ok(Live {
+            reader: BatchReader::new(Chunks::spawn(&name, reader)?),
+            name,
+        })
+    }
+
+    /// Standard input.
+    pub fn stdin() -> io::Result<Self> {
+        Live::new("-", io::stdin())
+    }
+}
+
+impl EventSource for Live {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn fill(
+        &mut self,
+        batch: &mut Batch,
+        size: usize,
+        linger: Duration,
+        malformed: &mut Vec<MalformedLine>,
+    ) -> io::Result<bool> {
+        let mut closes_at = None;
+        self.reader
+            .fill_while(batch, size, malformed, |chunks, events| {
+                if events == 0 {
+                    return true; // The first event is worth any wait.
+                }
+                let until = *closes_at.get_or_insert_with(|| Instant::now() + linger);
+                chunks.ready_by(until)
+            })
+    }
+
+    fn position(&self) -> Position {
+        self.reader.position()
+    }
+
+    fn take_raw(&mut self, spare: RawEvents) -> RawEvents {
+        self.reader.take_raw(spare)
+    }
+}
+
+/// Open the events file at `path` under `name`, skipping to `from` (a
+/// resumed run). A regular file is read directly; anything else (a FIFO,
+/// `/dev/stdin`) as a live source.
+pub fn open_file(
+    path: &Path,
+    name: &str,
+    from: Option<Position>,
+) -> io::Result<Box<dyn EventSource>> {
+    let file = File::open(path)?;
+    let from_pos = from.unwrap_or_default();
+    if !file.metadata()?.is_file() {
+        if from.is_some() {
+            return Err(io::Error::other(
+                "only a regular file can be resumed; send the unrecorded lines again",
+            ));
+        }
+        return Ok(Box::new(Live::new(name, file)?));
+    }
+    let mut reader = BufReader::new(file);
+    io::copy(&mut (&mut reader).take(from_pos.offset), &mut io::sink())?;
+    Ok(Box::new(Lines::at(name, BatchReader::at(reader, from_pos))))
+}
+
+/// Bytes from a reader running on its own thread, as a [`BufRead`] that can
+/// also say whether data arrives before a deadline.
+#[derive(Debug)]
+pub struct Chunks {
+    incoming: mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    consumed: usize,
+    ended: bool,
+    /// A read error seen by [`Chunks::ready_by`], returned by the next read.
+    pending_error: Option<io::Error>,
+}
+
+/// How much a live source's reader thread reads at once.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Chunks read ahead of the batcher: bounded, so a fast producer waits
+/// for the pipeline instead of filling memory.
+const CHUNKS_AHEAD: usize = 16;
+
+impl Chunks {
+    fn spawn(name: &str, mut reader: impl Read + Send + 'static) -> io::Result<Self> {
+        let (send, incoming) = mpsc::sync_channel(CHUNKS_AHEAD);
+        std::thread::Builder::new()
+            .name(format!("vigil-read {name}"))
+            .spawn(move || {
+                loop {
+                    let mut chunk = vec![0; CHUNK_BYTES];
+                    let sent = match reader.read(&mut chunk) {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            chunk.truncate(n);
+                            send.send(Ok(chunk))
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            let _ = send.send(Err(e));
+                            return;
+                        }
+                    };
+                    // The run is over: stop reading.
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Chunks {
+            incoming,
+            current: Vec::new(),
+            consumed: 0,
+            ended: false,
+            pending_error: None,
+        })
+    }
+
+    /// Whether bytes are buffered or arrive (or the input ends) before
+    /// `until`.
+    fn ready_by(&mut self, until: Instant) -> bool {
+        if self.ended || self.pending_error.is_some() || self.consumed < self.current.len() {
+            return true;
+        }
+        match (self.incoming).recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(Ok(chunk)) => {
+                self.current = chunk;
+                self.consumed = 0;
+                true
+            }
+            // The error is returned by the next read.
+            Ok(Err(e)) => {
+                self.current.clear();
+                self.consumed = 0;
+                self.pending_error = Some(e);
+                true
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.ended = true;
+                true
+            }
+        }
+    }
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Chunks {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if let Some(e) = self.pending_error.take() {
+            return Err(e);
+        }
+        while self.consumed == self.current.len() && !self.ended {
+            match self.incoming.recv() {
+                Ok(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.consumed = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(mpsc::RecvError) => self.ended = true,
+            }
+        }
+        Ok(&self.current[self.consumed..])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.consumed = (self.consumed + amount).min(self.current.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A pipe whose writer the test holds: a live producer.
+    fn live_pair() -> (Live, std::io::PipeWriter) {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        (Live::new("pipe", reader).expect("reader thread"), writer)
+    }
+
+    #[test]
+    fn a_live_batch_closes_after_its_linger_without_waiting_for_more_events() {
+        let (mut source, mut producer) = live_pair();
+        producer
+            .write_all(b"{\"a\":1}\n{\"a\":2}\n")
+            .expect("write");
+        let mut batch = Batch::new();
+        let mut malformed = Vec::new();
+        // The producer stays open: a full batch of 256 would wait forever.
+        let more =
+            (source.fill(&mut batch, 256, Duration::from_millis(5), &mut malformed)).expect("read");
+        assert!(more);
+        assert_eq!(
+            batch.frames().iter().map(|f| f.id).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(source.position().line, 2);
+        // Later lines go in the next batch, numbered on.
+        producer.write_all(b"{\"a\":3}\nnot json\n").expect("write");
+        drop(producer);
+        assert!(
+            (source.fill(&mut batch, 256, Duration::from_millis(5), &mut malformed)).expect("read")
+        );
+        assert_eq!(batch.frames().iter().map(|f| f.id).collect::<Vec<_>>(), [3]);
+        assert_eq!(malformed.iter().map(|m| m.line).collect::<Vec<_>>(), [4]);
+        assert!(
+            !(source.fill(&mut batch, 256, Duration::from_millis(5), &mut malformed))
+                .expect("read")
+        );
+    }
+
+    #[test]
+    fn a_live_batch_still_closes_at_its_size() {
+        let (mut source, mut producer) = live_pair();
+        producer
+            .write_all("{\"a\":1}\n".repeat(5).as_bytes())
+            .expect("write");
+        drop(producer);
+        let mut batch = Batch::new();
+        let mut malformed = Vec::new();
+        let mut sizes = Vec::new();
+        while (source.fill(&mut batch, 2, Duration::from_secs(3600), &mut malformed)).expect("read")
+        {
+            sizes.push(batch.len());
+        }
+        assert_eq!(sizes, [2, 2, 1]);
+    }
+
+    #[test]
+    fn a_file_source_resumes_at_a_recorded_position() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n").expect("write");
+        let from = Position { offset: 8, line: 1 };
+        let mut source = open_file(&path, "events", Some(from)).expect("open");
+        let mut batch = Batch::new();
+        let mut malformed = Vec::new();
+        assert!(
+            source
+                .fill(&mut batch, 10, DEFAULT_LINGER, &mut malformed)
+                .expect("read")
+        );
+        assert_eq!(
+            batch.frames().iter().map(|f| f.id).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(
+            source.position(),
+            Position {
+                offset: 24,
+                line: 3
+            }
+        );
+    }
+}
