@@ -547,3 +547,168 @@ fn check_succeeds_while_a_run_holds_the_state_stores() {
     assert!(check.status.success(), "{}", text(&check.stderr));
     assert!(text(&check.stdout).contains("pack starter 0.1.0: ok"));
 }
+
+#[test]
+fn findings_from_a_live_stdin_leave_before_the_batch_is_full_or_the_input_ends() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let truth: Vec<serde_json::Value> = serde_json::from_slice(
+        &std::fs::read(Path::new(vigil::artifacts::STARTER_PACK_DIR).join("events.truth.json"))
+            .expect("truth"),
+    )
+    .expect("truth is JSON");
+    let mut lines: Vec<u64> = (truth.iter())
+        .map(|t| t["line"].as_u64().expect("line"))
+        .collect();
+    lines.sort();
+    // Events up to the second finding: far fewer than a batch (256).
+    let upto = lines[1];
+    assert!(upto < 256, "the test needs findings early in the sample");
+    let events =
+        std::fs::read_to_string(Path::new(vigil::artifacts::STARTER_PACK_DIR).join("events.jsonl"))
+            .expect("events");
+    let head: String = events
+        .lines()
+        .take(upto as usize)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--input", "-"])
+        .current_dir(dir.path())
+        .env("VIGIL_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running vigil");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(head.as_bytes()).expect("write events");
+    stdin.flush().expect("flush");
+    // Standard input stays open: the producer is live. Read findings on a
+    // thread so a hang fails the test instead of blocking it.
+    let stdout = child.stdout.take().expect("stdout");
+    let (found, findings) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let finding: serde_json::Value = serde_json::from_str(&line).expect("JSON finding");
+            if found.send(finding["event"]["line"].as_u64()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match findings.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => seen.push(line.expect("event line")),
+            Err(e) => {
+                let _ = child.kill();
+                panic!(
+                    "findings {seen:?} while stdin is open, then {e:?}: the batch waited for more"
+                );
+            }
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, lines[..2]);
+    drop(stdin);
+    let out = child.wait_with_output().expect("vigil exits");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("vigil: {upto} events read, 2 findings")),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn two_packs_run_on_the_same_events_and_a_repeated_name_is_refused() {
+    let dir = starter_copy();
+    // A second pack: the starter pack under another name.
+    copy_dir(&dir.path().join("pack"), &dir.path().join("second"));
+    let manifest = dir.path().join("second/pack.toml");
+    let text_of = std::fs::read_to_string(&manifest).expect("pack.toml");
+    let renamed = text_of.replacen("name = \"starter\"", "name = \"second\"", 1);
+    assert_ne!(renamed, text_of, "the starter pack is named `starter`");
+    std::fs::write(&manifest, renamed).expect("rename");
+    let policy = std::fs::read_to_string(
+        Path::new(vigil::artifacts::STARTER_PACK_DIR).join("starter-policy.toml"),
+    )
+    .expect("policy");
+    // The policy grants by pack name: grant the second pack the same.
+    let grants = &policy[policy.find("[packs.starter").expect("starter grants")..];
+    let second_policy = grants.replace("[packs.starter", "[packs.second");
+    std::fs::write(
+        dir.path().join("vigil.toml"),
+        format!("{policy}\n{second_policy}"),
+    )
+    .expect("policy");
+    let events = Path::new(vigil::artifacts::STARTER_PACK_DIR).join("events.jsonl");
+    let events = events.to_str().expect("utf-8 path");
+    let one = vigil(&["run", "--pack", "pack", "--input", events], dir.path());
+    assert!(one.status.success(), "{}", text(&one.stderr));
+    let two = vigil(
+        &[
+            "run",
+            "--pack",
+            "pack",
+            "--pack",
+            "second",
+            "--input",
+            events,
+            "--state-dir",
+            "s2",
+        ],
+        dir.path(),
+    );
+    assert!(two.status.success(), "{}", text(&two.stderr));
+    let packs_of = |out: &Output| {
+        let mut packs: Vec<(String, String, u64)> = text(&out.stdout)
+            .lines()
+            .map(|l| {
+                let f: serde_json::Value = serde_json::from_str(l).expect("JSON");
+                (
+                    f["pack"].as_str().expect("pack").to_owned(),
+                    f["rule_id"].as_str().expect("rule").to_owned(),
+                    f["event"]["line"].as_u64().expect("line"),
+                )
+            })
+            .collect();
+        packs.sort();
+        packs
+    };
+    let single = packs_of(&one);
+    let both = packs_of(&two);
+    assert!(!single.is_empty());
+    let mut expected: Vec<_> = (single.iter())
+        .flat_map(|(_, rule, line)| {
+            [
+                ("second".to_owned(), rule.clone(), *line),
+                ("starter".to_owned(), rule.clone(), *line),
+            ]
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(both, expected, "each pack finds what it finds alone");
+    // Two packs of one name would share findings, state and audit names.
+    let same = vigil(
+        &[
+            "run",
+            "--pack",
+            "pack",
+            "--pack",
+            "pack",
+            "--input",
+            events,
+            "--state-dir",
+            "s3",
+        ],
+        dir.path(),
+    );
+    assert!(!same.status.success());
+    assert!(
+        text(&same.stderr).contains("two packs are named `starter`"),
+        "{}",
+        text(&same.stderr)
+    );
+}
