@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+use crate::atomic_file::{self, Durability};
 use wasmtime::component::Component;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
@@ -122,7 +124,7 @@ pub fn deadline_ticks(deadline: Duration) -> u64 {
 
 /// Hex SHA-256 of a byte string; identifies components in caches and reports.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate::audit::chain::hex(&Sha256::digest(bytes))
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Compiled components on disk, keyed by the component's SHA-256 and the
@@ -198,10 +200,8 @@ fn store_artifact(
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let bytes = component.serialize().map_err(std::io::Error::other)?;
-    // Write to a temporary name and rename, so a concurrent reader never sees
-    // half an artifact.
-    let tmp = artifact.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, &bytes)?;
-    std::fs::write(checksum, sha256_hex(&bytes))?;
-    std::fs::rename(tmp, artifact)
+    // A concurrent reader never sees half an artifact; the checksum goes
+    // first, so an artifact never stands without the checksum it matches.
+    atomic_file::write(checksum, sha256_hex(&bytes).as_bytes(), Durability::Atomic)?;
+    atomic_file::write(artifact, &bytes, Durability::Atomic)
 }

@@ -22,6 +22,7 @@
 //! - [`artifacts`]: components built from this workspace, the starter pack.
 
 pub mod artifacts;
+pub mod atomic_file;
 pub mod audit;
 pub mod bindings;
 pub mod capability;

@@ -370,11 +370,6 @@ fn compare_enrichment(
 
 fn decode_seed(hex: &str) -> Option<[u8; 32]> {
     let mut seed = [0u8; 32];
-    if hex.len() != 64 {
-        return None;
-    }
-    for (i, byte) in seed.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(hex, &mut seed).ok()?;
     Some(seed)
 }

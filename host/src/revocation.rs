@@ -68,6 +68,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_file::{self, Durability};
 use crate::audit::record::Lifecycle;
 use crate::audit::{AuditError, Auditor};
 use crate::capability::Capability;
@@ -306,14 +307,7 @@ impl RevocationList {
             return Err(io(e));
         }
         let json = serde_json::to_vec_pretty(self).expect("a revocation list serializes");
-        let write = || -> std::io::Result<()> {
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            std::io::Write::write_all(&mut tmp, &json)?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(path).map_err(|e| e.error)?;
-            Ok(())
-        };
-        write().map_err(io)
+        atomic_file::write(path, &json, Durability::Synced).map_err(io)
     }
 
     /// Add `revocation`, replacing one for the same plugin and capability.

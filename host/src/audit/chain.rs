@@ -34,7 +34,7 @@ pub fn encode(out: &mut Vec<u8>, seq: u64, time: &str, prev: &str, record_json: 
     out.extend_from_slice(prev.as_bytes());
     out.extend_from_slice(b"\",");
     out.extend_from_slice(&record_json[1..record_json.len() - 1]);
-    let hash = hex(&Sha256::digest(&out[start..]));
+    let hash = hex::encode(Sha256::digest(&out[start..]));
     out.extend_from_slice(b",\"hash\":\"");
     out.extend_from_slice(hash.as_bytes());
     out.extend_from_slice(b"\"}\n");
@@ -74,21 +74,10 @@ pub fn check_line(line: &[u8]) -> Result<Envelope, LineError> {
         return Err(LineError::Malformed("`hash` is not the last field".into()));
     }
     let hashed = &line[..line.len() - SUFFIX_LEN];
-    if hex(&Sha256::digest(hashed)) != envelope.hash {
+    if hex::encode(Sha256::digest(hashed)) != envelope.hash {
         return Err(LineError::HashMismatch);
     }
     Ok(envelope)
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
 }
 
 #[cfg(test)]

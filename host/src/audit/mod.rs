@@ -32,7 +32,6 @@ use std::time::Duration;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use self::chain::hex;
 use self::record::{
     BatchRecord, InvocationRecord, Lifecycle, LogLine, MalformedRecord, Outcome, PluginLoad,
     Position, Record,
@@ -282,7 +281,7 @@ impl Auditor {
         let mut out: Vec<RecordedEvent<'e>> = events
             .iter()
             .map(|&(id, line)| {
-                let sha256 = hex(&Sha256::digest(line));
+                let sha256 = hex::encode(Sha256::digest(line));
                 let mut body = match self.inputs {
                     InputMode::Full => EventBody::Raw(line),
                     InputMode::Digest => EventBody::None,
@@ -387,7 +386,7 @@ fn invocation<T>(
         plugin: plugin.id.to_string(),
         component: plugin.digest.clone(),
         grants: plugin.grants_digest.clone(),
-        random_seed: hex(&outcome.random_seed),
+        random_seed: hex::encode(outcome.random_seed),
         outcome: kind,
         error,
         findings,
@@ -429,5 +428,5 @@ pub fn outcome_of(e: &CallError) -> Outcome {
 /// SHA-256 of a grant set's JSON: the digest invocations refer to.
 pub fn grants_digest(grants: &record::GrantSet) -> String {
     let json = serde_json::to_vec(grants).expect("a grant set serializes");
-    hex(&Sha256::digest(json))
+    hex::encode(Sha256::digest(json))
 }

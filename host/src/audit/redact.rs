@@ -12,8 +12,6 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::chain::hex;
-
 /// Values shorter than this are removed from the event but not searched
 /// for elsewhere (a one-letter value would erase text everywhere).
 pub const MIN_SCRUB_BYTES: usize = 3;
@@ -43,7 +41,10 @@ fn split(paths: &[String]) -> Vec<Vec<String>> {
 
 /// `sha256:` and the first 16 hex digits of the value's hash.
 pub fn hash_token(text: &str) -> String {
-    format!("sha256:{}", &hex(&Sha256::digest(text.as_bytes()))[..16])
+    format!(
+        "sha256:{}",
+        &hex::encode(Sha256::digest(text.as_bytes()))[..16]
+    )
 }
 
 impl Redaction {

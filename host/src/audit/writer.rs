@@ -35,6 +35,7 @@ use std::time::{Duration, SystemTime};
 use super::chain::{self, GENESIS};
 use super::record::{Checkpoint, Lifecycle, Record};
 use super::segments;
+use crate::atomic_file::{self, Durability};
 
 /// Why the audit log cannot be written. The host stops emitting when it
 /// sees one (fail closed).
@@ -422,9 +423,8 @@ impl AuditLog {
             return Ok(());
         }
         std::fs::create_dir_all(&dir).map_err(io_err(&dir, "creating the component store"))?;
-        let tmp = dir.join(format!("{digest}.tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes).map_err(io_err(&tmp, "storing a component"))?;
-        std::fs::rename(&tmp, &path).map_err(io_err(&path, "storing a component"))
+        atomic_file::write(&path, bytes, Durability::Atomic)
+            .map_err(io_err(&path, "storing a component"))
     }
 
     /// Commit, sync, and stop the background syncer.
@@ -549,13 +549,8 @@ fn sync_loop(shared: &(Mutex<SyncState>, Condvar), head: &HeadAnchor, interval: 
 /// synced before the rename and the directory after it, so a power loss
 /// leaves the old anchor or the new one, never an empty file.
 fn write_head(path: &Path, seq: u64, hash: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp)?;
-    writeln!(file, "{{\"seq\":{seq},\"hash\":\"{hash}\"}}")?;
-    file.sync_data()?;
-    drop(file);
-    std::fs::rename(tmp, path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    let line = format!("{{\"seq\":{seq},\"hash\":\"{hash}\"}}\n");
+    atomic_file::write(path, line.as_bytes(), Durability::Synced)
 }
 
 /// Make the directory's entries (a rename, a new segment) durable.

@@ -50,7 +50,6 @@ mod backoff;
 
 use self::backoff::ServiceBackoff;
 use super::Capability;
-use crate::audit::chain::hex;
 use crate::audit::tape::{RecordedError, Refusal, Tape};
 use crate::bindings::vigil::plugin::http as wit;
 use crate::policy::{HttpGrant, Policy};
@@ -597,12 +596,12 @@ impl RecordedBody {
     fn of(bytes: &[u8]) -> Self {
         let (body, body_hex) = match std::str::from_utf8(bytes) {
             Ok(text) => (Some(text.to_owned()), None),
-            Err(_) => (None, Some(hex(bytes))),
+            Err(_) => (None, Some(hex::encode(bytes))),
         };
         RecordedBody {
             body,
             body_hex,
-            body_sha256: hex(&Sha256::digest(bytes)),
+            body_sha256: hex::encode(Sha256::digest(bytes)),
         }
     }
 
@@ -610,11 +609,7 @@ impl RecordedBody {
         if let Some(text) = &self.body {
             return Some(text.as_bytes().to_vec());
         }
-        let hex = self.body_hex.as_deref()?;
-        (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-            .collect()
+        hex::decode(self.body_hex.as_deref()?).ok()
     }
 }
 
