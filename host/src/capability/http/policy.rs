@@ -1,0 +1,199 @@
+//! A plugin's `http` grant, resolved: origins, methods, limits, secret
+//! headers, its request rate and the services' back-off.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use url::Url;
+
+use super::backoff::ServiceBackoff;
+use super::origin::Origin;
+use super::secrets::{SecretHeader, SecretSource, Secrets, template_parts};
+use super::{
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUESTS_PER_MINUTE,
+    DEFAULT_TIMEOUT,
+};
+use crate::policy::HttpGrant;
+
+pub(super) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A resolved `http` grant: what every call of one plugin is checked against.
+#[derive(Debug)]
+pub struct HttpPolicy {
+    pub(super) origins: Vec<Origin>,
+    pub(super) methods: Vec<String>,
+    pub(super) max_request_bytes: usize,
+    pub(super) max_response_bytes: usize,
+    pub(super) timeout: Duration,
+    pub(super) rate: RateLimiter,
+    /// Origins that answered 429/503, refused until their `Retry-After`.
+    pub(super) backoff: ServiceBackoff,
+    pub(super) headers: Vec<SecretHeader>,
+    /// `(value, NAME)` of every secret used, longest first, for scrubbing.
+    pub(super) secrets: Secrets,
+}
+
+impl HttpPolicy {
+    /// Check a grant's syntax (policy load): origins, methods, header
+    /// templates and limits. Secrets are not read here.
+    pub fn validate(grant: &HttpGrant) -> Result<(), String> {
+        let origins = grant
+            .origins
+            .iter()
+            .map(|o| Origin::parse(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(m) = grant.methods.iter().find(|m| !is_token(m)) {
+            return Err(format!("method `{m}` is not an HTTP method"));
+        }
+        for h in &grant.headers {
+            let origin = Origin::parse(&h.origin)?;
+            if !origins.contains(&origin) {
+                return Err(format!(
+                    "header `{}` is bound to `{}`, which is not in `origins`",
+                    h.name, h.origin
+                ));
+            }
+            if !is_token(&h.name) {
+                return Err(format!("`{}` is not a header name", h.name));
+            }
+            template_parts(&h.value)?;
+        }
+        if grant.timeout_ms == Some(0) {
+            return Err("timeout_ms must be at least 1".into());
+        }
+        if grant.requests_per_minute == Some(0) {
+            return Err(
+                "requests_per_minute must be at least 1 (to allow nothing, leave out \"http\")"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Resolve `grant` for one plugin, reading its secrets from `secrets`.
+    pub fn resolve(grant: &HttpGrant, secrets: &SecretSource) -> Result<HttpPolicy, String> {
+        Self::validate(grant)?;
+        let mut headers = Vec::new();
+        let mut used = Vec::new();
+        for h in &grant.headers {
+            let mut value = String::new();
+            for (is_secret, part) in template_parts(&h.value)? {
+                if is_secret {
+                    let secret = secrets.get(part)?;
+                    value.push_str(&secret);
+                    used.push((secret, part.to_owned()));
+                } else {
+                    value.push_str(part);
+                }
+            }
+            headers.push(SecretHeader {
+                origin: Origin::parse(&h.origin)?,
+                name: h.name.to_ascii_lowercase(),
+                template: h.value.clone(),
+                value,
+            });
+        }
+        // Longest first, so a secret containing another is replaced whole.
+        used.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
+        used.retain(|(v, _)| !v.is_empty());
+        Ok(HttpPolicy {
+            origins: grant
+                .origins
+                .iter()
+                .map(|o| Origin::parse(o))
+                .collect::<Result<_, _>>()?,
+            methods: grant
+                .methods
+                .iter()
+                .map(|m| m.to_ascii_uppercase())
+                .collect(),
+            max_request_bytes: grant.max_request_bytes.unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
+            max_response_bytes: grant
+                .max_response_bytes
+                .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+            timeout: grant
+                .timeout_ms
+                .map_or(DEFAULT_TIMEOUT, Duration::from_millis),
+            rate: RateLimiter::new(
+                grant
+                    .requests_per_minute
+                    .unwrap_or(DEFAULT_REQUESTS_PER_MINUTE),
+            ),
+            backoff: ServiceBackoff::default(),
+            headers,
+            secrets: Secrets(used),
+        })
+    }
+
+    pub(super) fn origin_of(&self, url: &Url) -> Option<&Origin> {
+        self.origins.iter().find(|o| o.matches(url))
+    }
+
+    /// Replace every secret value in `text` by `[secret:NAME]`.
+    pub(super) fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for (value, name) in &self.secrets.0 {
+            if out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), &format!("[secret:{name}]"));
+            }
+        }
+        out
+    }
+
+    pub(super) fn scrub_bytes(&self, body: Vec<u8>) -> Vec<u8> {
+        match String::from_utf8(body) {
+            Ok(text) => self.scrub(&text).into_bytes(),
+            Err(e) => {
+                let bytes = e.into_bytes();
+                let lossy = String::from_utf8_lossy(&bytes);
+                if self
+                    .secrets
+                    .0
+                    .iter()
+                    .any(|(v, _)| lossy.contains(v.as_str()))
+                {
+                    self.scrub(&lossy).into_bytes()
+                } else {
+                    bytes
+                }
+            }
+        }
+    }
+}
+
+/// Requests per minute for one plugin, across its calls (sliding window).
+#[derive(Debug)]
+pub(super) struct RateLimiter {
+    pub(super) per_minute: u32,
+    sent: Mutex<VecDeque<Instant>>,
+}
+
+impl RateLimiter {
+    pub(super) fn new(per_minute: u32) -> Self {
+        RateLimiter {
+            per_minute,
+            sent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub(super) fn try_acquire(&self) -> bool {
+        let now = Instant::now();
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        while sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            sent.pop_front();
+        }
+        if sent.len() >= self.per_minute as usize {
+            return false;
+        }
+        sent.push_back(now);
+        true
+    }
+}
