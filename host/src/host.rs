@@ -9,6 +9,7 @@
 //!
 //! Order of the audit log, kept from the single-run host it replaces:
 //! `host-start`, every pack's load (or its refusal, which stops the host),
+//! (detectors' state brought forward from the log, `state_recovery.rs`),
 //! grant changes made while no host ran, then per run `run-start`, its
 //! batches, `run-end`, and `host-stop` when the host closes.
 
@@ -25,6 +26,7 @@ use crate::pipeline::source::{DEFAULT_LINGER, EventSource};
 use crate::policy::Policy;
 use crate::revocation;
 use crate::runtime::Runtime;
+use crate::state_recovery::{self, Gated, RecoveryError};
 
 /// Why the host could not start, load or run.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,9 @@ pub enum HostError {
     /// A run stopped early.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// Plugin state could not be brought forward from the audit log.
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
 }
 
 /// Where a host keeps its state and log, and what it is called in the log.
@@ -123,6 +128,20 @@ impl Host {
             auditor.pack_load(&generation)?;
             slots.push(Arc::new(PackSlot::new(generation)));
         }
+        // Detectors' state the log holds and their stores lack (a host
+        // killed between the two).
+        let generations: Vec<_> = slots.iter().map(|s| s.current()).collect();
+        let gated: Vec<Gated<'_>> = (generations.iter())
+            .flat_map(|g| &g.detectors)
+            .filter_map(|p| {
+                Some(Gated {
+                    pack: &p.pack,
+                    plugin: &p.id,
+                    store: p.state_store()?,
+                })
+            })
+            .collect();
+        state_recovery::bring_forward(&auditor, &gated)?;
         let revocations_file = runtime.state_dir.join(revocation::FILE);
         let watcher = revocation::watch(&revocations_file, runtime.revocations.clone()).map_err(
             |source| HostError::Watch {

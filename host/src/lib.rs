@@ -41,6 +41,7 @@ pub mod replay;
 pub mod revocation;
 pub mod runtime;
 pub mod sandbox;
+pub mod state_recovery;
 pub mod state_store;
 pub mod state_stores;
 pub mod watchdog;

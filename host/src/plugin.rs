@@ -36,6 +36,7 @@ use crate::output::{MAX_EVIDENCE_PER_FINDING, MAX_TECHNIQUES, emitted_bytes, enr
 use crate::plugin_text::{self, MAX_ERROR_BYTES};
 use crate::policy::Limits;
 use crate::sandbox::{CallState, CallTemplate};
+use crate::state_store::StateStore;
 use crate::watchdog;
 
 /// Why one call failed.
@@ -346,6 +347,11 @@ fn plugin_error_text(e: &PluginError) -> String {
 }
 
 impl LoadedPlugin {
+    /// The plugin's state store, if `state` is granted.
+    pub fn state_store(&self) -> Option<&Arc<StateStore>> {
+        self.template.state.as_ref().map(|(store, _)| store)
+    }
+
     /// `pack/plugin`, for messages.
     pub fn label(&self) -> String {
         format!("{}/{}", self.pack, self.id)

@@ -32,6 +32,16 @@
 //! with an fsync each; the file did not grow past 1.1 MB over those
 //! 10,000 commits: redb reuses their freed pages).
 //!
+//! Gated stores (a detector's, under the pipeline, [`StateStore::gate`]):
+//! a batch's writes are sealed when the dispatcher is done with it
+//! ([`StateStore::seal`]) and committed only once its unit is in the audit
+//! log ([`StateStore::commit_through`]), with a mark naming that record, in
+//! the same transaction. Reads see sealed and open writes. So a store is
+//! never ahead of the log (a killed run's unrecorded batch is run again on
+//! resume and must not count twice); what it lacks behind the log is
+//! brought forward at start (`state_recovery.rs`). Dropping a gated store
+//! discards writes whose batch the log does not hold.
+//!
 //! On disk a store takes up to about 2.5 times its byte total: redb
 //! allocates pages in powers of two, so a 64 KiB value occupies a 128 KiB
 //! page, and freed pages are reused rather than returned to the system.
@@ -41,7 +51,7 @@
 //! not, [`StateStore::open`] imports it once (replaying its operations,
 //! skipping a torn last line) and leaves the old file in place.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -69,6 +79,39 @@ const EXPIRIES: TableDefinition<(u64, &str), ()> = TableDefinition::new("expirie
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// `meta` row: bytes of keys plus values in `entries`.
 const TOTAL_BYTES: &str = "total_bytes";
+/// Gated stores: the audit log (its directory) and the sequence number of
+/// the last batch unit whose writes are in `entries`.
+const APPLIED: TableDefinition<&str, (&str, u64)> = TableDefinition::new("applied");
+/// The one row of `applied`.
+const APPLIED_KEY: &str = "applied";
+
+/// Where in which audit log a gated store's contents stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The audit log, as its directory's canonical path.
+    pub log: String,
+    /// Sequence number of the last record whose writes the store holds.
+    pub seq: u64,
+}
+
+/// A state write as the audit log recorded it, to bring a store forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordedWrite {
+    /// `state.set` that succeeded.
+    Set {
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+        /// Expiry, ms since the Unix epoch.
+        expires_ms: Option<u64>,
+    },
+    /// `state.delete` that succeeded.
+    Delete {
+        /// Key.
+        key: String,
+    },
+}
 
 /// Limits on what one plugin may keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +251,8 @@ pub struct StateStore {
     last_sync: Mutex<Instant>,
     /// Writes not in the database yet (see [`Pending`]).
     pending: Mutex<Pending>,
+    /// Commits wait for the audit log ([`StateStore::gate`]).
+    gated: AtomicBool,
 }
 
 /// Most bytes of keys and values held in [`Pending`] before a write
@@ -227,8 +272,12 @@ pub const PENDING_MAX_BYTES: usize = 4 << 20;
 #[derive(Default)]
 struct Pending {
     /// Latest write per key: the new entry (`None`: deleted) and the bytes
-    /// of the committed entry it replaces, if any.
+    /// of the committed entry it replaces, if any. For a gated store, the
+    /// writes of the batch being dispatched (the open layer).
     ops: HashMap<String, PendingOp>,
+    /// Gated stores only: the writes of dispatched batches whose units are
+    /// not in the audit log yet, oldest first (see [`StateStore::seal`]).
+    sealed: VecDeque<Sealed>,
     /// Bytes of keys plus values in the database (live or expired).
     base_total: u64,
     /// Entries in the database.
@@ -265,18 +314,38 @@ impl PendingOp {
     }
 }
 
+/// One batch's writes, sealed when the dispatcher finished the batch and
+/// committed once its unit is in the audit log.
+struct Sealed {
+    /// The pipeline's number for the batch.
+    epoch: u64,
+    ops: HashMap<String, PendingOp>,
+    total_delta: i64,
+    count_delta: i64,
+}
+
 impl Pending {
     fn total(&self) -> u64 {
-        self.base_total.saturating_add_signed(self.total_delta)
+        let sealed: i64 = self.sealed.iter().map(|l| l.total_delta).sum();
+        self.base_total
+            .saturating_add_signed(sealed + self.total_delta)
     }
 
     fn count(&self) -> u64 {
-        self.base_count.saturating_add_signed(self.count_delta)
+        let sealed: i64 = self.sealed.iter().map(|l| l.count_delta).sum();
+        self.base_count
+            .saturating_add_signed(sealed + self.count_delta)
+    }
+
+    /// The latest write to `key` not committed yet: the open layer's, else
+    /// the newest sealed layer's.
+    fn op(&self, key: &str) -> Option<&PendingOp> {
+        (self.ops.get(key)).or_else(|| self.sealed.iter().rev().find_map(|l| l.ops.get(key)))
     }
 
     /// Record `new` for `key`, whose committed entry has `committed_bytes`.
     fn put(&mut self, key: &str, new: Option<(Option<u64>, String)>, committed_bytes: Option<u64>) {
-        let before = match self.ops.get(key) {
+        let before = match self.op(key) {
             Some(op) => PendingOp::bytes(key, &op.new),
             None => committed_bytes,
         };
@@ -285,8 +354,7 @@ impl Pending {
         self.count_delta += i64::from(after.is_some()) - i64::from(before.is_some());
         self.held += key.len() + new.as_ref().map_or(0, |(_, v)| v.len());
         let committed_bytes = self
-            .ops
-            .get(key)
+            .op(key)
             .map_or(committed_bytes, |op| op.committed_bytes);
         self.ops.insert(
             key.to_owned(),
@@ -351,6 +419,7 @@ impl StateStore {
             unflushed: AtomicBool::new(false),
             last_sync: Mutex::new(Instant::now()),
             pending: Mutex::default(),
+            gated: AtomicBool::new(false),
         };
         // Creates the tables on first open, so reads never meet a missing one.
         let (total, count) = store.write(|tables| {
@@ -418,6 +487,15 @@ impl StateStore {
     /// Apply what is pending in one non-durable transaction; with `sweep`,
     /// also remove expired entries.
     fn commit_pending(&self, pending: &mut Pending, sweep: bool) -> Result<(), StateStoreError> {
+        if self.gated() {
+            // Nothing of a gated store commits before the log has it; a
+            // sweep releases expired entries only.
+            return if sweep {
+                self.sweep_only(pending)
+            } else {
+                Ok(())
+            };
+        }
         if pending.ops.is_empty() && !sweep {
             return Ok(());
         }
@@ -446,6 +524,135 @@ impl StateStore {
         Ok(())
     }
 
+    /// Remove expired entries (a gated store's quota sweep). An expired
+    /// entry that a pending write replaces was already counted as replaced,
+    /// so until that write commits the total reads low by its bytes.
+    fn sweep_only(&self, pending: &mut Pending) -> Result<(), StateStoreError> {
+        pending.reader = None;
+        let (total, count) = self.write(|tables| {
+            tables.sweep(now_ms())?;
+            Ok(Ok((tables.total_bytes()?, tables.entries.len()?)))
+        })?;
+        (pending.base_total, pending.base_count) = (total, count);
+        Ok(())
+    }
+
+    /// Whether commits wait for the audit log ([`StateStore::gate`]).
+    fn gated(&self) -> bool {
+        self.gated.load(Ordering::Acquire)
+    }
+
+    /// From now on, writes commit only through [`StateStore::commit_through`]
+    /// (a detector's store under the pipeline): the writes of a batch
+    /// reach the store after its unit is in the audit log, never before, so
+    /// a killed host's store is never ahead of its log. What it lacks is
+    /// brought forward from the log ([`StateStore::applied`]).
+    pub fn gate(&self) {
+        self.gated.store(true, Ordering::Release);
+    }
+
+    /// Close the open layer: the writes since the last seal belong to the
+    /// batch numbered `epoch`. Reads still see them.
+    pub fn seal(&self, epoch: u64) {
+        let mut pending = self.lock_pending();
+        if pending.ops.is_empty() {
+            return;
+        }
+        let layer = Sealed {
+            epoch,
+            ops: std::mem::take(&mut pending.ops),
+            total_delta: std::mem::take(&mut pending.total_delta),
+            count_delta: std::mem::take(&mut pending.count_delta),
+        };
+        pending.held = 0;
+        pending.sealed.push_back(layer);
+    }
+
+    /// Commit the sealed writes of batches up to `epoch`, whose units are
+    /// in the audit log, in one transaction that also records `applied`:
+    /// the log and sequence number of the last of them. Durable at most
+    /// [`SYNC_INTERVAL`] later, as other commits; what a crash loses before
+    /// that is brought forward from the log again.
+    pub fn commit_through(&self, epoch: u64, applied: &Applied) -> Result<(), StateStoreError> {
+        let mut pending = self.lock_pending();
+        let ready = pending
+            .sealed
+            .iter()
+            .take_while(|l| l.epoch <= epoch)
+            .count();
+        pending.reader = None;
+        let layers = &pending.sealed;
+        // On failure the layers stay sealed (reads still see them) and the
+        // next commit takes them along.
+        let (total, count) = self.write(|tables| {
+            for layer in layers.iter().take(ready) {
+                for (key, op) in &layer.ops {
+                    match &op.new {
+                        Some((expires_ms, value)) => tables.insert(key, value, *expires_ms)?,
+                        None => {
+                            tables.remove(key)?;
+                        }
+                    }
+                }
+            }
+            tables.set_applied(applied)?;
+            Ok(Ok((tables.total_bytes()?, tables.entries.len()?)))
+        })?;
+        pending.sealed.drain(..ready);
+        (pending.base_total, pending.base_count) = (total, count);
+        drop(pending);
+        self.flush_durable_if_due()
+    }
+
+    /// Apply writes brought forward from the audit log (see
+    /// [`StateStore::applied`]), in order, with the mark of the last.
+    pub fn apply_recorded(
+        &self,
+        writes: &[RecordedWrite],
+        applied: &Applied,
+    ) -> Result<(), StateStoreError> {
+        let mut pending = self.lock_pending();
+        pending.reader = None;
+        let (total, count) = self.write(|tables| {
+            for write in writes {
+                match write {
+                    RecordedWrite::Set {
+                        key,
+                        value,
+                        expires_ms,
+                    } => tables.insert(key, value, *expires_ms)?,
+                    RecordedWrite::Delete { key } => {
+                        tables.remove(key)?;
+                    }
+                }
+            }
+            tables.set_applied(applied)?;
+            Ok(Ok((tables.total_bytes()?, tables.entries.len()?)))
+        })?;
+        (pending.base_total, pending.base_count) = (total, count);
+        drop(pending);
+        self.sync()
+    }
+
+    /// The audit log and sequence number whose writes this store holds
+    /// last, if it was ever gated.
+    pub fn applied(&self) -> Result<Option<Applied>, StateStoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let table = match txn.open_table(APPLIED) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.fail(e)),
+        };
+        let found = table.get(APPLIED_KEY).map_err(|e| self.fail(e))?;
+        Ok(found.map(|f| {
+            let (log, seq) = f.value();
+            Applied {
+                log: log.to_owned(),
+                seq,
+            }
+        }))
+    }
+
     fn fail(&self, error: impl Into<redb::Error>) -> StateStoreError {
         StateStoreError::from_redb(&self.path, error)
     }
@@ -454,7 +661,7 @@ impl StateStore {
     pub fn get(&self, key: &str) -> Result<Option<String>, StateStoreError> {
         let now = now_ms();
         let mut pending = self.lock_pending();
-        let entry = match pending.ops.get(key) {
+        let entry = match pending.op(key) {
             Some(op) => op.new.clone(),
             None => self.committed(&mut pending, key)?,
         };
@@ -485,11 +692,11 @@ impl StateStore {
         // Guest-controlled TTL: saturate instead of overflowing.
         let expires_ms = ttl_seconds.map(|t| now.saturating_add(t.saturating_mul(1000)));
         let mut pending = self.lock_pending();
-        let committed_bytes = |store: &Self, pending: &mut Pending| match pending.ops.get(key) {
+        let committed_bytes = |store: &Self, pending: &mut Pending| match pending.op(key) {
             Some(op) => Ok(op.committed_bytes),
             None => Ok(PendingOp::bytes(key, &store.committed(pending, key)?)),
         };
-        let before = |pending: &Pending, committed: Option<u64>| match pending.ops.get(key) {
+        let before = |pending: &Pending, committed: Option<u64>| match pending.op(key) {
             Some(op) => PendingOp::bytes(key, &op.new),
             None => committed,
         };
@@ -508,7 +715,9 @@ impl StateStore {
                 .map_err(StateStoreError::Quota)?;
         }
         pending.put(key, Some((expires_ms, value.to_owned())), committed);
-        if pending.held > PENDING_MAX_BYTES {
+        // A gated store holds its writes until the audit log has their
+        // batch; they are bounded by the quota and the pipeline's depth.
+        if pending.held > PENDING_MAX_BYTES && !self.gated() {
             self.commit_pending(&mut pending, false)?;
         }
         Ok(())
@@ -517,7 +726,7 @@ impl StateStore {
     /// Remove `key`.
     pub fn delete(&self, key: &str) -> Result<(), StateStoreError> {
         let mut pending = self.lock_pending();
-        let committed = match pending.ops.get(key) {
+        let committed = match pending.op(key) {
             Some(op) => op.committed_bytes,
             None => PendingOp::bytes(key, &self.committed(&mut pending, key)?),
         };
@@ -531,6 +740,13 @@ impl StateStore {
     /// most [`PENDING_MAX_BYTES`]): a commit per call cost the starter
     /// benchmark ~6 % on the dispatcher thread.
     pub fn flush(&self) -> Result<(), StateStoreError> {
+        if self.gated() {
+            return Ok(());
+        }
+        self.flush_durable_if_due()
+    }
+
+    fn flush_durable_if_due(&self) -> Result<(), StateStoreError> {
         let due = self
             .last_sync
             .lock()
@@ -605,6 +821,7 @@ struct Tables<'t> {
     entries: Table<'t, &'static str, (Option<u64>, &'static str)>,
     expiries: Table<'t, (u64, &'static str), ()>,
     meta: Table<'t, &'static str, u64>,
+    applied: Table<'t, &'static str, (&'static str, u64)>,
 }
 
 impl<'t> Tables<'t> {
@@ -613,7 +830,14 @@ impl<'t> Tables<'t> {
             entries: txn.open_table(ENTRIES)?,
             expiries: txn.open_table(EXPIRIES)?,
             meta: txn.open_table(META)?,
+            applied: txn.open_table(APPLIED)?,
         })
+    }
+
+    fn set_applied(&mut self, applied: &Applied) -> Result<(), redb::Error> {
+        self.applied
+            .insert(APPLIED_KEY, (applied.log.as_str(), applied.seq))?;
+        Ok(())
     }
 
     fn total_bytes(&self) -> Result<u64, redb::Error> {
@@ -776,6 +1000,52 @@ fn import_jsonl(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gated_store_commits_a_batch_only_once_its_unit_is_in_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("g.state.redb");
+        let mark = |seq| Applied {
+            log: "/log".into(),
+            seq,
+        };
+        {
+            let store = StateStore::open(&path, StateQuota::default()).expect("open");
+            store.gate();
+            store.set("a", "1", None).expect("set");
+            store.seal(1);
+            store.set("a", "2", None).expect("set");
+            store.set("b", "x", None).expect("set");
+            store.seal(2);
+            store.set("c", "open", None).expect("set");
+            // Reads see every layer, newest first.
+            assert_eq!(store.get("a").expect("get").as_deref(), Some("2"));
+            assert_eq!(store.get("c").expect("get").as_deref(), Some("open"));
+            // A gated store's per-call flush commits nothing.
+            store.flush().expect("flush");
+            store.commit_through(1, &mark(10)).expect("commit");
+            assert_eq!(store.get("a").expect("get").as_deref(), Some("2"));
+            assert_eq!(store.applied().expect("mark"), Some(mark(10)));
+        }
+        // Dropped (a run stopped): only batch 1 had its unit in the log.
+        let store = StateStore::open(&path, StateQuota::default()).expect("reopen");
+        assert_eq!(store.get("a").expect("get").as_deref(), Some("1"));
+        assert_eq!(store.get("b").expect("get"), None);
+        assert_eq!(store.get("c").expect("get"), None);
+        assert_eq!(store.applied().expect("mark"), Some(mark(10)));
+        // The log brings the rest forward.
+        let writes = [
+            RecordedWrite::Set {
+                key: "a".into(),
+                value: "2".into(),
+                expires_ms: None,
+            },
+            RecordedWrite::Delete { key: "a".into() },
+        ];
+        store.apply_recorded(&writes, &mark(12)).expect("apply");
+        assert_eq!(store.get("a").expect("get"), None);
+        assert_eq!(store.applied().expect("mark"), Some(mark(12)));
+    }
 
     fn is_quota(result: Result<(), StateStoreError>) -> bool {
         matches!(result, Err(StateStoreError::Quota(_)))

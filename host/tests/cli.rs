@@ -712,3 +712,119 @@ fn two_packs_run_on_the_same_events_and_a_repeated_name_is_refused() {
         text(&same.stderr)
     );
 }
+
+#[test]
+fn kill_9_at_random_points_then_resume_leaves_stateful_counts_as_an_uninterrupted_run() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    const EVENTS: u64 = 60_000;
+    const BATCH: u64 = 256;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A detector that adds each batch's event count to `count/total` in its
+    // state and reports the total on the batch's first event: exact state
+    // makes every total the number of the batch's last event.
+    let pack = dir.path().join("pack");
+    std::fs::create_dir_all(&pack).expect("mkdir");
+    std::fs::copy(
+        vigil::artifacts::component_path("hostile").expect("hostile test plugin built"),
+        pack.join("hostile.wasm"),
+    )
+    .expect("copy component");
+    std::fs::write(
+        pack.join("pack.toml"),
+        "name = \"t\"\nversion = \"1.0.0\"\n\n[[plugins]]\nid = \"counter\"\ncomponent = \"hostile.wasm\"\n\
+         world = \"detector\"\ncapabilities = [\"log\", \"config\", \"state\", \"clock\"]\n\
+         config = { mode = \"counter\" }\n",
+    )
+    .expect("pack.toml");
+    std::fs::write(
+        dir.path().join("vigil.toml"),
+        "[packs.t.plugins.counter]\ncapabilities = [\"log\", \"config\", \"state\", \"clock\"]\n\
+         state = { key_prefixes = [\"count/\"] }\n",
+    )
+    .expect("vigil.toml");
+    let lines: String = (1..=EVENTS).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    std::fs::write(dir.path().join("events.jsonl"), lines).expect("write events");
+    let segment = dir.path().join(".vigil/audit/00000001.jsonl");
+    let run = |output: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        (command.args([
+            "run",
+            "--pack",
+            "pack",
+            "--input",
+            "events.jsonl",
+            "--output",
+            output,
+        ]))
+        .args(["--batch-size", &BATCH.to_string()])
+        .current_dir(dir.path())
+        .env("VIGIL_LOG", "error");
+        command
+    };
+    // Kill points: random log sizes, printed so a failure can be rerun.
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .subsec_nanos() as u64;
+    let mut outputs: Vec<String> = Vec::new();
+    let mut threshold = 0u64;
+    for attempt in 0..3u64 {
+        threshold += 200_000 + (seed.wrapping_mul(attempt + 7) % 900_000);
+        eprintln!("attempt {attempt}: kill once the log passes {threshold} bytes (seed {seed})");
+        let output = format!("findings{attempt}.jsonl");
+        let mut child = run(&output).spawn().expect("start vigil");
+        loop {
+            if child.try_wait().expect("poll").is_some() {
+                break; // Finished before the kill point: nothing to kill.
+            }
+            if std::fs::metadata(&segment).is_ok_and(|m| m.len() > threshold) {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reap");
+                break;
+            }
+            std::thread::yield_now();
+        }
+        outputs.push(output);
+    }
+    let out = run("findings-last.jsonl").output().expect("resume");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    outputs.push("findings-last.jsonl".into());
+
+    // The log holds every batch's findings exactly once (a killed run may
+    // not have flushed the last findings it recorded to its output file).
+    let mut totals = Vec::new();
+    vigil::audit::query::for_each(&dir.path().join(".vigil/audit"), |entry, _| {
+        if let vigil::audit::record::Record::Invocation(inv) = entry.record {
+            for finding in inv.findings {
+                let total = (finding.evidence.iter())
+                    .find(|(k, _)| k == "total")
+                    .and_then(|(_, v)| v.parse::<u64>().ok())
+                    .expect("total evidence");
+                totals.push((finding.event.line, total));
+            }
+        }
+    })
+    .expect("read the log");
+    // What the runs emitted is what the log holds, less the last batches a
+    // killed run had recorded but not yet flushed.
+    let mut emitted = 0;
+    for output in &outputs {
+        let written = std::fs::read_to_string(dir.path().join(output)).unwrap_or_default();
+        emitted += written.lines().filter(|l| l.ends_with('}')).count();
+    }
+    assert!(
+        emitted <= totals.len() && emitted + 3 * 2 >= totals.len(),
+        "{emitted} emitted"
+    );
+    totals.sort_unstable();
+    let expected: Vec<(u64, u64)> = (0..EVENTS.div_ceil(BATCH))
+        .map(|b| (b * BATCH + 1, ((b + 1) * BATCH).min(EVENTS)))
+        .collect();
+    assert_eq!(
+        totals.len(),
+        expected.len(),
+        "one finding per batch, none twice"
+    );
+    assert_eq!(totals, expected, "every total counts each event once");
+}

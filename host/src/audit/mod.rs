@@ -111,6 +111,11 @@ impl Auditor {
         self.log.dir()
     }
 
+    /// Sequence number of the last record written.
+    pub fn last_seq(&self) -> u64 {
+        self.log.last_seq()
+    }
+
     /// Append and commit one lifecycle record.
     pub fn lifecycle(&mut self, event: Lifecycle) -> Result<u64, AuditError> {
         let seq = self.log.append(&Record::Lifecycle(event))?;

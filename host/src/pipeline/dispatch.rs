@@ -24,6 +24,8 @@ use crate::plugin::{Admission, CallError, CallOutcome, LoadedPlugin, QuarantineC
 use crate::plugin_text::{self, PluginText};
 use crate::policy::EnrichmentConfig;
 use crate::revocation::Revocations;
+use crate::state_recovery::log_id;
+use crate::state_store::Applied;
 
 /// Counters of one run, printed as the summary line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -220,6 +222,9 @@ struct Dispatched {
     end: Position,
     raw: RawEvents,
     malformed: Vec<MalformedLine>,
+    /// The batch's number in this run: its detectors' state writes are
+    /// sealed under it and committed once its unit is in the log.
+    epoch: u64,
     /// The generation of each pack this batch ran on: the emitter sends
     /// its findings to those generations' enrichers, even if a pack was
     /// reloaded meanwhile.
@@ -302,6 +307,7 @@ impl Pipeline<'_> {
                 let enrichment = &enrichment;
                 move || {
                     Emitter {
+                        log_id: audit.as_deref().map_or_else(String::new, log_id),
                         source: name,
                         sink,
                         audit,
@@ -318,6 +324,7 @@ impl Pipeline<'_> {
                 }
             });
             let emitter = emitter.expect("spawning the audit stage thread");
+            let mut epoch = 0;
             let read = loop {
                 while let Ok(through) = acks.try_recv() {
                     source.ack(through);
@@ -341,11 +348,18 @@ impl Pipeline<'_> {
                 // it is in flight.
                 let generations: Vec<Arc<Generation>> = packs.iter().map(|p| p.current()).collect();
                 let mut calls = Vec::new();
+                epoch += 1;
                 if !batch.is_empty() {
                     for plugin in generations.iter().flat_map(|g| &g.detectors) {
                         // A quarantined detector is not given the batch.
                         if let Admission::Call(ticket) = plugin.admit() {
                             calls.push(call_plugin(plugin, ticket, &batch, &name));
+                        }
+                        // Its state writes wait for the batch's unit to be
+                        // in the log (`state_store.rs`, gated stores).
+                        if let Some(store) = plugin.state_store() {
+                            store.gate();
+                            store.seal(epoch);
                         }
                     }
                 }
@@ -354,6 +368,7 @@ impl Pipeline<'_> {
                     end: source.position(),
                     raw: source.take_raw(recycled.try_recv().unwrap_or_default()),
                     malformed,
+                    epoch,
                     generations,
                     calls,
                 };
@@ -385,6 +400,8 @@ impl Pipeline<'_> {
 /// The audit-and-emit stage: the only writer of the audit log and the
 /// sink during a run.
 struct Emitter<'r> {
+    /// The audit log, as plugin state stores name it (empty without one).
+    log_id: String,
     source: &'r str,
     sink: &'r mut dyn FindingSink,
     audit: Option<&'r mut Auditor>,
@@ -535,6 +552,7 @@ impl Emitter<'_> {
             }
             None => (0, Scrub::default()),
         };
+        self.commit_state(&unit, batch_seq);
         self.stats.malformed += unit.malformed.len() as u64;
         self.stats.events += unit.raw.len() as u64;
         let mut records = Vec::new();
@@ -598,6 +616,25 @@ impl Emitter<'_> {
         // The dispatcher may have finished already; then the buffer just drops.
         let _ = self.recycle.send(unit.raw);
         Ok(sent)
+    }
+
+    /// The batch's unit is in the log: its detectors' state writes may
+    /// reach their stores. A store that fails keeps them and retries with
+    /// the next batch; the log holds them either way, and a host that
+    /// stops before they are committed brings them forward when it starts
+    /// (`state_recovery.rs`).
+    fn commit_state(&self, unit: &Dispatched, batch_seq: u64) {
+        let applied = Applied {
+            log: self.log_id.clone(),
+            seq: batch_seq,
+        };
+        for plugin in unit.generations.iter().flat_map(|g| &g.detectors) {
+            if let Some(store) = plugin.state_store()
+                && let Err(e) = store.commit_through(unit.epoch, &applied)
+            {
+                tracing::error!(plugin = %plugin.label(), error = %e, "plugin state could not be saved");
+            }
+        }
     }
 
     /// Record a finding's enrichments, then emit it with them attached
