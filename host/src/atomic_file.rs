@@ -22,7 +22,9 @@ pub enum Durability {
 
 /// Replace `path` with `bytes`.
 pub fn write(path: &Path, bytes: &[u8], durability: Durability) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = (path.parent())
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
     if durability == Durability::Synced {

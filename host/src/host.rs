@@ -9,7 +9,6 @@
 //!
 //! Order of the audit log, kept from the single-run host it replaces:
 //! `host-start`, every pack's load (or its refusal, which stops the host),
-//! (detectors' state brought forward from the log, `state_recovery.rs`),
 //! grant changes made while no host ran, then per run `run-start`, its
 //! batches, `run-end`, and `host-stop` when the host closes.
 
@@ -94,7 +93,8 @@ pub struct Host {
 
 impl Host {
     /// Start a host over `packs`: open the audit log, load every pack and
-    /// record it, and watch the revocation list. A refused pack is
+    /// record it, bring detectors' state forward from the log (not a
+    /// record: `state_recovery.rs`), and watch the revocation list. A refused pack is
     /// recorded, the log closed, and [`HostError::PackRefused`] returned.
     pub fn open(options: HostOptions, packs: &[PackSource]) -> Result<Host, HostError> {
         let runtime = Runtime::new(options.policy, options.state_dir).map_err(HostError::Start)?;
@@ -141,7 +141,9 @@ impl Host {
                 })
             })
             .collect();
-        state_recovery::bring_forward(&auditor, &gated)?;
+        let redact = &runtime.policy.audit.redact;
+        let redacting = !(redact.drop.is_empty() && redact.hash.is_empty());
+        state_recovery::bring_forward(&auditor, redacting, &gated)?;
         let revocations_file = runtime.state_dir.join(revocation::FILE);
         let watcher = revocation::watch(&revocations_file, runtime.revocations.clone()).map_err(
             |source| HostError::Watch {

@@ -479,7 +479,13 @@ fn run_command(
                 .unwrap_or_else(|_| p.to_owned())
                 .display()
                 .to_string();
-            let from = host.resume_position(&name)?;
+            // Only a regular file can be skipped to where an interrupted
+            // run stopped; a FIFO is read as it comes.
+            let from = if std::fs::metadata(p).is_ok_and(|m| m.is_file()) {
+                host.resume_position(&name)?
+            } else {
+                None
+            };
             let source = source::open_file(p, &name, from)
                 .with_context(|| format!("opening events file {}", p.display()))?;
             if let Some(pos) = from {

@@ -67,13 +67,18 @@ pub struct Gated<'a> {
 }
 
 /// Apply to each store the state writes the log of `audit` recorded after
-/// the store's mark; gate the stores. A store without a mark for this log
+/// the store's mark; gate the stores. With `redacting` (the policy's
+/// `[audit.redact]` is not empty) nothing is applied: redaction rewrites
+/// matching text in recorded keys and values alike, so the log's writes
+/// are not the plugin's; such a host's stores may lag the log by the
+/// writes a crash lost, and say so. A store without a mark for this log
 /// (new, or kept under another log) is marked at the log's end, durably,
 /// before anything runs: commits after it may be lost to a crash (they
 /// are made durable only every `SYNC_INTERVAL`), the mark is not. Returns
 /// how many writes were applied.
 pub fn bring_forward(
     audit: &crate::audit::Auditor,
+    redacting: bool,
     stores: &[Gated<'_>],
 ) -> Result<usize, RecoveryError> {
     let audit_dir = audit.dir();
@@ -140,6 +145,17 @@ pub fn bring_forward(
     let mut applied = 0;
     for (g, after, writes, last) in behind {
         if last == after {
+            continue;
+        }
+        if redacting {
+            tracing::warn!(
+                "plugin {}/{}: its state lacks {} writes the audit log recorded (a host \
+                 stopped before committing them); not applied, because `[audit.redact]` \
+                 may have rewritten them in the log",
+                g.pack,
+                g.plugin,
+                writes.len()
+            );
             continue;
         }
         let mark = Applied {

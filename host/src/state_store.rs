@@ -18,7 +18,8 @@
 //! once; it is removed (and its bytes released) when the store opens or when
 //! a write needs the room.
 //!
-//! Durability: `set` and `delete` collect in memory ([`Pending`], read
+//! Durability (ungated stores: enrichers', tests calling a plugin
+//! directly): `set` and `delete` collect in memory ([`Pending`], read
 //! back by `get`, at most [`PENDING_MAX_BYTES`]); [`StateStore::flush`],
 //! called after every plugin call, commits them in one transaction made
 //! durable (fsync) at most every [`SYNC_INTERVAL`] (group commit, as the
@@ -90,7 +91,8 @@ const APPLIED_KEY: &str = "applied";
 pub struct Applied {
     /// The audit log, as its directory's canonical path.
     pub log: String,
-    /// Sequence number of the last record whose writes the store holds.
+    /// The store holds every state write the log recorded up to this
+    /// sequence number (later invocation records are brought forward).
     pub seq: u64,
 }
 
@@ -580,6 +582,11 @@ impl StateStore {
             .iter()
             .take_while(|l| l.epoch <= epoch)
             .count();
+        if ready == 0 {
+            // Nothing written: the mark may lag; bringing forward finds no
+            // writes in the batches after it.
+            return Ok(());
+        }
         pending.reader = None;
         let layers = &pending.sealed;
         // On failure the layers stay sealed (reads still see them) and the
@@ -602,6 +609,18 @@ impl StateStore {
         (pending.base_total, pending.base_count) = (total, count);
         drop(pending);
         self.flush_durable_if_due()
+    }
+
+    /// Drop the writes whose batch units are not in the audit log (a run
+    /// that stopped before recording them); the log's batches run again.
+    pub fn discard_unlogged(&self) {
+        let mut pending = self.lock_pending();
+        if !self.gated() || (pending.sealed.is_empty() && pending.ops.is_empty()) {
+            return;
+        }
+        pending.sealed.clear();
+        pending.ops.clear();
+        (pending.total_delta, pending.count_delta, pending.held) = (0, 0, 0);
     }
 
     /// Apply writes brought forward from the audit log (see

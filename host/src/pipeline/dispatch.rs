@@ -192,6 +192,13 @@ pub fn run_audited<R: BufRead, W: Write + Send>(
     pipeline.run(&mut Lines::at(source, reader), &mut JsonLines::new(out))
 }
 
+/// The next batch's number, unique in the process: a store's sealed
+/// writes are committed in this order, across runs and generations.
+fn next_epoch() -> u64 {
+    static EPOCHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    EPOCHS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+}
+
 /// How many dispatched batches may wait for the audit-and-emit stage. Two
 /// keep both cores busy (one detecting, one hashing and writing) without
 /// holding much in memory.
@@ -324,7 +331,6 @@ impl Pipeline<'_> {
                 }
             });
             let emitter = emitter.expect("spawning the audit stage thread");
-            let mut epoch = 0;
             let read = loop {
                 while let Ok(through) = acks.try_recv() {
                     source.ack(through);
@@ -348,17 +354,22 @@ impl Pipeline<'_> {
                 // it is in flight.
                 let generations: Vec<Arc<Generation>> = packs.iter().map(|p| p.current()).collect();
                 let mut calls = Vec::new();
-                epoch += 1;
+                let epoch = next_epoch();
                 if !batch.is_empty() {
                     for plugin in generations.iter().flat_map(|g| &g.detectors) {
+                        // Its state writes wait for the batch's unit to be
+                        // in the log (`state_store.rs`, gated stores):
+                        // gated before the call, whose own flush would
+                        // otherwise commit them.
+                        let store = plugin.state_store();
+                        if let Some(store) = store {
+                            store.gate();
+                        }
                         // A quarantined detector is not given the batch.
                         if let Admission::Call(ticket) = plugin.admit() {
                             calls.push(call_plugin(plugin, ticket, &batch, &name));
                         }
-                        // Its state writes wait for the batch's unit to be
-                        // in the log (`state_store.rs`, gated stores).
-                        if let Some(store) = plugin.state_store() {
-                            store.gate();
+                        if let Some(store) = store {
                             store.seal(epoch);
                         }
                     }
@@ -386,6 +397,13 @@ impl Pipeline<'_> {
             // The last batches' acknowledgements.
             for through in acks.try_iter() {
                 source.ack(through);
+            }
+            // A run stopped early leaves writes of batches the log does not
+            // hold: a later run must neither read nor commit them.
+            for plugin in (packs.iter().map(|p| p.current())).flat_map(|g| g.detectors.clone()) {
+                if let Some(store) = plugin.state_store() {
+                    store.discard_unlogged();
+                }
             }
             read.and(emitted).map(|stats| (stats, detection))
         })?;
@@ -620,8 +638,8 @@ impl Emitter<'_> {
 
     /// The batch's unit is in the log: its detectors' state writes may
     /// reach their stores. A store that fails keeps them and retries with
-    /// the next batch; the log holds them either way, and a host that
-    /// stops before they are committed brings them forward when it starts
+    /// the run's next batch; the log holds them either way, and the next
+    /// host brings what a store lacks forward when it starts
     /// (`state_recovery.rs`).
     fn commit_state(&self, unit: &Dispatched, batch_seq: u64) {
         let applied = Applied {

@@ -26,12 +26,18 @@ pub trait FindingSink: Send {
 #[derive(Debug)]
 pub struct JsonLines<W> {
     out: W,
+    /// One finding's line, written whole: a reader of an unbuffered `out`
+    /// (a pipe, a shared buffer) never sees half a line.
+    line: Vec<u8>,
 }
 
 impl<W: Write> JsonLines<W> {
-    /// Write findings to `out` (buffer it: each finding is several writes).
+    /// Write findings to `out`, one `write_all` per finding.
     pub fn new(out: W) -> Self {
-        JsonLines { out }
+        JsonLines {
+            out,
+            line: Vec::new(),
+        }
     }
 
     /// The writer back.
@@ -42,8 +48,10 @@ impl<W: Write> JsonLines<W> {
 
 impl<W: Write + Send> FindingSink for JsonLines<W> {
     fn emit(&mut self, finding: &FindingRecord) -> io::Result<()> {
-        plugin_text::write_safe_json(&mut self.out, finding).map_err(io::Error::from)?;
-        self.out.write_all(b"\n")
+        self.line.clear();
+        plugin_text::write_safe_json(&mut self.line, finding).map_err(io::Error::from)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)
     }
 
     fn flush(&mut self) -> io::Result<()> {

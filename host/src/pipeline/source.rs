@@ -54,8 +54,10 @@ pub trait EventSource {
     /// [`BatchReader::take_raw`]).
     fn take_raw(&mut self, spare: RawEvents) -> RawEvents;
 
-    /// Everything up to `through` is durable in the audit log (or, in a
-    /// run without one, emitted). Called in order, at most once per batch.
+    /// Everything up to `through` is in the audit log (written to the
+    /// kernel, so a killed host keeps it; `fdatasync` follows within
+    /// `[audit] fsync_interval_ms`) or, in a run without one, emitted.
+    /// Called in order, at most once per batch.
     fn ack(&mut self, through: Position) {
         let _ = through;
     }
@@ -188,7 +190,14 @@ pub fn open_file(
         return Ok(Box::new(Live::new(name, file)?));
     }
     let mut reader = BufReader::new(file);
-    io::copy(&mut (&mut reader).take(from_pos.offset), &mut io::sink())?;
+    let skipped = io::copy(&mut (&mut reader).take(from_pos.offset), &mut io::sink())?;
+    if skipped < from_pos.offset {
+        return Err(io::Error::other(format!(
+            "it has {skipped} bytes, fewer than the {} the interrupted run had read: \
+             was it truncated or replaced? Move the audit log aside to read it from the start",
+            from_pos.offset
+        )));
+    }
     Ok(Box::new(Lines::at(name, BatchReader::at(reader, from_pos))))
 }
 
@@ -246,29 +255,27 @@ impl Chunks {
         })
     }
 
-    /// Whether bytes are buffered or arrive (or the input ends) before
-    /// `until`.
+    /// Whether a whole line is buffered or arrives (or the input ends)
+    /// before `until`. A line's first half alone is not ready: reading it
+    /// would wait for the rest, past the linger.
     fn ready_by(&mut self, until: Instant) -> bool {
-        if self.ended || self.pending_error.is_some() || self.consumed < self.current.len() {
-            return true;
-        }
-        match (self.incoming).recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok(Ok(chunk)) => {
-                self.current = chunk;
-                self.consumed = 0;
-                true
+        loop {
+            let buffered = &self.current[self.consumed..];
+            if self.ended || self.pending_error.is_some() || buffered.contains(&b'\n') {
+                return true;
             }
-            // The error is returned by the next read.
-            Ok(Err(e)) => {
-                self.current.clear();
-                self.consumed = 0;
-                self.pending_error = Some(e);
-                true
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => false,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                self.ended = true;
-                true
+            match (self.incoming).recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(Ok(chunk)) => {
+                    // Keep the unread part, then the new bytes: a line's
+                    // start is never dropped.
+                    self.current.drain(..self.consumed);
+                    self.current.extend_from_slice(&chunk);
+                    self.consumed = 0;
+                }
+                // The error is returned by the next read.
+                Ok(Err(e)) => self.pending_error = Some(e),
+                Err(mpsc::RecvTimeoutError::Timeout) => return false,
+                Err(mpsc::RecvTimeoutError::Disconnected) => self.ended = true,
             }
         }
     }
@@ -347,6 +354,27 @@ mod tests {
             !(source.fill(&mut batch, 256, Duration::from_millis(5), &mut malformed))
                 .expect("read")
         );
+    }
+
+    #[test]
+    fn half_a_line_does_not_hold_back_the_events_before_it() {
+        let (mut source, mut producer) = live_pair();
+        // A block-buffered producer flushed mid-line, then paused.
+        producer.write_all(b"{\"a\":1}\n{\"a\":").expect("write");
+        let mut batch = Batch::new();
+        let mut malformed = Vec::new();
+        let more =
+            (source.fill(&mut batch, 256, Duration::from_millis(5), &mut malformed)).expect("read");
+        assert!(more);
+        assert_eq!(batch.frames().iter().map(|f| f.id).collect::<Vec<_>>(), [1]);
+        // The rest of the line arrives: nothing of it was lost.
+        producer.write_all(b"2}\n").expect("write");
+        drop(producer);
+        assert!(
+            (source.fill(&mut batch, 256, Duration::from_millis(5), &mut malformed)).expect("read")
+        );
+        assert_eq!(batch.frames().iter().map(|f| f.id).collect::<Vec<_>>(), [2]);
+        assert!(malformed.is_empty(), "{malformed:?}");
     }
 
     #[test]
