@@ -399,10 +399,15 @@ impl Pipeline<'_> {
                 source.ack(through);
             }
             // A run stopped early leaves writes of batches the log does not
-            // hold: a later run must neither read nor commit them.
+            // hold: a later run must neither read nor commit them. The
+            // rest is committed now rather than at the next group commit.
             for plugin in (packs.iter().map(|p| p.current())).flat_map(|g| g.detectors.clone()) {
                 if let Some(store) = plugin.state_store() {
                     store.discard_unlogged();
+                    // What the log holds, committed and durable as the run ends.
+                    if let Err(e) = store.sync() {
+                        tracing::error!(plugin = %plugin.label(), error = %e, "plugin state could not be saved");
+                    }
                 }
             }
             read.and(emitted).map(|stats| (stats, detection))
