@@ -1,7 +1,9 @@
-//! The run loop: read batches, call every detector of the generation on
-//! each, write findings in event order within a batch (a finding that
-//! goes to enrichment leaves when its enrichments are back or its wait is
-//! over, so it may follow later batches' findings).
+//! The run loop ([`Pipeline`]): read batches from a source, call every
+//! detector of every pack's current generation on each, record the batch
+//! in the audit log, then commit the detectors' state writes, emit the
+//! findings to a sink in event order within a batch (a finding that goes
+//! to enrichment leaves when its enrichments are back or its wait is over,
+//! so it may follow later batches' findings) and acknowledge the source.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
