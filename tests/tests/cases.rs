@@ -1,0 +1,175 @@
+//! Data-driven cases: every directory under `tests/cases/` is one run of
+//! the real host, described by files alone:
+//!
+//! - `pack.toml`: the pack; a `component = "NAME.wasm"` is the component
+//!   this workspace builds from the crate `NAME` (`_` for `-`);
+//! - `policy.toml`: the operator policy;
+//! - `events.jsonl`: the input;
+//! - `revocations.json` (optional): the state dir's revocation list;
+//! - `expected.json`: either `{"load_error": "text"}` (the pack is refused
+//!   with a reason containing it) or `{"findings": [{plugin, rule_id,
+//!   event}], "denied": [{plugin, interface, function}]}`: the findings
+//!   emitted (any order) and the host calls the audit log records as
+//!   denied (detectors' and enrichers', in order of the log).
+//!
+//! Adding a case is adding a directory; a `*-denied` case proves a refusal
+//! from the audit log, not only from the plugin's behaviour.
+
+use std::path::Path;
+
+use serde_json::Value;
+use vigil::audit::query;
+use vigil::audit::record::{CallStatus, Record};
+use vigil::host::{Host, HostError, HostOptions};
+use vigil::manifest::PackManifest;
+use vigil::pack::PackSource;
+use vigil::pipeline::sink::Memory;
+use vigil::pipeline::source::Lines;
+use vigil::policy::Policy;
+
+const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cases");
+
+/// `(plugin, rule_id, event line)` or `(plugin, interface, function)`.
+type Triple = (String, String, String);
+
+fn triples(expected: &Value, key: &str, fields: [&str; 3]) -> Vec<Triple> {
+    let field = |v: &Value, f: &str| match &v[f] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut list: Vec<Triple> = (expected[key].as_array().into_iter().flatten())
+        .map(|v| {
+            (
+                field(v, fields[0]),
+                field(v, fields[1]),
+                field(v, fields[2]),
+            )
+        })
+        .collect();
+    list.sort();
+    list
+}
+
+/// Run one case; `Err` says what differs.
+fn run_case(case: &Path) -> Result<(), String> {
+    let read =
+        |name: &str| std::fs::read_to_string(case.join(name)).map_err(|e| format!("{name}: {e}"));
+    let expected: Value =
+        serde_json::from_str(&read("expected.json")?).map_err(|e| format!("expected.json: {e}"))?;
+    let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let pack_dir = work.path().join("pack");
+    let state_dir = work.path().join("state");
+    let audit_dir = work.path().join("audit");
+    std::fs::create_dir_all(&pack_dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&state_dir).map_err(|e| e.to_string())?;
+    let manifest_text = read("pack.toml")?;
+    std::fs::write(pack_dir.join("pack.toml"), &manifest_text).map_err(|e| e.to_string())?;
+    let manifest = PackManifest::parse("pack.toml", &manifest_text).map_err(|e| e.to_string())?;
+    for plugin in &manifest.plugins {
+        let crate_name = (plugin.component.strip_suffix(".wasm"))
+            .ok_or_else(|| format!("component `{}` is not NAME.wasm", plugin.component))?
+            .replace('_', "-");
+        let built = vigil::artifacts::component_path(&crate_name)
+            .ok_or_else(|| format!("no component built from crate `{crate_name}`"))?;
+        std::fs::copy(built, pack_dir.join(&plugin.component)).map_err(|e| e.to_string())?;
+    }
+    if case.join("revocations.json").exists() {
+        std::fs::copy(
+            case.join("revocations.json"),
+            state_dir.join(vigil::revocation::FILE),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    let policy = Policy::parse("policy.toml", &read("policy.toml")?).map_err(|e| e.to_string())?;
+    let options = HostOptions {
+        policy,
+        state_dir,
+        audit_dir: Some(audit_dir.clone()),
+        command: "case".into(),
+    };
+    let host = Host::open(options, &[PackSource::Dir(pack_dir)]);
+    if let Some(text) = expected["load_error"].as_str() {
+        return match host {
+            Err(HostError::PackRefused(errors)) if errors.to_string().contains(text) => Ok(()),
+            Err(e) => Err(format!("refused, but not for `{text}`: {e}")),
+            Ok(_) => Err(format!("loaded; expected a refusal naming `{text}`")),
+        };
+    }
+    let mut host = host.map_err(|e| format!("host: {e}"))?;
+    let events = read("events.jsonl")?;
+    let mut sink = Memory::default();
+    let mut source = Lines::new("events.jsonl", events.as_bytes());
+    (host.run(&mut source, &mut sink, None, 256)).map_err(|e| format!("run: {e}"))?;
+    host.close("case done").map_err(|e| e.to_string())?;
+
+    let mut found: Vec<Triple> = (sink.findings.iter())
+        .map(|f| {
+            (
+                f.plugin.clone(),
+                f.rule_id.clone(),
+                f.event.line.to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    let mut denied: Vec<Triple> = Vec::new();
+    query::for_each(&audit_dir, |entry, _| {
+        if let Record::Invocation(inv) | Record::Enrichment(inv) = entry.record {
+            for call in inv.host_calls {
+                if call.status == CallStatus::Denied {
+                    denied.push((inv.plugin.clone(), call.interface, call.function));
+                }
+            }
+        }
+    })
+    .map_err(|e| format!("reading the audit log: {e}"))?;
+    denied.sort();
+    let mut problems = Vec::new();
+    let want = triples(&expected, "findings", ["plugin", "rule_id", "event"]);
+    if found != want {
+        problems.push(format!("findings {found:?}, expected {want:?}"));
+    }
+    let want = triples(&expected, "denied", ["plugin", "interface", "function"]);
+    if denied != want {
+        problems.push(format!("denied host calls {denied:?}, expected {want:?}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+#[test]
+fn every_case_under_tests_cases_runs_as_its_files_say() {
+    let mut cases: Vec<_> = (std::fs::read_dir(CASES).expect("tests/cases"))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(
+        cases
+            .iter()
+            .filter(|c| c.ends_with("echo-allowed") || c.to_string_lossy().ends_with("-denied"))
+            .count()
+            >= 5,
+        "the allowed case and the denied cases are all there: {cases:?}"
+    );
+    let failures: Vec<String> = (cases.iter())
+        .filter_map(|case| {
+            let name = case
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            run_case(case).err().map(|why| format!("{name}: {why}"))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
