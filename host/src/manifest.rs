@@ -25,7 +25,7 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::capability::Capability;
 
@@ -66,8 +66,8 @@ pub struct PluginManifest {
     pub config: toml::Table,
 }
 
-/// A plugin role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// A plugin role; written by this name in `pack.toml` and the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum World {
     /// Exports `init` and `detect`.

@@ -211,10 +211,9 @@ fn build_from_bytes(
         .load(engine, bytes)
         .map_err(|e| format!("component does not compile: {e:#}"))?;
     let grants = &load.grant_set;
-    let world = match load.world.as_str() {
-        "enricher" => World::Enricher,
-        "detector" => World::Detector,
-        other => return Err(format!("a {other} plugin cannot be replayed")),
+    let world = match load.world {
+        World::Enricher | World::Detector => load.world,
+        World::Responder => return Err("a responder plugin cannot be replayed".into()),
     };
     let pre = link_plugin(engine, &component, &grants.effective, world)
         .map_err(|e| format!("component does not link: {e:#}"))?;

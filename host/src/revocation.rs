@@ -122,25 +122,9 @@ fn what(capability: Option<Capability>) -> String {
     capability.map_or_else(|| "every capability".to_owned(), |c| c.to_string())
 }
 
-/// Whether a change revokes or restores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// `vigil revoke`.
-    Revoke,
-    /// `vigil restore`.
-    Restore,
-}
-
-impl Action {
-    /// `revoke` or `restore`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::Revoke => "revoke",
-            Action::Restore => "restore",
-        }
-    }
-}
+/// Whether a change revokes or restores (defined with the audit record
+/// that carries it: the audit log does not import this module).
+pub use crate::audit::record::GrantAction as Action;
 
 /// One revoke or restore as the operator asked for it: what becomes its
 /// `grant-change` record. Waits in [`RevocationList::pending`] until a
@@ -172,7 +156,7 @@ impl GrantChange {
     /// Its `grant-change` audit record.
     pub fn record(&self) -> Lifecycle {
         Lifecycle::GrantChange {
-            action: self.action.name().to_owned(),
+            action: self.action,
             plugin: self.plugin.clone(),
             capability: self.capability.map(|c| c.to_string()),
             reason: self.reason.clone(),
@@ -822,7 +806,7 @@ mod tests {
                 ..
             }) = entry.record
             {
-                out.push((action, by, reason, requested_at));
+                out.push((action.name().to_owned(), by, reason, requested_at));
             }
         })
         .expect("log reads");

@@ -328,7 +328,7 @@ fn grant_changes(audit: &Path) -> Vec<(String, String, String, String, String)> 
         }) = entry.record
         {
             out.push((
-                action,
+                action.to_string(),
                 capability.unwrap_or_default(),
                 by,
                 reason,

@@ -818,7 +818,7 @@ fn a_restore_on_a_running_host_brings_enrichment_back_and_each_change_is_recorde
     // The restore is recorded before the enrichment it allowed.
     let mut order = Vec::new();
     query::for_each(&audit, |entry, _| match entry.record {
-        Record::Lifecycle(Lifecycle::GrantChange { action, .. }) => order.push(action),
+        Record::Lifecycle(Lifecycle::GrantChange { action, .. }) => order.push(action.to_string()),
         Record::Enrichment(inv) => order.push(format!("{:?}", inv.outcome)),
         _ => {}
     })

@@ -142,7 +142,7 @@ impl Auditor {
                 .store_component(&report.digest, report.component.bytes())?;
             plugins.push(PluginLoad {
                 id: report.id.clone(),
-                world: report.world.name().to_owned(),
+                world: report.world,
                 component: report.digest.clone(),
                 grants: report.grants_digest.clone(),
                 grant_set: report.grants.clone(),

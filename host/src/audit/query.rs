@@ -126,7 +126,7 @@ pub fn describe(entry: &Entry) -> String {
                             out,
                             " {} ({}, grants [{}], component {})",
                             PluginText(&p.id),
-                            p.world,
+                            p.world.name(),
                             caps.join(", "),
                             &p.component[..12]
                         );
@@ -199,7 +199,7 @@ pub fn describe(entry: &Entry) -> String {
                 } => write!(
                     out,
                     "GRANT {} {} of {} by {} (asked {}): {}{}{}",
-                    action.to_uppercase(),
+                    action.name().to_uppercase(),
                     capability.as_deref().unwrap_or("every capability"),
                     PluginText(plugin),
                     PluginText(by),

@@ -16,6 +16,7 @@
 //! they are written together before any of the batch's findings leave the
 //! host, and a torn tail that cuts a unit short removes the whole unit.
 
+use crate::manifest::World;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -83,8 +84,8 @@ pub enum Lifecycle {
     /// actor and time, written by the command itself or, when a host was
     /// running, by that host (see `revocation.rs`).
     GrantChange {
-        /// `revoke` or `restore`.
-        action: String,
+        /// Revoke or restore.
+        action: GrantAction,
         /// `plugin-id` or `pack/plugin-id`.
         plugin: String,
         /// The capability; absent for every capability.
@@ -185,13 +186,39 @@ pub enum Lifecycle {
     },
 }
 
+/// Whether a grant change revokes or restores (`revocation::Action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrantAction {
+    /// `vigil revoke`.
+    Revoke,
+    /// `vigil restore`.
+    Restore,
+}
+
+impl GrantAction {
+    /// `revoke` or `restore`, as the log writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GrantAction::Revoke => "revoke",
+            GrantAction::Restore => "restore",
+        }
+    }
+}
+
+impl std::fmt::Display for GrantAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One plugin of a loaded pack, as granted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PluginLoad {
     /// Plugin id.
     pub id: String,
-    /// `detector` or `responder`.
-    pub world: String,
+    /// Its world (`detector`, `enricher`, `responder` in the log).
+    pub world: World,
     /// SHA-256 of the component bytes; the component is kept in the audit
     /// directory's `components/` store under this name.
     pub component: String,
@@ -456,4 +483,31 @@ pub struct Checkpoint {
     /// so the last segment alone tells a recorder what the log holds.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub last_grant_change: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_fields_read_and_write_the_strings_older_logs_hold() {
+        for (text, action) in [
+            ("\"revoke\"", GrantAction::Revoke),
+            ("\"restore\"", GrantAction::Restore),
+        ] {
+            assert_eq!(
+                serde_json::from_str::<GrantAction>(text).expect("parses"),
+                action
+            );
+            assert_eq!(serde_json::to_string(&action).expect("writes"), text);
+        }
+        for (text, world) in [
+            ("\"detector\"", World::Detector),
+            ("\"enricher\"", World::Enricher),
+            ("\"responder\"", World::Responder),
+        ] {
+            assert_eq!(serde_json::from_str::<World>(text).expect("parses"), world);
+            assert_eq!(serde_json::to_string(&world).expect("writes"), text);
+        }
+    }
 }

@@ -621,7 +621,7 @@ mod tests {
         };
         let grant_change = |id| {
             Record::Lifecycle(Lifecycle::GrantChange {
-                action: "revoke".into(),
+                action: crate::audit::record::GrantAction::Revoke,
                 plugin: "p".into(),
                 capability: None,
                 reason: "r".into(),
