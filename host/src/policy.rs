@@ -169,7 +169,8 @@ pub struct HttpGrant {
     /// plugin's remaining deadline caps it further.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
-    /// Requests per minute for this plugin (default 60).
+    /// Requests per minute for this plugin (default 60): that many at
+    /// once, then one every `60 s / requests_per_minute`.
     #[serde(default)]
     pub requests_per_minute: Option<u32>,
     /// Headers the host adds, with `${NAME}` replaced by a secret.

@@ -303,7 +303,7 @@ mod tests {
     }
 
     #[test]
-    fn the_rate_limit_counts_requests_in_the_last_minute() {
+    fn the_rate_limit_allows_its_count_at_once_then_refuses() {
         let rate = RateLimiter::new(2);
         assert!(rate.try_acquire());
         assert!(rate.try_acquire());

@@ -1,9 +1,7 @@
 //! A plugin's `http` grant, resolved: origins, methods, limits, secret
 //! headers, its request rate and the services' back-off.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use url::Url;
 
@@ -166,34 +164,32 @@ impl HttpPolicy {
     }
 }
 
-/// Requests per minute for one plugin, across its calls (sliding window).
-#[derive(Debug)]
+/// Requests per minute for one plugin, across its calls: `per_minute`
+/// at once, then one more every `60 s / per_minute` (governor's GCRA).
 pub(super) struct RateLimiter {
     pub(super) per_minute: u32,
-    sent: Mutex<VecDeque<Instant>>,
+    limiter: governor::DefaultDirectRateLimiter,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("per_minute", &self.per_minute)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RateLimiter {
+    /// `per_minute` is at least 1 (the policy refuses 0).
     pub(super) fn new(per_minute: u32) -> Self {
+        let rate = std::num::NonZeroU32::new(per_minute).unwrap_or(std::num::NonZeroU32::MIN);
         RateLimiter {
-            per_minute,
-            sent: Mutex::new(VecDeque::new()),
+            per_minute: rate.get(),
+            limiter: governor::RateLimiter::direct(governor::Quota::per_minute(rate)),
         }
     }
 
     pub(super) fn try_acquire(&self) -> bool {
-        let now = Instant::now();
-        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
-        while sent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-        {
-            sent.pop_front();
-        }
-        if sent.len() >= self.per_minute as usize {
-            return false;
-        }
-        sent.push_back(now);
-        true
+        self.limiter.check().is_ok()
     }
 }
