@@ -9,6 +9,7 @@
 //! batch's records: the value never reaches the file. Hashes are unsalted
 //! so the same user links across records; they are pseudonyms, not secrets.
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -30,6 +31,10 @@ pub struct Redaction {
 #[derive(Debug, Clone, Default)]
 pub struct Scrub {
     pairs: Vec<(String, String)>,
+    /// Every needle of `pairs`, leftmost-longest (`alice.smith` before
+    /// `alice`), built on first use after the last `add`; `None` if it
+    /// cannot be built (then one replacement per needle).
+    needles: std::sync::OnceLock<Option<AhoCorasick>>,
 }
 
 fn split(paths: &[String]) -> Vec<Vec<String>> {
@@ -89,8 +94,7 @@ impl Scrub {
     fn add(&mut self, needle: String, token: String) {
         if needle.len() >= MIN_SCRUB_BYTES && !self.pairs.iter().any(|(n, _)| *n == needle) {
             self.pairs.push((needle, token));
-            // Longest first, so `alice.smith` is replaced before `alice`.
-            self.pairs.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+            self.needles = std::sync::OnceLock::new();
         }
     }
 
@@ -123,9 +127,28 @@ impl Scrub {
     }
 
     fn apply_str(&self, s: &mut String) {
-        for (needle, token) in &self.pairs {
-            if s.contains(needle.as_str()) {
-                *s = s.replace(needle.as_str(), token);
+        let needles = self.needles.get_or_init(|| {
+            (AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest))
+                .build(self.pairs.iter().map(|(n, _)| n))
+                .ok()
+        });
+        match needles {
+            Some(needles) => {
+                if needles.is_match(s.as_str()) {
+                    let tokens: Vec<&str> = self.pairs.iter().map(|(_, t)| t.as_str()).collect();
+                    *s = needles.replace_all(s, &tokens);
+                }
+            }
+            // Too many or too long needles for one automaton: one
+            // replacement per needle, longest first.
+            None => {
+                let mut pairs: Vec<_> = self.pairs.iter().collect();
+                pairs.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+                for (needle, token) in pairs {
+                    if s.contains(needle.as_str()) {
+                        *s = s.replace(needle.as_str(), token);
+                    }
+                }
             }
         }
     }
@@ -169,6 +192,16 @@ fn take(value: &mut Value, path: &[String], with: Option<Value>) -> Option<Value
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replacement_is_never_rewritten_by_a_shorter_needle() {
+        let mut scrub = Scrub::default();
+        scrub.add("alice.smith".into(), "sha256:0123".into());
+        scrub.add("sha256".into(), "HASHED".into());
+        let mut text = Value::String("user alice.smith, tool sha256".into());
+        scrub.apply(&mut text);
+        assert_eq!(text, "user sha256:0123, tool HASHED");
+    }
     use serde_json::json;
 
     #[test]

@@ -96,9 +96,6 @@ impl HttpPolicy {
                 value,
             });
         }
-        // Longest first, so a secret containing another is replaced whole.
-        used.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
-        used.retain(|(v, _)| !v.is_empty());
         Ok(HttpPolicy {
             origins: grant
                 .origins
@@ -124,7 +121,7 @@ impl HttpPolicy {
             ),
             backoff: ServiceBackoff::default(),
             headers,
-            secrets: Secrets(used),
+            secrets: Secrets::new(used)?,
         })
     }
 
@@ -134,13 +131,7 @@ impl HttpPolicy {
 
     /// Replace every secret value in `text` by `[secret:NAME]`.
     pub(super) fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for (value, name) in &self.secrets.0 {
-            if out.contains(value.as_str()) {
-                out = out.replace(value.as_str(), &format!("[secret:{name}]"));
-            }
-        }
-        out
+        self.secrets.scrub(text)
     }
 
     pub(super) fn scrub_bytes(&self, body: Vec<u8>) -> Vec<u8> {
@@ -149,12 +140,7 @@ impl HttpPolicy {
             Err(e) => {
                 let bytes = e.into_bytes();
                 let lossy = String::from_utf8_lossy(&bytes);
-                if self
-                    .secrets
-                    .0
-                    .iter()
-                    .any(|(v, _)| lossy.contains(v.as_str()))
-                {
+                if self.secrets.found_in(&lossy) {
                     self.scrub(&lossy).into_bytes()
                 } else {
                     bytes

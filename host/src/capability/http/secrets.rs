@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use aho_corasick::{AhoCorasick, MatchKind};
+
 use super::origin::Origin;
 use crate::policy::Policy;
 
@@ -32,13 +34,50 @@ impl std::fmt::Debug for SecretHeader {
 
 /// Secret values, kept only to scrub them; `Debug` shows the names.
 #[derive(Default)]
-pub(super) struct Secrets(pub(super) Vec<(String, String)>);
+pub(super) struct Secrets {
+    names: Vec<String>,
+    /// Every value, leftmost-longest: a secret containing another is
+    /// replaced whole. `None` when there is no secret.
+    values: Option<AhoCorasick>,
+    /// `[secret:NAME]`, in the order of `values`' patterns.
+    tokens: Vec<String>,
+}
+
+impl Secrets {
+    /// The `(value, NAME)` of every secret used; empty values are ignored.
+    pub(super) fn new(used: Vec<(String, String)>) -> Result<Secrets, String> {
+        let used: Vec<_> = used.into_iter().filter(|(v, _)| !v.is_empty()).collect();
+        if used.is_empty() {
+            return Ok(Secrets::default());
+        }
+        let values = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(used.iter().map(|(v, _)| v))
+            .map_err(|e| format!("secret values: {e}"))?;
+        Ok(Secrets {
+            tokens: used.iter().map(|(_, n)| format!("[secret:{n}]")).collect(),
+            names: used.into_iter().map(|(_, n)| n).collect(),
+            values: Some(values),
+        })
+    }
+
+    /// Whether `text` holds a secret value.
+    pub(super) fn found_in(&self, text: &str) -> bool {
+        self.values.as_ref().is_some_and(|v| v.is_match(text))
+    }
+
+    /// `text` with every secret value replaced by `[secret:NAME]`.
+    pub(super) fn scrub(&self, text: &str) -> String {
+        match &self.values {
+            Some(values) => values.replace_all(text, &self.tokens),
+            None => text.to_owned(),
+        }
+    }
+}
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|(_, name)| name))
-            .finish()
+        f.debug_list().entries(&self.names).finish()
     }
 }
 
