@@ -15,7 +15,7 @@ use vigil::audit::{query, verify};
 use vigil::host::{Host, HostOptions};
 use vigil::pack::PackSource;
 use vigil::pipeline::sink::JsonLines;
-use vigil::pipeline::source::{self, EventSource, Lines, Live};
+use vigil::pipeline::source::{self, EventSource, Lines};
 use vigil::plugin_text::{PluginLines, PluginText};
 use vigil::policy::Policy;
 use vigil::revocation::{self, Action, ChangeRequest, Recorded};
@@ -473,7 +473,7 @@ fn run_command(
             None,
         ),
         // Standard input cannot be rewound, so it is never resumed.
-        Some(p) if p == Path::new("-") => (Box::new(Live::stdin()?), None),
+        Some(p) if p == Path::new("-") => (Box::new(Lines::stdin()?), None),
         Some(p) => {
             let name = std::fs::canonicalize(p)
                 .unwrap_or_else(|_| p.to_owned())

@@ -15,12 +15,10 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use std::sync::Arc;
-
-use crate::pack::{PackSlot, PackSource};
-use crate::pipeline::dispatch::Pipeline;
+use crate::pack::PackSource;
+use crate::pipeline::dispatch;
 use crate::pipeline::sink::Memory;
-use crate::pipeline::source::{DEFAULT_LINGER, Lines};
+use crate::pipeline::source::Lines;
 use crate::runtime::Runtime;
 
 /// One expected (or actual) finding, as compared.
@@ -123,17 +121,10 @@ fn run_case(
         let generation = runtime
             .load_with_state_dir(source.clone(), state.path())
             .map_err(|e| e.to_string())?;
-        let packs = [Arc::new(PackSlot::new(generation.clone()))];
-        let pipeline = Pipeline {
-            packs: &packs,
-            audit: None,
-            revocations: generation.revocations.clone(),
-            batch_size: runtime.policy.batch_size(),
-            linger: DEFAULT_LINGER,
-            enrichment: runtime.policy.enrichment.clone(),
-        };
         let mut sink = Memory::default();
-        let stats = (pipeline.run(&mut Lines::new(events, &event_bytes[..]), &mut sink))
+        let mut source = Lines::new(events, &event_bytes[..]);
+        let batch_size = runtime.policy.batch_size();
+        let stats = dispatch::run_one(&generation, &mut source, &mut sink, batch_size, None)
             .map_err(|e| e.to_string())?;
         if stats.failed_calls > 0 || stats.malformed > 0 {
             return Err(format!(

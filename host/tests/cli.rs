@@ -227,6 +227,22 @@ fn inspect_of_a_non_component_says_so() {
     );
 }
 
+/// SIGKILL `child` once the audit `segment` holds more than `bytes`;
+/// `false` if it exited before that.
+fn kill_once_log_passes(child: &mut std::process::Child, segment: &Path, bytes: u64) -> bool {
+    loop {
+        if child.try_wait().expect("poll").is_some() {
+            return false;
+        }
+        if std::fs::metadata(segment).is_ok_and(|m| m.len() > bytes) {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap");
+            return true;
+        }
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn kill_9_mid_run_then_restart_leaves_a_verifying_log_with_one_invocation_per_event() {
     use std::collections::HashMap;
@@ -260,18 +276,10 @@ fn kill_9_mid_run_then_restart_leaves_a_verifying_log_with_one_invocation_per_ev
         .expect("start vigil");
     // Kill once a few batch units are on disk (the whole log is several
     // times larger), then restart.
-    loop {
-        assert!(
-            child.try_wait().expect("poll").is_none(),
-            "the run ended before it could be killed"
-        );
-        if std::fs::metadata(&segment).is_ok_and(|m| m.len() > 3 << 20) {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reap");
-            break;
-        }
-        std::thread::yield_now();
-    }
+    assert!(
+        kill_once_log_passes(&mut child, &segment, 3 << 20),
+        "the run ended before it could be killed"
+    );
     let out = vigil(&args, dir.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
@@ -774,17 +782,8 @@ fn kill_9_at_random_points_then_resume_leaves_stateful_counts_as_an_uninterrupte
         eprintln!("attempt {attempt}: kill once the log passes {threshold} bytes (seed {seed})");
         let output = format!("findings{attempt}.jsonl");
         let mut child = run(&output).spawn().expect("start vigil");
-        loop {
-            if child.try_wait().expect("poll").is_some() {
-                break; // Finished before the kill point: nothing to kill.
-            }
-            if std::fs::metadata(&segment).is_ok_and(|m| m.len() > threshold) {
-                child.kill().expect("SIGKILL");
-                child.wait().expect("reap");
-                break;
-            }
-            std::thread::yield_now();
-        }
+        // A run that finishes before the kill point has nothing to kill.
+        kill_once_log_passes(&mut child, &segment, threshold);
         outputs.push(output);
     }
     let out = run("findings-last.jsonl").output().expect("resume");

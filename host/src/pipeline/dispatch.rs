@@ -182,6 +182,25 @@ pub fn run_audited<R: BufRead, W: Write + Send>(
     out: &mut W,
     audit: Option<&mut Auditor>,
 ) -> Result<RunStats, RunError> {
+    let mut source = Lines::at(source, reader);
+    run_one(
+        generation,
+        &mut source,
+        &mut JsonLines::new(out),
+        batch_size,
+        audit,
+    )
+}
+
+/// A [`Pipeline`] over the one pack `generation`, which no reload swaps:
+/// `vigil test`, tests and benchmarks.
+pub fn run_one(
+    generation: &Arc<Generation>,
+    source: &mut dyn EventSource,
+    sink: &mut dyn FindingSink,
+    batch_size: usize,
+    audit: Option<&mut Auditor>,
+) -> Result<RunStats, RunError> {
     let packs = [Arc::new(PackSlot::new(generation.clone()))];
     let pipeline = Pipeline {
         packs: &packs,
@@ -191,7 +210,7 @@ pub fn run_audited<R: BufRead, W: Write + Send>(
         linger: DEFAULT_LINGER,
         enrichment: generation.enrichment.clone(),
     };
-    pipeline.run(&mut Lines::at(source, reader), &mut JsonLines::new(out))
+    pipeline.run(source, sink)
 }
 
 /// The next batch's number, unique in the process: a store's sealed
@@ -403,7 +422,8 @@ impl Pipeline<'_> {
             // A run stopped early leaves writes of batches the log does not
             // hold: a later run must neither read nor commit them. The
             // rest is committed now rather than at the next group commit.
-            for plugin in (packs.iter().map(|p| p.current())).flat_map(|g| g.detectors.clone()) {
+            let generations: Vec<Arc<Generation>> = packs.iter().map(|p| p.current()).collect();
+            for plugin in generations.iter().flat_map(|g| &g.detectors) {
                 if let Some(store) = plugin.state_store() {
                     store.discard_unlogged();
                     // What the log holds, committed and durable as the run ends.

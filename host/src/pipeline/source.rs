@@ -63,21 +63,22 @@ pub trait EventSource {
     }
 }
 
-/// A source over any reader that never waits long for data: a regular
-/// file, bytes in memory.
+/// A source of JSON Lines over a reader. Over a reader that never waits
+/// long for data (a regular file, bytes in memory) a batch closes when it
+/// is full; over [`Chunks`] (a live source: standard input, a FIFO, read on
+/// a thread of its own, [`Lines::live`]) also after its linger time.
 #[derive(Debug)]
 pub struct Lines<R> {
     name: String,
     reader: BatchReader<R>,
+    /// A live reader's "is a whole line ready by then?".
+    ready_by: Option<fn(&mut R, Instant) -> bool>,
 }
 
 impl<R: BufRead> Lines<R> {
     /// Read `reader` from its start under `name`.
     pub fn new(name: impl Into<String>, reader: R) -> Self {
-        Lines {
-            name: name.into(),
-            reader: BatchReader::new(reader),
-        }
+        Lines::at(name, BatchReader::new(reader))
     }
 
     /// Read from a `reader` already advanced to `from` (a resumed run).
@@ -85,7 +86,29 @@ impl<R: BufRead> Lines<R> {
         Lines {
             name: name.into(),
             reader,
+            ready_by: None,
         }
+    }
+}
+
+/// A source over a reader that may wait for its producer.
+pub type Live = Lines<Chunks>;
+
+impl Lines<Chunks> {
+    /// Read `reader` on its own thread under `name`, so a batch can close
+    /// after its linger time instead of waiting for a full batch.
+    pub fn live(name: impl Into<String>, reader: impl Read + Send + 'static) -> io::Result<Self> {
+        let name = name.into();
+        let chunks = Chunks::spawn(&name, reader)?;
+        Ok(Lines {
+            ready_by: Some(Chunks::ready_by),
+            ..Lines::new(name, chunks)
+        })
+    }
+
+    /// Standard input.
+    pub fn stdin() -> io::Result<Self> {
+        Lines::live("-", io::stdin())
     }
 }
 
@@ -98,68 +121,20 @@ impl<R: BufRead> EventSource for Lines<R> {
         &mut self,
         batch: &mut Batch,
         size: usize,
-        _linger: Duration,
-        malformed: &mut Vec<MalformedLine>,
-    ) -> io::Result<bool> {
-        // Reads here never wait on a producer, so no linger.
-        self.reader.fill(batch, size, malformed)
-    }
-
-    fn position(&self) -> Position {
-        self.reader.position()
-    }
-
-    fn take_raw(&mut self, spare: RawEvents) -> RawEvents {
-        self.reader.take_raw(spare)
-    }
-}
-
-/// A source over a reader that may wait for its producer (standard input,
-/// a FIFO): a thread reads it, so a batch can close after its linger time
-/// instead of waiting for a full batch.
-#[derive(Debug)]
-pub struct Live {
-    name: String,
-    reader: BatchReader<Chunks>,
-}
-
-impl Live {
-    /// Read `reader` on its own thread under `name`.
-    pub fn new(name: impl Into<String>, reader: impl Read + Send + 'static) -> io::Result<Self> {
-        let name = name.into();
-        Ok(Live {
-            reader: BatchReader::new(Chunks::spawn(&name, reader)?),
-            name,
-        })
-    }
-
-    /// Standard input.
-    pub fn stdin() -> io::Result<Self> {
-        Live::new("-", io::stdin())
-    }
-}
-
-impl EventSource for Live {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn fill(
-        &mut self,
-        batch: &mut Batch,
-        size: usize,
         linger: Duration,
         malformed: &mut Vec<MalformedLine>,
     ) -> io::Result<bool> {
+        let Some(ready_by) = self.ready_by else {
+            return self.reader.fill(batch, size, malformed);
+        };
         let mut closes_at = None;
-        self.reader
-            .fill_while(batch, size, malformed, |chunks, events| {
-                if events == 0 {
-                    return true; // The first event is worth any wait.
-                }
-                let until = *closes_at.get_or_insert_with(|| Instant::now() + linger);
-                chunks.ready_by(until)
-            })
+        (self.reader).fill_while(batch, size, malformed, |reader, events| {
+            if events == 0 {
+                return true; // The first event is worth any wait.
+            }
+            let until = *closes_at.get_or_insert_with(|| Instant::now() + linger);
+            ready_by(reader, until)
+        })
     }
 
     fn position(&self) -> Position {
@@ -187,7 +162,7 @@ pub fn open_file(
                 "only a regular file can be resumed; send the unrecorded lines again",
             ));
         }
-        return Ok(Box::new(Live::new(name, file)?));
+        return Ok(Box::new(Lines::live(name, file)?));
     }
     let mut reader = BufReader::new(file);
     let skipped = io::copy(&mut (&mut reader).take(from_pos.offset), &mut io::sink())?;
@@ -322,7 +297,7 @@ mod tests {
     /// A pipe whose writer the test holds: a live producer.
     fn live_pair() -> (Live, std::io::PipeWriter) {
         let (reader, writer) = std::io::pipe().expect("pipe");
-        (Live::new("pipe", reader).expect("reader thread"), writer)
+        (Lines::live("pipe", reader).expect("reader thread"), writer)
     }
 
     #[test]
