@@ -30,6 +30,7 @@ pub mod enricher {
             "vigil:plugin/state": super::vigil::plugin::state,
             "vigil:plugin/clock": super::vigil::plugin::clock,
             "vigil:plugin/http": super::vigil::plugin::http,
+            "vigil:plugin/files": super::vigil::plugin::files,
         },
     });
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::audit::record::{Lifecycle, Position};
-use crate::audit::{AuditError, Auditor, resume};
+use crate::audit::{self, AuditError, Auditor, resume};
 use crate::pack::{LoadErrors, PackSlot, PackSource};
 use crate::pipeline::dispatch::{Pipeline, RunError, RunStats};
 use crate::pipeline::sink::FindingSink;
@@ -97,10 +97,12 @@ impl Host {
     /// record: `state_recovery.rs`), and watch the revocation list. A refused pack is
     /// recorded, the log closed, and [`HostError::PackRefused`] returned.
     pub fn open(options: HostOptions, packs: &[PackSource]) -> Result<Host, HostError> {
-        let runtime = Runtime::new(options.policy, options.state_dir).map_err(HostError::Start)?;
+        let mut runtime =
+            Runtime::new(options.policy, options.state_dir).map_err(HostError::Start)?;
         let audit_dir =
             (options.audit_dir).unwrap_or_else(|| runtime.policy.audit_dir(&runtime.state_dir));
         let mut auditor = Auditor::open(&runtime.policy.audit, &audit_dir)?;
+        runtime.keep_files_in(audit::files_store(auditor.dir()));
         auditor.lifecycle(Lifecycle::HostStart {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),

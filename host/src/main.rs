@@ -107,7 +107,7 @@ enum Command {
     Revoke {
         /// Plugin id (in any pack) or `pack/plugin`.
         plugin: String,
-        /// The capability to revoke (log, config, state, clock, http).
+        /// The capability to revoke (log, config, state, clock, http, files).
         /// Default: every capability.
         #[arg(long, value_parser = parse_capability)]
         capability: Option<vigil::capability::Capability>,

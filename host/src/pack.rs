@@ -20,6 +20,7 @@ use crate::audit::grants_digest;
 use crate::audit::record::{GrantSet, LimitsRecord};
 use crate::bindings::DetectorPre;
 use crate::bindings::enricher::EnricherPre;
+use crate::capability::files::{FilesPolicy, PackFiles};
 use crate::capability::http::{DEFAULT_TIMEOUT, HttpPolicy, SecretSource};
 use crate::capability::{Capability, ImportKind, classify_import};
 use crate::engine::{ComponentCache, sha256_hex};
@@ -57,6 +58,14 @@ impl PackSource {
                 .ok_or_else(|| {
                     std::io::Error::new(std::io::ErrorKind::NotFound, "not in the embedded pack")
                 }),
+        }
+    }
+
+    /// The pack's files, for the `files` capability.
+    pub fn files(&self) -> PackFiles<'_> {
+        match self {
+            PackSource::Dir(dir) => PackFiles::Dir(dir),
+            PackSource::Embedded { files, .. } => PackFiles::Embedded(files),
         }
     }
 
@@ -115,7 +124,8 @@ pub enum LoadError {
     /// The component imports something Vigil never provides.
     #[error(
         "pack `{pack}`, plugin `{plugin}`: imports `{interface}`, which Vigil does not provide \
-         (capabilities: log, config, state, clock; standard WASI is linked deny-all)"
+         (capabilities: {}; standard WASI is linked deny-all)",
+        Capability::names()
     )]
     UnknownImport {
         /// Pack name.
@@ -156,6 +166,16 @@ pub enum LoadError {
         /// Plugin id.
         plugin: String,
         /// Why, naming the secret or file.
+        message: String,
+    },
+    /// The plugin's `files` grant names a directory the pack does not have.
+    #[error("pack `{pack}`, plugin `{plugin}`: {message}")]
+    Files {
+        /// Pack name.
+        pack: String,
+        /// Plugin id.
+        plugin: String,
+        /// Why, naming the directory.
         message: String,
     },
 }
@@ -289,6 +309,9 @@ pub struct LoadContext<'a> {
     pub revocations: &'a Arc<Revocations>,
     /// Number of the generation being loaded.
     pub generation: u64,
+    /// Where files plugins read are kept for replay (the audit
+    /// directory's `files/` store); `None` without an audit log.
+    pub file_store: Option<PathBuf>,
 }
 
 impl Generation {
@@ -429,6 +452,23 @@ fn load_plugin(
                 message,
             }]
         })?;
+    let files_grant = match ctx.policy.grant(pack, id) {
+        Some(g) if effective.contains(&Capability::Files) => Some(g.files.clone()),
+        _ => None,
+    };
+    let files = files_grant
+        .as_ref()
+        .map(|grant| {
+            FilesPolicy::resolve(grant, source.files(), ctx.file_store.clone()).map(Arc::new)
+        })
+        .transpose()
+        .map_err(|message| {
+            vec![LoadError::Files {
+                pack: pack.into(),
+                plugin: id.into(),
+                message,
+            }]
+        })?;
     let warnings = grant_warnings(http_grant.as_ref(), &limits);
     let grants = GrantSet {
         requested: plugin.capabilities.clone(),
@@ -437,6 +477,7 @@ fn load_plugin(
         config: config.clone(),
         limits: LimitsRecord::from(limits),
         http: http_grant,
+        files: files_grant,
     };
     let report = PluginReport {
         id: id.to_owned(),
@@ -506,6 +547,7 @@ fn load_plugin(
         clock_origin: ctx.clock_origin,
         state,
         http,
+        files,
         revocations: Some(RevocationScope::new(
             ctx.revocations.clone(),
             Arc::from(pack),

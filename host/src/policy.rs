@@ -55,6 +55,10 @@
 //! timeout_ms = 10000
 //! requests_per_minute = 60
 //! headers = [{ origin = "https://api.openai.com", name = "Authorization", value = "Bearer ${AI_API_KEY}" }]
+//!
+//! [packs.starter.plugins.ioc-match]
+//! capabilities = ["files"]
+//! files = { dirs = ["intel/"], max_file_bytes = 16777216 } # pack directories it may read below
 //! ```
 
 use std::collections::BTreeMap;
@@ -121,6 +125,9 @@ pub struct PluginGrant {
     /// Scope of the `http` grant.
     #[serde(default)]
     pub http: HttpGrant,
+    /// Scope of the `files` grant.
+    #[serde(default)]
+    pub files: crate::capability::files::FilesGrant,
     /// Overrides of the default limits.
     #[serde(default)]
     pub limits: LimitsConfig,

@@ -21,6 +21,7 @@ use crate::audit::query::{self, Entry};
 use crate::audit::record::{BatchRecord, InvocationRecord, Lifecycle, Outcome, PluginLoad, Record};
 use crate::audit::tape::Tape;
 use crate::capability::Capability;
+use crate::capability::files::FilesPolicy;
 use crate::capability::http::{HttpPolicy, SecretSource};
 use crate::engine::{ComponentCache, sha256_hex};
 use crate::manifest::World;
@@ -197,11 +198,12 @@ fn build_plugin(
             path.display()
         )));
     }
-    build_from_bytes(engine, scratch, inv, load, &bytes).map_err(Verdict::NotReplayable)
+    build_from_bytes(engine, dir, scratch, inv, load, &bytes).map_err(Verdict::NotReplayable)
 }
 
 fn build_from_bytes(
     engine: &Engine,
+    dir: &Path,
     scratch: &Path,
     inv: &InvocationRecord,
     load: &PluginLoad,
@@ -257,6 +259,10 @@ fn build_from_bytes(
                 .as_ref()
                 .map(|g| HttpPolicy::resolve(g, &SecretSource::placeholders()).map(Arc::new))
                 .transpose()?,
+            // The tape answers `list`; `read` contents come from the
+            // audit directory's store, by the recorded digest.
+            files: (grants.files.as_ref())
+                .map(|_| Arc::new(FilesPolicy::replay(crate::audit::files_store(dir)))),
             // Replay answers from the record, revoked calls included.
             revocations: None,
         },

@@ -34,6 +34,9 @@ pub struct Runtime {
     /// run` keeps them current with [`crate::revocation::watch`], and its
     /// audit stage records grant changes through them.
     pub revocations: Arc<Revocations>,
+    /// Where plugins' file reads are kept for replay (set by
+    /// [`Runtime::keep_files_in`] when an audit log is open).
+    file_store: Option<PathBuf>,
     clock_origin: Instant,
     generations: Arc<AtomicU64>,
 }
@@ -51,9 +54,16 @@ impl Runtime {
             policy,
             state_stores: Arc::new(StateStores::new(&state_dir)),
             state_dir,
+            file_store: None,
             clock_origin: Instant::now(),
             generations: Arc::default(),
         })
+    }
+
+    /// Keep what plugins read through `files` in `dir` (the audit
+    /// directory's `files/` store), so `vigil replay` can answer from it.
+    pub fn keep_files_in(&mut self, dir: PathBuf) {
+        self.file_store = Some(dir);
     }
 
     /// Load `source` with plugin state kept in this runtime's state dir.
@@ -85,6 +95,7 @@ impl Runtime {
             clock_origin: self.clock_origin,
             revocations: &self.revocations,
             generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
+            file_store: self.file_store.clone(),
         };
         Generation::load(&ctx, source).map(Arc::new)
     }

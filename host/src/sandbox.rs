@@ -15,6 +15,7 @@ use wasmtime_wasi::{WasiCtxView, WasiView};
 use crate::audit::tape::Tape;
 use crate::capability::clock::{ClockCtx, ClockView};
 use crate::capability::config::{ConfigCtx, ConfigView};
+use crate::capability::files::{FilesCtx, FilesPolicy, FilesView};
 use crate::capability::http::{HttpCtx, HttpPolicy, HttpView};
 use crate::capability::log::{LogCtx, LogView};
 use crate::capability::state::{StateCtx, StateView};
@@ -119,6 +120,8 @@ pub struct CallState {
     state: Option<StateCtx>,
     /// `None` unless `http` is granted.
     http: Option<HttpCtx>,
+    /// `None` unless `files` is granted.
+    files: Option<FilesCtx>,
 }
 
 /// Everything a plugin's calls share, built once at load from its grant.
@@ -136,6 +139,8 @@ pub struct CallTemplate {
     pub state: Option<(Arc<StateStore>, Arc<[String]>)>,
     /// The resolved grant, if `http` is granted.
     pub http: Option<Arc<HttpPolicy>>,
+    /// The granted directories, opened, if `files` is granted.
+    pub files: Option<Arc<FilesPolicy>>,
     /// Revocations checked on every host call (`None` in replay).
     pub revocations: Option<RevocationScope>,
 }
@@ -173,6 +178,7 @@ impl CallState {
                 .as_ref()
                 .map(|(store, prefixes)| StateCtx::new(store.clone(), prefixes.clone())),
             http: (template.http.as_ref()).map(|policy| HttpCtx::new(policy.clone(), deadline)),
+            files: (template.files.clone()).map(FilesCtx::new),
         }
     }
 }
@@ -230,6 +236,14 @@ impl HttpView for CallState {
     }
 }
 
+impl FilesView for CallState {
+    fn files_ctx(&mut self) -> (&mut FilesCtx, &mut Tape) {
+        // Linked only when `files` is granted, and then the context exists.
+        let files = (self.files.as_mut()).expect("files capability linked without a files grant");
+        (files, &mut self.tape)
+    }
+}
+
 /// A linker with WASI (deny-all), the shared types, and exactly the granted
 /// capabilities. An interface not in `granted` is not linked at all.
 pub fn linker_for(engine: &Engine, granted: &[Capability]) -> wasmtime::Result<Linker<CallState>> {
@@ -248,6 +262,7 @@ pub fn linker_for(engine: &Engine, granted: &[Capability]) -> wasmtime::Result<L
             Capability::State => capability::state::add_to_linker(&mut linker)?,
             Capability::Clock => capability::clock::add_to_linker(&mut linker)?,
             Capability::Http => capability::http::add_to_linker(&mut linker)?,
+            Capability::Files => capability::files::add_to_linker(&mut linker)?,
         }
     }
     Ok(linker)
@@ -284,6 +299,7 @@ mod tests {
             clock_origin: Instant::now(),
             state: None,
             http: None,
+            files: None,
             revocations: None,
         };
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -17,6 +17,10 @@ pub enum CapabilityError {
     QuotaExceeded,
     /// The host could not serve the call; the text says why.
     Unavailable(String),
+    /// Nothing at that path (files).
+    NotFound,
+    /// The file is larger than the grant allows (files).
+    TooLarge,
 }
 
 impl std::fmt::Display for CapabilityError {
@@ -26,6 +30,8 @@ impl std::fmt::Display for CapabilityError {
             CapabilityError::RateLimited => f.write_str("rate limited"),
             CapabilityError::QuotaExceeded => f.write_str("quota exceeded"),
             CapabilityError::Unavailable(why) => write!(f, "unavailable: {why}"),
+            CapabilityError::NotFound => f.write_str("not found"),
+            CapabilityError::TooLarge => f.write_str("too large"),
         }
     }
 }
@@ -216,5 +222,57 @@ pub mod clock {
         pub use crate::testing::native::{
             clock_monotonic_now as monotonic_now, clock_wall_now as wall_now,
         };
+    }
+}
+
+/// Read-only files below the pack directories the operator granted
+/// (capability `files`). Paths are relative to the pack directory and
+/// `/`-separated, e.g. `intel/iocs.txt`.
+pub mod files {
+    pub use super::CapabilityError;
+
+    /// The whole content of the file at `path`.
+    pub fn read(path: &str) -> Result<Vec<u8>, CapabilityError> {
+        imp::read(path)
+    }
+
+    /// The file at `path` as text; invalid UTF-8 is replaced, not an error
+    /// (intel lists come from many tools).
+    pub fn read_to_string(path: &str) -> Result<String, CapabilityError> {
+        read(path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The entries of the directory at `path`, sorted: files by name,
+    /// directories with a trailing `/`.
+    pub fn list_dir(path: &str) -> Result<Vec<String>, CapabilityError> {
+        imp::list_dir(path)
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    mod imp {
+        use super::CapabilityError;
+        use crate::bindings::vigil::plugin::files as wit;
+
+        fn convert(e: wit::Error) -> CapabilityError {
+            match e {
+                wit::Error::AccessDenied => CapabilityError::AccessDenied,
+                wit::Error::NotFound => CapabilityError::NotFound,
+                wit::Error::TooLarge => CapabilityError::TooLarge,
+                wit::Error::Failed(why) => CapabilityError::Unavailable(why),
+            }
+        }
+
+        pub fn read(path: &str) -> Result<Vec<u8>, CapabilityError> {
+            wit::read(path).map_err(convert)
+        }
+
+        pub fn list_dir(path: &str) -> Result<Vec<String>, CapabilityError> {
+            wit::list_dir(path).map_err(convert)
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    mod imp {
+        pub use crate::testing::native::{files_list_dir as list_dir, files_read as read};
     }
 }

@@ -29,8 +29,8 @@
 //! vigil_sdk::export_detector!(Whoami);
 //! ```
 //!
-//! Capabilities are plain functions in [`log`], [`config`], [`state`] and
-//! [`clock`]. A plugin's component imports only the capabilities it calls,
+//! Capabilities are plain functions in [`log`], [`config`], [`state`],
+//! [`clock`] and [`files`]. A plugin's component imports only the capabilities it calls,
 //! and each one must be requested in `pack.toml` and granted by the operator.
 //!
 //! Plugin logic is tested natively with `cargo test` through [`testing`]
@@ -58,7 +58,7 @@ pub mod bindings {
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
-pub use capability::{clock, config, log, state};
+pub use capability::{clock, config, files, log, state};
 pub use detector::{Config, Detector, Event, Findings, PluginError};
 pub use finding::{Finding, Severity};
 pub use vigil_event::Value;

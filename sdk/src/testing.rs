@@ -39,6 +39,13 @@ impl TestHost {
         self
     }
 
+    /// Serve `contents` at `path` through the `files` capability (the
+    /// path as the plugin names it, e.g. `intel/iocs.txt`).
+    pub fn file(self, path: &str, contents: &[u8]) -> Self {
+        native::with(|h| h.files.insert(path.to_owned(), contents.to_vec()));
+        self
+    }
+
     /// Set the wall clock (nanoseconds since the Unix epoch).
     pub fn set_wall_clock(&mut self, nanos: u64) {
         native::with(|h| h.wall_ns = nanos);
@@ -94,6 +101,7 @@ pub mod native {
         pub(super) state: HashMap<String, (String, Option<u64>)>,
         pub(super) wall_ns: u64,
         pub(super) logs: Vec<(Level, String)>,
+        pub(super) files: BTreeMap<String, Vec<u8>>,
     }
 
     thread_local! {
@@ -148,6 +156,28 @@ pub mod native {
     pub fn state_delete(key: &str) -> Result<(), CapabilityError> {
         with(|h| h.state.remove(key));
         Ok(())
+    }
+
+    pub fn files_read(path: &str) -> Result<Vec<u8>, CapabilityError> {
+        with(|h| h.files.get(path).cloned()).ok_or(CapabilityError::NotFound)
+    }
+
+    pub fn files_list_dir(path: &str) -> Result<Vec<String>, CapabilityError> {
+        let below = format!("{path}/");
+        let mut names: Vec<String> = with(|h| {
+            (h.files.keys())
+                .filter_map(|name| name.strip_prefix(&below))
+                .map(|rest| match rest.split_once('/') {
+                    Some((dir, _)) => format!("{dir}/"),
+                    None => rest.to_owned(),
+                })
+                .collect()
+        });
+        if names.is_empty() {
+            return Err(CapabilityError::NotFound);
+        }
+        names.dedup();
+        Ok(names)
     }
 
     pub fn clock_wall_now() -> Result<u64, CapabilityError> {

@@ -351,3 +351,76 @@ fn a_long_run_over_tiny_segments_completes_verifies_and_has_one_invocation_per_e
         );
     }
 }
+
+#[test]
+fn replay_answers_file_reads_from_the_log_store_not_from_the_pack() {
+    use vigil::host::{Host, HostOptions};
+    use vigil::pack::PackSource;
+    use vigil::pipeline::sink::Memory;
+    use vigil::pipeline::source::Lines;
+
+    let pack = TestPack::new(&[PluginSpec {
+        id: "reader",
+        crate_name: "file-reader",
+        capabilities: "\"files\"",
+        config: "paths = [\"intel/list.txt\", \"intel/missing.txt\", \"../escape\"]",
+    }]);
+    std::fs::create_dir_all(pack.path().join("intel")).expect("intel dir");
+    std::fs::write(pack.path().join("intel/list.txt"), "evil.example\n").expect("list");
+    let audit_dir = pack.dir.path().join("audit");
+    let policy =
+        "[packs.t.plugins.reader]\ncapabilities = [\"files\"]\nfiles = { dirs = [\"intel/\"] }\n";
+    let options = HostOptions {
+        policy: Policy::parse("policy.toml", policy).expect("policy"),
+        state_dir: pack.dir.path().join("state"),
+        audit_dir: Some(audit_dir.clone()),
+        command: "test".into(),
+    };
+    let mut host = Host::open(options, &[PackSource::Dir(pack.path().to_owned())]).expect("opens");
+    let input = events(10);
+    let mut sink = Memory::default();
+    host.run(
+        &mut Lines::new("test.jsonl", input.as_bytes()),
+        &mut sink,
+        None,
+        4,
+    )
+    .expect("runs");
+    host.close("test done").expect("closes");
+    let outcomes: Vec<_> = (sink.findings.iter())
+        .map(|f| {
+            vigil_tests::evidence(f, "outcome")
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 9, "3 paths x 3 batches: {outcomes:?}");
+    assert_eq!(&outcomes[..3], ["13 bytes", "not found", "access denied"]);
+
+    // The pack's file changes after the run; replay still reads what the
+    // run read, from the audit directory's store.
+    std::fs::write(pack.path().join("intel/list.txt"), "changed\n").expect("rewrite");
+    let engine = vigil::engine::build_engine().expect("engine");
+    let results = replay(&engine, &audit_dir, &Selection::default()).expect("replays");
+    assert_eq!(results.len(), 3);
+    for r in &results {
+        assert_eq!(r.verdict, Verdict::Identical, "{r:?}");
+        assert_eq!(r.host_calls, 3, "{r:?}");
+    }
+
+    // A stored file that no longer matches its digest is a mismatch, not
+    // a silent pass.
+    let store = vigil::audit::files_store(&audit_dir);
+    let stored = std::fs::read_dir(&store)
+        .expect("store")
+        .next()
+        .expect("one file");
+    std::fs::write(stored.expect("entry").path(), "tampered\n").expect("tamper");
+    let results = replay(&engine, &audit_dir, &Selection::default()).expect("replays");
+    for r in &results {
+        assert!(
+            matches!(&r.verdict, Verdict::Mismatch(why) if why.contains("does not hash")),
+            "{r:?}"
+        );
+    }
+}

@@ -5,12 +5,15 @@
 //!   this workspace builds from the crate `NAME` (`_` for `-`);
 //! - `policy.toml`: the operator policy;
 //! - `events.jsonl`: the input;
+//! - `pack/` (optional): more files of the pack (intel lists, rules),
+//!   copied beside `pack.toml` with symbolic links kept as links;
 //! - `revocations.json` (optional): the state dir's revocation list;
 //! - `expected.json`: either `{"load_error": "text"}` (the pack is refused
 //!   with a reason containing it) or `{"findings": [{plugin, rule_id,
 //!   event}], "denied": [{plugin, interface, function}]}`: the findings
 //!   emitted (any order) and the host calls the audit log records as
-//!   denied (detectors' and enrichers', in order of the log).
+//!   denied (detectors' and enrichers', any order); a denied entry may add
+//!   `args` (the recorded arguments), and then every entry's are compared.
 //!
 //! Adding a case is adding a directory; a `*-denied` case proves a refusal
 //! from the audit log, not only from the plugin's behaviour.
@@ -73,6 +76,9 @@ fn run_case(case: &Path) -> Result<(), String> {
             .ok_or_else(|| format!("no component built from crate `{crate_name}`"))?;
         std::fs::copy(built, pack_dir.join(&plugin.component)).map_err(|e| e.to_string())?;
     }
+    if case.join("pack").is_dir() {
+        copy_tree(&case.join("pack"), &pack_dir).map_err(|e| format!("pack/: {e}"))?;
+    }
     if case.join("revocations.json").exists() {
         std::fs::copy(
             case.join("revocations.json"),
@@ -112,12 +118,18 @@ fn run_case(case: &Path) -> Result<(), String> {
         })
         .collect();
     found.sort();
+    let with_args =
+        (expected["denied"].as_array().into_iter().flatten()).any(|d| d.get("args").is_some());
     let mut denied: Vec<Triple> = Vec::new();
     query::for_each(&audit_dir, |entry, _| {
         if let Record::Invocation(inv) | Record::Enrichment(inv) = entry.record {
             for call in inv.host_calls {
                 if call.status == CallStatus::Denied {
-                    denied.push((inv.plugin.clone(), call.interface, call.function));
+                    let mut function = call.function;
+                    if with_args {
+                        function = format!("{function} {}", call.args);
+                    }
+                    denied.push((inv.plugin.clone(), call.interface, function));
                 }
             }
         }
@@ -129,7 +141,24 @@ fn run_case(case: &Path) -> Result<(), String> {
     if found != want {
         problems.push(format!("findings {found:?}, expected {want:?}"));
     }
-    let want = triples(&expected, "denied", ["plugin", "interface", "function"]);
+    let mut want = triples(&expected, "denied", ["plugin", "interface", "function"]);
+    if with_args {
+        let args =
+            (expected["denied"].as_array().into_iter().flatten()).map(|d| d["args"].to_string());
+        let mut described: Vec<Triple> = (expected["denied"].as_array().into_iter().flatten())
+            .zip(args)
+            .map(|(d, args)| {
+                let text = |f: &str| d[f].as_str().unwrap_or_default().to_owned();
+                (
+                    text("plugin"),
+                    text("interface"),
+                    format!("{} {args}", text("function")),
+                )
+            })
+            .collect();
+        described.sort();
+        want = described;
+    }
     if denied != want {
         problems.push(format!("denied host calls {denied:?}, expected {want:?}"));
     }
@@ -172,4 +201,23 @@ fn every_case_under_tests_cases_runs_as_its_files_say() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+/// Copy `from` into `to`, keeping symbolic links as links (a case may hold
+/// a link that leads out of a granted directory).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dest) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dest)?;
+        } else if kind.is_dir() {
+            copy_tree(&src, &dest)?;
+        } else {
+            std::fs::copy(&src, &dest)?;
+        }
+    }
+    Ok(())
 }

@@ -14,7 +14,7 @@ fn inspect_lists_exactly_the_capabilities_each_example_plugin_imports_and_reques
     let expected: [(&str, &[Capability]); 3] = [
         ("encoded-powershell", &[]),
         ("brute-force", &[Capability::Log, Capability::State]),
-        ("ioc-match", &[]),
+        ("ioc-match", &[Capability::Files]),
     ];
     for (crate_name, caps) in expected {
         let bytes = std::fs::read(vigil_tests::component(crate_name)).expect("component");

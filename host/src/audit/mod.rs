@@ -25,7 +25,7 @@ pub mod tape;
 pub mod verify;
 pub mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -419,6 +419,12 @@ fn invocation<T>(
         quarantined: outcome.quarantined_now(),
         probe: outcome.probe,
     }
+}
+
+/// The audit directory's store of what plugins read through `files`
+/// (one file per SHA-256), beside `components/`.
+pub fn files_store(dir: &Path) -> PathBuf {
+    dir.join("files")
 }
 
 /// The recorded outcome of a failed call.

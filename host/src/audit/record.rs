@@ -245,6 +245,10 @@ pub struct GrantSet {
     /// secret values), when `http` is effective.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<crate::policy::HttpGrant>,
+    /// The `files` grant (directories below the pack, size limit), when
+    /// `files` is effective.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<crate::capability::files::FilesGrant>,
 }
 
 /// The resolved limits of a plugin.

@@ -158,6 +158,37 @@ impl Tape {
         T: Serialize + DeserializeOwned,
         E: RecordedError,
     {
+        self.call_summarised(
+            interface,
+            function,
+            args,
+            live,
+            |value| json!(value),
+            |value| value,
+            |recorded| serde_json::from_value(recorded).map_err(|e| e.to_string()),
+        )
+    }
+
+    /// [`Tape::call_detailed`] for a result that is recorded as a summary
+    /// rather than in full (`files.read`: size and digest, the bytes kept
+    /// elsewhere). `live` produces the full result; `summary` is what the
+    /// record holds; `output` is what the guest gets from a live result and
+    /// `restore` rebuilds it from a recorded summary on replay (an `Err`
+    /// there is a divergence).
+    #[allow(clippy::too_many_arguments)]
+    pub fn call_summarised<T, U, E>(
+        &mut self,
+        interface: Capability,
+        function: &'static str,
+        args: Value,
+        live: impl FnOnce() -> Result<T, Refusal<E>>,
+        summary: impl FnOnce(&T) -> Value,
+        output: impl FnOnce(T) -> U,
+        restore: impl FnOnce(Value) -> Result<U, String>,
+    ) -> Result<U, E>
+    where
+        E: RecordedError,
+    {
         match self {
             Tape::Record(recorder) => {
                 let size = value_bytes(&args);
@@ -179,7 +210,7 @@ impl Tape {
                     None => live(),
                 };
                 let (status, recorded, detail) = match &result {
-                    Ok(value) => (CallStatus::Allowed, json!({ "ok": value }), None),
+                    Ok(value) => (CallStatus::Allowed, json!({ "ok": summary(value) }), None),
                     Err(r) => (
                         r.error.status(),
                         json!({ "error": r.error.code() }),
@@ -195,9 +226,9 @@ impl Tape {
                     result: recorded,
                     detail,
                 });
-                result.map_err(|r| r.error)
+                result.map(output).map_err(|r| r.error)
             }
-            Tape::Replay(replayer) => replayer.answer(interface, function, args),
+            Tape::Replay(replayer) => replayer.answer(interface, function, args, restore),
         }
     }
 
@@ -247,12 +278,13 @@ fn describe(call: &HostCall) -> String {
 }
 
 impl Replayer {
-    fn answer<T: DeserializeOwned, E: RecordedError>(
+    fn answer<U, E: RecordedError>(
         &mut self,
         interface: Capability,
         function: &'static str,
         args: Value,
-    ) -> Result<T, E> {
+        restore: impl FnOnce(Value) -> Result<U, String>,
+    ) -> Result<U, E> {
         if self.next >= self.calls.len() && self.refused > 0 {
             self.refused -= 1;
             return Err(E::access_denied());
@@ -286,7 +318,18 @@ impl Replayer {
             }
         };
         let decoded = if let Some(ok) = recorded.get("ok") {
-            serde_json::from_value::<T>(ok.clone()).ok().map(Ok)
+            match restore(ok.clone()) {
+                Ok(value) => Some(Ok(value)),
+                Err(why) => {
+                    self.diverge(format!(
+                        "host call #{}: recorded result {} does not fit {}: {why}",
+                        index + 1,
+                        recorded,
+                        describe(&made)
+                    ));
+                    return Err(E::access_denied());
+                }
+            }
         } else {
             recorded
                 .get("error")

@@ -15,6 +15,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod files;
 pub mod http;
 pub mod log;
 pub mod state;
@@ -43,16 +44,19 @@ pub enum Capability {
     Clock,
     /// `vigil:plugin/http`: outbound HTTP to granted origins.
     Http,
+    /// `vigil:plugin/files`: read-only files below granted directories of the pack.
+    Files,
 }
 
 impl Capability {
     /// Every capability this host offers.
-    pub const ALL: [Capability; 5] = [
+    pub const ALL: [Capability; 6] = [
         Capability::Log,
         Capability::Config,
         Capability::State,
         Capability::Clock,
         Capability::Http,
+        Capability::Files,
     ];
 
     /// Short name used in `pack.toml` and `vigil.toml`.
@@ -63,7 +67,13 @@ impl Capability {
             Capability::State => "state",
             Capability::Clock => "clock",
             Capability::Http => "http",
+            Capability::Files => "files",
         }
+    }
+
+    /// Every capability's name, comma-separated, for help and error text.
+    pub fn names() -> String {
+        Capability::ALL.map(Capability::name).join(", ")
     }
 
     /// Fully qualified interface name as it appears in a component's imports.

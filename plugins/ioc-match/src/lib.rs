@@ -1,19 +1,36 @@
-//! Matches events against indicator lists supplied through config.
+//! Matches events against indicator lists: files of the pack read through
+//! the `files` capability, and lists in config.
 //!
 //! Config (each a TOML array of strings; an empty or missing list matches
 //! nothing):
+//! - `lists`: files of the pack (e.g. `["intel/iocs.txt"]`, below a
+//!   directory the operator granted with `files = { dirs = ["intel/"] }`),
+//!   one indicator per line, `#` starts a comment. A line is a SHA-256 when
+//!   it is 64 hex digits, an IP when it parses as one, else a domain.
 //! - `domains`: a name matches when it equals an indicator or is a subdomain
 //!   of one (`a.evil.example` matches `evil.example`; `notevil.example` does not).
 //! - `ips`: exact IPv4/IPv6 text.
 //! - `sha256`: hex digests, compared case-insensitively against the
 //!   `SHA256=` part of Sysmon's `Hashes` field.
 //!
+//! The lists are read in `init`, which the host runs once per pack load
+//! when it can pre-initialise the plugin, so a large list costs nothing per
+//! batch. The sets use a fixed-key hasher: a random one would ask the host
+//! for randomness in `init` (see the README on pre-initialisation), and
+//! only the operator's indicators are inserted, so there is nothing for an
+//! attacker to flood.
+//!
 //! One finding per indicator kind per event: `vigil.ioc.domain`,
 //! `vigil.ioc.ip`, `vigil.ioc.hash`.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, DefaultHasher};
+use std::net::IpAddr;
 
-use vigil_sdk::{Config, Detector, Event, Finding, Findings, PluginError, Severity};
+use vigil_sdk::{Config, Detector, Event, Finding, Findings, PluginError, Severity, files};
+
+/// A set of lower-cased indicators.
+type Set = HashSet<String, BuildHasherDefault<DefaultHasher>>;
 
 /// Fields holding a domain name, by event shape (Sysmon 22 and 3).
 const DOMAIN_FIELDS: [&str; 2] = [
@@ -33,26 +50,30 @@ const IMAGE_FIELD: &str = "Event.EventData.Image";
 
 /// The detector with its indicator sets (lower-cased).
 pub struct IocMatch {
-    domains: HashSet<String>,
-    ips: HashSet<String>,
-    sha256: HashSet<String>,
+    domains: Set,
+    ips: Set,
+    sha256: Set,
 }
 
 impl Detector for IocMatch {
     fn init(config: &Config) -> Result<Self, PluginError> {
-        let lowered = |key: &str| -> Result<HashSet<String>, PluginError> {
+        let lowered = |key: &str| -> Result<Set, PluginError> {
             Ok(config
                 .string_list(key)?
-                .into_iter()
-                .map(|s| s.trim().trim_end_matches('.').to_ascii_lowercase())
-                .filter(|s| !s.is_empty())
+                .iter()
+                .filter_map(|s| normalise(s))
                 .collect())
         };
-        let plugin = IocMatch {
+        let mut plugin = IocMatch {
             domains: lowered("domains")?,
             ips: lowered("ips")?,
             sha256: lowered("sha256")?,
         };
+        for path in config.string_list("lists")? {
+            let text = files::read_to_string(&path)
+                .map_err(|e| PluginError::InvalidConfig(format!("`lists` entry {path:?}: {e}")))?;
+            plugin.add_list(&text);
+        }
         if let Some(bad) = plugin
             .sha256
             .iter()
@@ -130,6 +151,24 @@ impl Detector for IocMatch {
 vigil_sdk::export_detector!(IocMatch);
 
 impl IocMatch {
+    /// Add every indicator of a list file, each to the set its form says.
+    fn add_list(&mut self, text: &str) {
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or_default();
+            let Some(indicator) = normalise(line) else {
+                continue;
+            };
+            let set = if indicator.len() == 64 && indicator.bytes().all(|b| b.is_ascii_hexdigit()) {
+                &mut self.sha256
+            } else if indicator.parse::<IpAddr>().is_ok() {
+                &mut self.ips
+            } else {
+                &mut self.domains
+            };
+            set.insert(indicator);
+        }
+    }
+
     /// The indicator `name` equals or is a subdomain of.
     fn domain_indicator(&self, name: &str) -> Option<&str> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
@@ -141,6 +180,13 @@ impl IocMatch {
             candidate = candidate.split_once('.')?.1;
         }
     }
+}
+
+/// An indicator as the sets hold it: trimmed, without a trailing dot,
+/// lower case; `None` when nothing is left.
+fn normalise(indicator: &str) -> Option<String> {
+    let s = indicator.trim().trim_end_matches('.').to_ascii_lowercase();
+    (!s.is_empty()).then_some(s)
 }
 
 /// The last segment of a dotted path, used as the evidence key.
@@ -214,5 +260,34 @@ mod tests {
             .run::<IocMatch>("")
             .unwrap_err();
         assert!(matches!(err, PluginError::InvalidConfig(m) if m.contains("ips")));
+    }
+
+    #[test]
+    fn list_files_add_indicators_by_their_form() {
+        let list = "# intel\nEvil.Example.\n198.51.100.7  # c2\n\n\
+                    2C26B46B68FFC68FF99B453C1D30413413422D706483BFA0F98A5E886266E7AE\n";
+        let mut host = TestHost::new()
+            .config("lists", r#"["intel/iocs.txt"]"#)
+            .file("intel/iocs.txt", list.as_bytes());
+        let event =
+            r#"{"Event":{"EventData":{"QueryName":"x.evil.example","DestinationIp":"198.51.100.7",
+            "Hashes":"SHA256=2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"}}}"#
+                .replace('\n', "");
+        let found: Vec<String> = (host.run::<IocMatch>(&event).expect("detect").into_iter())
+            .map(|f| f.rule_id)
+            .collect();
+        assert_eq!(
+            found,
+            ["vigil.ioc.domain", "vigil.ioc.ip", "vigil.ioc.hash"]
+        );
+    }
+
+    #[test]
+    fn an_unreadable_list_fails_init_naming_the_file() {
+        let err = TestHost::new()
+            .config("lists", r#"["intel/missing.txt"]"#)
+            .run::<IocMatch>("")
+            .unwrap_err();
+        assert!(matches!(err, PluginError::InvalidConfig(m) if m.contains("intel/missing.txt")));
     }
 }

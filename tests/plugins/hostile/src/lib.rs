@@ -52,6 +52,9 @@ pub enum Mode {
     /// Trap on the first `traps` calls (config, default 1; counted in state
     /// under `count/calls`, which survives the trap), then echo.
     TrapThenEcho,
+    /// Call the `log` capability from `init` (a host import the
+    /// pre-initialisation snapshot cannot hold), then echo.
+    LogInInit,
 }
 
 /// Text a plugin might use to pass for the host on a terminal or in a
@@ -92,6 +95,10 @@ impl Detector for Hostile {
             "state-hog" => Mode::StateHog,
             "forge" => Mode::Forge,
             "trap-then-echo" => Mode::TrapThenEcho,
+            "log-in-init" => {
+                log::info("init ran");
+                Mode::LogInInit
+            }
             // Fail `init` with a 40 MB error message.
             "huge-error" => return Err(PluginError::Internal("E".repeat(40 << 20))),
             other => {
@@ -123,7 +130,9 @@ impl Detector for Hostile {
             Finding::new("hostile.report", "report", Severity::Info).evidence(key, value)
         };
         match self.mode {
-            Mode::Echo | Mode::ManyFields | Mode::SleepInInit => echo(events, findings),
+            Mode::Echo | Mode::ManyFields | Mode::SleepInInit | Mode::LogInInit => {
+                echo(events, findings)
+            }
             Mode::Sleep => {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
                 echo(events, findings);
