@@ -22,6 +22,12 @@
 //! - `starter_pack/throughput-audited`: the same with the audit log on (full
 //!   inputs), followed by one line with the log's records/s and bytes/event.
 //!
+//! - `preinit/ioc_50k/{snapshot,per-instance}`: a fresh instance and its
+//!   first `detect` (one event) for `ioc-match` with 50,000 indicators read
+//!   from a file in `init`: started from the load-time snapshot, and with
+//!   `preinit = false` (init on every instance, as before); the load time
+//!   of each is printed once.
+//!
 //! Throughput is reported per event ("elem/s"); divide to get ns/event.
 
 // `criterion_group!` generates an undocumented `pub fn`; a bench target has
@@ -341,9 +347,63 @@ fn report_audit_size(events: &'static [u8], count: usize) {
     );
 }
 
+/// `ioc-match` with a 50,000-line indicator file, loaded with `preinit`.
+fn ioc_50k(preinit: bool) -> (tempfile::TempDir, std::sync::Arc<vigil::pack::Generation>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = vigil::artifacts::component_path("ioc-match").expect("ioc-match is built");
+    std::fs::copy(wasm, dir.path().join("ioc.wasm")).expect("copy");
+    std::fs::create_dir_all(dir.path().join("intel")).expect("intel");
+    let mut list = String::new();
+    for i in 0..50_000u32 {
+        match i % 3 {
+            0 => list.push_str(&format!("host-{i}.bad-{}.example\n", i % 97)),
+            1 => list.push_str(&format!("10.{}.{}.{}\n", i >> 16, (i >> 8) & 255, i & 255)),
+            _ => list.push_str(&format!("{:064x}\n", u64::from(i) * 0x9e37_79b9_7f4a_7c15)),
+        }
+    }
+    std::fs::write(dir.path().join("intel/iocs.txt"), list).expect("write list");
+    std::fs::write(
+        dir.path().join("pack.toml"),
+        "name = \"bench\"\nversion = \"1\"\n[[plugins]]\nid = \"ioc\"\ncomponent = \"ioc.wasm\"\nworld = \"detector\"\ncapabilities = [\"files\"]\nconfig = { lists = [\"intel/iocs.txt\"] }\n",
+    )
+    .expect("write");
+    let policy = Policy::parse(
+        "bench.toml",
+        &format!(
+            "preinit = {preinit}\n[limits]\ndeadline_ms = 10000\nmemory_mb = 256\n[packs.bench.plugins.ioc]\ncapabilities = [\"files\"]\nfiles = {{ dirs = [\"intel/\"] }}\n"
+        ),
+    )
+    .expect("policy");
+    let runtime = Runtime::new(policy, dir.path().join("state")).expect("engine");
+    let started = std::time::Instant::now();
+    let generation = runtime
+        .load(PackSource::Dir(dir.path().to_owned()))
+        .expect("loads");
+    println!(
+        "preinit/ioc_50k: load with preinit = {preinit}: {:.1} ms ({})",
+        started.elapsed().as_secs_f64() * 1e3,
+        generation.detectors[0].init_mode().name()
+    );
+    (dir, generation)
+}
+
+fn preinit(c: &mut Criterion) {
+    // A DNS query for the 3,000th indicator, so the lookup finds it.
+    let event: &[u8] = br#"{"Event":{"EventData":{"QueryName":"x.host-3000.bad-90.example"}}}"#;
+    let batch = batch_of(&[event]);
+    let mut group = c.benchmark_group("preinit/ioc_50k");
+    for (name, on) in [("snapshot", true), ("per-instance", false)] {
+        let (_dir, generation) = ioc_50k(on);
+        let plugin = &generation.detectors[0];
+        assert_eq!(plugin.detect(&batch).result.map(|f| f.len()), Ok(1));
+        group.bench_function(name, |b| b.iter(|| plugin.detect(&batch)));
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    targets = boundary, host_encode, event_access, starter_pack
+    targets = boundary, host_encode, event_access, starter_pack, preinit
 }
 criterion_main!(benches);

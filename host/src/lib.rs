@@ -9,6 +9,7 @@
 //!   requests and what the operator grants;
 //! - [`pack`]: loading a pack into a [`pack::Generation`];
 //! - [`plugin`]: one call into a plugin, limits and quarantine;
+//! - [`preinit`]: `init` run once per load and snapshotted (wasmtime-wizer);
 //! - [`watchdog`]: proof that no call outlives its deadline;
 //! - [`plugin_text`]: what a plugin says, made safe to show;
 //! - [`pipeline`]: events in (sources), batches through every pack's
@@ -37,6 +38,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod plugin_text;
 pub mod policy;
+pub mod preinit;
 pub mod replay;
 pub mod revocation;
 pub mod runtime;

@@ -18,6 +18,7 @@ use vigil::pipeline::sink::JsonLines;
 use vigil::pipeline::source::{self, EventSource, Lines};
 use vigil::plugin_text::{PluginLines, PluginText};
 use vigil::policy::Policy;
+use vigil::preinit::InitMode;
 use vigil::revocation::{self, Action, ChangeRequest, Recorded};
 use vigil::runtime::Runtime;
 
@@ -312,6 +313,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             names(&r.effective),
                             &r.digest[..16]
                         );
+                        match r.init.as_ref().map(|i| &i.mode) {
+                            Some(InitMode::Snapshot { .. }) => {
+                                println!("    init: snapshot (run once at load)")
+                            }
+                            Some(InitMode::PerInstance { why }) => {
+                                println!("    init: per instance ({})", PluginText(why))
+                            }
+                            None => {}
+                        }
                         for w in &r.warnings {
                             println!("    warning: {w}");
                         }

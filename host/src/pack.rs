@@ -17,7 +17,7 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
 use crate::audit::grants_digest;
-use crate::audit::record::{GrantSet, LimitsRecord};
+use crate::audit::record::{GrantSet, InitRecord, LimitsRecord};
 use crate::bindings::DetectorPre;
 use crate::bindings::enricher::EnricherPre;
 use crate::capability::files::{FilesPolicy, PackFiles};
@@ -27,6 +27,7 @@ use crate::engine::{ComponentCache, sha256_hex};
 use crate::manifest::{ManifestError, PackManifest, PluginManifest, World};
 use crate::plugin::{LoadedPlugin, PluginPre};
 use crate::policy::{EnrichmentConfig, HttpGrant, Limits, Policy};
+use crate::preinit::{InitMode, InitRun, Preinitialised};
 use crate::revocation::{RevocationScope, Revocations};
 use crate::sandbox::{CallTemplate, linker_for};
 use crate::state_store::StateQuota;
@@ -221,6 +222,8 @@ pub struct PluginReport {
     pub component: ComponentBytes,
     /// Grants that load but cannot work as written, for `vigil check`.
     pub warnings: Vec<String>,
+    /// How its instances start (`None` for responders, never called yet).
+    pub init: Option<InitRecord>,
 }
 
 /// A component's bytes; `Debug` shows only the length.
@@ -479,7 +482,7 @@ fn load_plugin(
         http: http_grant,
         files: files_grant,
     };
-    let report = PluginReport {
+    let mut report = PluginReport {
         id: id.to_owned(),
         world: plugin.world,
         requested: plugin.capabilities.clone(),
@@ -490,6 +493,7 @@ fn load_plugin(
         warnings,
         grants,
         component: ComponentBytes(Arc::from(&*bytes)),
+        init: None,
     };
     let wrong_world = |world: &'static str, message: String| {
         vec![LoadError::WrongWorld {
@@ -523,11 +527,6 @@ fn load_plugin(
         return Ok((None, report));
     }
 
-    // Second check happens at call time inside each capability; here we link
-    // exactly the effective capabilities and nothing else.
-    let pre = link_plugin(ctx.engine, &component, &effective, plugin.world)
-        .map_err(|e| wrong_world(plugin.world.name(), format!("{e:#}")))?;
-
     let state = if effective.contains(&Capability::State) {
         let store = ctx.state_stores.open(pack, id, state_quota).map_err(|e| {
             vec![LoadError::State {
@@ -554,6 +553,36 @@ fn load_plugin(
             Arc::from(id),
         )),
     };
+    // Run `init` once now and start every instance from its snapshot, or
+    // say why not (`preinit.rs`).
+    let run = InitRun {
+        engine: ctx.engine,
+        cache: ctx.cache,
+        bytes: &bytes,
+        world: plugin.world,
+        effective: &effective,
+        template: &template,
+        deadline: limits.deadline,
+    };
+    let preinit = if ctx.policy.preinit == Some(false) {
+        Preinitialised {
+            component,
+            mode: InitMode::PerInstance {
+                why: "pre-initialisation is off in the policy (`preinit = false`)".into(),
+            },
+            host_calls: Vec::new(),
+        }
+    } else {
+        run.preinitialise(component, template.live_tape())
+    };
+    report.init = Some(InitRecord {
+        mode: preinit.mode.clone(),
+        host_calls: preinit.host_calls,
+    });
+    // Second check happens at call time inside each capability; here we link
+    // exactly the effective capabilities and nothing else.
+    let pre = link_plugin(ctx.engine, &preinit.component, &effective, plugin.world)
+        .map_err(|e| wrong_world(plugin.world.name(), format!("{e:#}")))?;
     let loaded = LoadedPlugin {
         pack: Arc::from(pack),
         pack_version: Arc::from(manifest.version.as_str()),
@@ -566,6 +595,7 @@ fn load_plugin(
         engine: ctx.engine.clone(),
         pre,
         template,
+        init: preinit.mode,
         health: Mutex::default(),
         projection: Mutex::default(),
     };

@@ -35,6 +35,7 @@ use crate::engine::deadline_ticks;
 use crate::output::{MAX_EVIDENCE_PER_FINDING, MAX_TECHNIQUES, emitted_bytes, enrichment_bytes};
 use crate::plugin_text::{self, MAX_ERROR_BYTES};
 use crate::policy::Limits;
+use crate::preinit::InitMode;
 use crate::sandbox::{CallState, CallTemplate};
 use crate::state_store::StateStore;
 use crate::watchdog;
@@ -314,6 +315,8 @@ pub struct LoadedPlugin {
     pub(crate) engine: Engine,
     pub(crate) pre: PluginPre,
     pub(crate) template: CallTemplate,
+    /// Whether instances start from a snapshot taken after `init`.
+    pub(crate) init: InitMode,
     pub(crate) health: Mutex<Health>,
     /// The last field list the plugin declared, compiled. Plugins declare
     /// the same list on every `init`, so this is compiled once.
@@ -350,6 +353,12 @@ impl LoadedPlugin {
     /// The plugin's state store, if `state` is granted.
     pub fn state_store(&self) -> Option<&Arc<StateStore>> {
         self.template.state.as_ref().map(|(store, _)| store)
+    }
+
+    /// How its instances start: from a snapshot taken after `init`, or
+    /// running `init` each time (and why).
+    pub fn init_mode(&self) -> &InitMode {
+        &self.init
     }
 
     /// `pack/plugin`, for messages.
@@ -482,10 +491,12 @@ impl LoadedPlugin {
                     CallError::Trap(m) => CallError::Instantiate(m),
                     other => other,
                 })?;
-        enricher
-            .call_init(&mut *store, &self.template.config)
-            .map_err(|e| self.classify(store, e))?
-            .map_err(|e| CallError::Init(plugin_error_text(&e)))?;
+        if let InitMode::PerInstance { .. } = self.init {
+            enricher
+                .call_init(&mut *store, &self.template.config)
+                .map_err(|e| self.classify(store, e))?
+                .map_err(|e| CallError::Init(plugin_error_text(&e)))?;
+        }
         let enrichment = enricher
             .call_enrich(&mut *store, finding)
             .map_err(|e| self.classify(store, e))?
@@ -602,12 +613,18 @@ impl LoadedPlugin {
                 CallError::Trap(m) => CallError::Instantiate(m),
                 other => other,
             })?;
-        let info = detector
-            .call_init(&mut *store, &self.template.config)
-            .map_err(|e| self.classify(store, e))?
-            .map_err(|e| CallError::Init(plugin_error_text(&e)))?;
-        let projection = info
-            .fields
+        let fields = match &self.init {
+            // `init` ran at load; the instance starts from its snapshot.
+            InitMode::Snapshot { fields } => fields.clone(),
+            InitMode::PerInstance { .. } => {
+                detector
+                    .call_init(&mut *store, &self.template.config)
+                    .map_err(|e| self.classify(store, e))?
+                    .map_err(|e| CallError::Init(plugin_error_text(&e)))?
+                    .fields
+            }
+        };
+        let projection = fields
             .map(|fields| self.compile_projection(fields))
             .transpose()?;
         Ok((detector, projection))

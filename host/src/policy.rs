@@ -9,6 +9,7 @@
 //! state_dir = ".vigil"          # plugin state and compiled-component cache
 //! batch_size = 256              # events per plugin call
 //! batch_linger_ms = 5           # a live source's batch closes this long after its first event
+//! preinit = true                # run each plugin's `init` once at load, snapshot it (false: every instance)
 //!
 //! [limits]                      # defaults for every plugin
 //! deadline_ms = 250             # wall-clock budget per call (init + detect); enrichers
@@ -86,6 +87,11 @@ pub struct Policy {
     /// events after its first, in ms (default 5, at most 60,000).
     #[serde(default)]
     pub batch_linger_ms: Option<u64>,
+    /// Run each plugin's `init` once at load and start every instance from
+    /// a snapshot of it (default true; `preinit.rs`). `false` runs `init`
+    /// on every fresh instance, as hosts before pre-initialisation did.
+    #[serde(default)]
+    pub preinit: Option<bool>,
     /// Default limits for every plugin.
     #[serde(default)]
     pub limits: LimitsConfig,

@@ -18,7 +18,9 @@ use wasmtime::Engine;
 
 use crate::audit::outcome_of;
 use crate::audit::query::{self, Entry};
-use crate::audit::record::{BatchRecord, InvocationRecord, Lifecycle, Outcome, PluginLoad, Record};
+use crate::audit::record::{
+    BatchRecord, InitRecord, InvocationRecord, Lifecycle, Outcome, PluginLoad, Record,
+};
 use crate::audit::tape::Tape;
 use crate::capability::Capability;
 use crate::capability::files::FilesPolicy;
@@ -28,6 +30,7 @@ use crate::manifest::World;
 use crate::output::{EnrichmentResult, FindingRecord};
 use crate::pack::link_plugin;
 use crate::plugin::LoadedPlugin;
+use crate::preinit::{InitMode, InitRun};
 use crate::sandbox::CallTemplate;
 use crate::state_store::{StateQuota, StateStore};
 use vigil_event::Batch;
@@ -217,8 +220,6 @@ fn build_from_bytes(
         World::Enricher | World::Detector => load.world,
         World::Responder => return Err("a responder plugin cannot be replayed".into()),
     };
-    let pre = link_plugin(engine, &component, &grants.effective, world)
-        .map_err(|e| format!("component does not link: {e:#}"))?;
     // Replay never touches real state: the tape answers every state call,
     // and this scratch store only satisfies the linker's shape.
     let state = if grants.effective.contains(&Capability::State) {
@@ -235,6 +236,60 @@ fn build_from_bytes(
         None
     };
     let limits = crate::policy::Limits::from(grants.limits);
+    let template = CallTemplate {
+        memory_bytes: limits.memory_bytes as usize,
+        log_budget: limits.log_records_per_call,
+        config: Arc::new(grants.config.clone()),
+        clock_origin: Instant::now(),
+        state,
+        // The tape answers every http call; no request is made, so the
+        // grant is rebuilt without reading any secret.
+        http: grants
+            .http
+            .as_ref()
+            .map(|g| HttpPolicy::resolve(g, &SecretSource::placeholders()).map(Arc::new))
+            .transpose()?,
+        // The tape answers `list-dir`; `read` contents come from the audit
+        // directory's store, by the recorded digest.
+        files: (grants.files.as_ref())
+            .map(|_| Arc::new(FilesPolicy::replay(crate::audit::files_store(dir)))),
+        // Replay answers from the record, revoked calls included.
+        revocations: None,
+    };
+    // A plugin snapshotted at load is snapshotted again, its `init`'s host
+    // calls answered from the pack-load record; one that ran `init` per
+    // instance (or a log from before pre-initialisation) runs it per call.
+    let (component, init) = match &load.init {
+        Some(InitRecord {
+            mode: InitMode::Snapshot { .. },
+            host_calls,
+        }) => {
+            let run = InitRun {
+                engine,
+                cache: &ComponentCache::disabled(),
+                bytes,
+                world,
+                effective: &grants.effective,
+                template: &template,
+                deadline: limits.deadline,
+            };
+            let again = run.preinitialise(component, Tape::replay(host_calls.clone(), 0));
+            if let InitMode::PerInstance { why } = &again.mode {
+                return Err(format!(
+                    "the recorded snapshot cannot be taken again: {why}"
+                ));
+            }
+            (again.component, again.mode)
+        }
+        _ => (
+            component,
+            InitMode::PerInstance {
+                why: "recorded so".into(),
+            },
+        ),
+    };
+    let pre = link_plugin(engine, &component, &grants.effective, world)
+        .map_err(|e| format!("component does not link: {e:#}"))?;
     Ok(Arc::new(LoadedPlugin {
         pack: Arc::from(inv.pack.as_str()),
         pack_version: Arc::from(inv.version.as_str()),
@@ -246,26 +301,8 @@ fn build_from_bytes(
         limits,
         engine: engine.clone(),
         pre,
-        template: CallTemplate {
-            memory_bytes: limits.memory_bytes as usize,
-            log_budget: limits.log_records_per_call,
-            config: Arc::new(grants.config.clone()),
-            clock_origin: Instant::now(),
-            state,
-            // The tape answers every http call; no request is made, so the
-            // grant is rebuilt without reading any secret.
-            http: grants
-                .http
-                .as_ref()
-                .map(|g| HttpPolicy::resolve(g, &SecretSource::placeholders()).map(Arc::new))
-                .transpose()?,
-            // The tape answers `list`; `read` contents come from the
-            // audit directory's store, by the recorded digest.
-            files: (grants.files.as_ref())
-                .map(|_| Arc::new(FilesPolicy::replay(crate::audit::files_store(dir)))),
-            // Replay answers from the record, revoked calls included.
-            revocations: None,
-        },
+        template,
+        init,
         health: Mutex::default(),
         projection: Mutex::default(),
     }))

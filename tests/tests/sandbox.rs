@@ -686,3 +686,50 @@ fn state_growth_is_refused_at_the_quota_with_the_store_on_disk_bounded() {
     let bytes = std::fs::metadata(&file).expect("state file").len();
     assert!(bytes < 4 << 20, "{bytes} bytes on disk for a 1 MiB quota");
 }
+
+/// `init` runs once at load and instances start from its snapshot; a
+/// plugin whose `init` calls a host import (here `log`) cannot be
+/// snapshotted and still works, running `init` on every instance, with the
+/// import's call recorded on every invocation.
+#[test]
+fn a_plugin_whose_init_calls_a_host_import_falls_back_to_per_instance_init() {
+    use vigil::preinit::InitMode;
+    let pack = TestPack::new(&[
+        hostile("echo", r#"mode = "echo""#),
+        hostile("logger", r#"mode = "log-in-init""#),
+    ]);
+    let (_rt, generation) = pack.load(&policy(&["echo", "logger"], "")).expect("loads");
+    let [echo, logger] = &generation.detectors[..] else {
+        panic!("two detectors")
+    };
+    assert!(
+        matches!(echo.init_mode(), InitMode::Snapshot { .. }),
+        "{:?}",
+        echo.init_mode()
+    );
+    let InitMode::PerInstance { why } = logger.init_mode() else {
+        panic!("the logger cannot be snapshotted: {:?}", logger.init_mode())
+    };
+    assert!(why.contains("host import"), "{why}");
+
+    let batch = one_batch(3);
+    for _ in 0..2 {
+        let snapshot = echo.detect(&batch);
+        assert_eq!(snapshot.result.map(|f| f.len()), Ok(3));
+        assert!(snapshot.host_calls.is_empty(), "no init, no host calls");
+        let fallback = logger.detect(&batch);
+        assert_eq!(fallback.result.map(|f| f.len()), Ok(3), "still works");
+        assert_eq!(
+            (fallback.host_calls.iter())
+                .map(|c| (c.interface.as_str(), c.function.as_str()))
+                .collect::<Vec<_>>(),
+            [("log", "emit")],
+            "init ran on this instance and its log call was recorded"
+        );
+    }
+    // The load report says so too (what `vigil check` prints).
+    let modes: Vec<_> = (generation.reports.iter())
+        .map(|r| r.init.as_ref().map(|i| i.mode.name()))
+        .collect();
+    assert_eq!(modes, [Some("snapshot"), Some("per-instance")]);
+}

@@ -146,6 +146,7 @@ impl Auditor {
                 component: report.digest.clone(),
                 grants: report.grants_digest.clone(),
                 grant_set: report.grants.clone(),
+                init: report.init.clone(),
             });
         }
         self.lifecycle(Lifecycle::PackLoad {

@@ -226,6 +226,22 @@ pub struct PluginLoad {
     pub grants: String,
     /// The effective grant set.
     pub grant_set: GrantSet,
+    /// How its instances start and what `init` read at load (absent in
+    /// logs written before pre-initialisation: every instance ran `init`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<InitRecord>,
+}
+
+/// How a plugin's instances start, and the host calls its `init` made
+/// when it was snapshotted at load (`config`, `files`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitRecord {
+    /// Snapshot or per-instance, and why.
+    #[serde(flatten)]
+    pub mode: crate::preinit::InitMode,
+    /// Host calls of the snapshot run, answered from here on replay.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_calls: Vec<HostCall>,
 }
 
 /// Everything a plugin was allowed, as one hashable value.
