@@ -338,8 +338,10 @@ impl Generation {
             match load_plugin(ctx, &source, &manifest, plugin) {
                 Ok((loaded, report)) => {
                     match plugin.world {
+                        World::Detector => detectors.extend(loaded),
                         World::Enricher => enrichers.extend(loaded),
-                        _ => detectors.extend(loaded),
+                        // Checked, not called yet (`load_plugin`).
+                        World::Responder => {}
                     }
                     reports.push(report);
                 }
@@ -612,8 +614,9 @@ pub(crate) fn link_plugin(
 ) -> wasmtime::Result<PluginPre> {
     let instance_pre = linker_for(engine, effective)?.instantiate_pre(component)?;
     Ok(match world {
+        World::Detector => PluginPre::Detector(DetectorPre::new(instance_pre)?),
         World::Enricher => PluginPre::Enricher(EnricherPre::new(instance_pre)?),
-        _ => PluginPre::Detector(DetectorPre::new(instance_pre)?),
+        World::Responder => wasmtime::bail!("the host does not call responders yet"),
     })
 }
 

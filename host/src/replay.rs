@@ -29,7 +29,7 @@ use crate::engine::{ComponentCache, sha256_hex};
 use crate::manifest::World;
 use crate::output::{EnrichmentResult, FindingRecord};
 use crate::pack::link_plugin;
-use crate::plugin::LoadedPlugin;
+use crate::plugin::{Detect, Enrich, LoadedPlugin};
 use crate::preinit::{InitMode, InitRun};
 use crate::sandbox::CallTemplate;
 use crate::state_store::{StateQuota, StateStore};
@@ -330,7 +330,7 @@ fn compare(plugin: &LoadedPlugin, inv: &InvocationRecord, source: &str, batch: &
         return Verdict::NotReplayable("the random seed is not 64 hex digits".into());
     };
     let tape = Tape::replay(inv.host_calls.clone(), inv.host_calls_refused);
-    let (result, divergence) = plugin.replay(batch, tape, seed);
+    let (result, divergence) = plugin.replay::<Detect>(batch, tape, seed);
     if let Some(d) = divergence {
         return Verdict::Mismatch(d);
     }
@@ -382,7 +382,7 @@ fn compare_enrichment(
         return Verdict::NotReplayable("the random seed is not 64 hex digits".into());
     };
     let tape = Tape::replay(inv.host_calls.clone(), inv.host_calls_refused);
-    let (result, divergence) = plugin.replay_enrich(&input.to_wit(), tape, seed);
+    let (result, divergence) = plugin.replay::<Enrich>(&input.to_wit(), tape, seed);
     if let Some(d) = divergence {
         return Verdict::Mismatch(d);
     }

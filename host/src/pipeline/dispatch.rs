@@ -22,7 +22,9 @@ use crate::audit::{AuditError, Auditor, BatchUnit, PluginCall};
 use crate::capability::log::{LogLevel, LogSource};
 use crate::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
 use crate::pack::{Generation, PackSlot};
-use crate::plugin::{Admission, CallError, CallOutcome, LoadedPlugin, QuarantineChange, Ticket};
+use crate::plugin::{
+    Admission, CallError, CallOutcome, Detect, LoadedPlugin, QuarantineChange, Ticket,
+};
 use crate::plugin_text::{self, PluginText};
 use crate::policy::EnrichmentConfig;
 use crate::revocation::Revocations;
@@ -835,7 +837,7 @@ fn call_plugin(
     batch: &Batch,
     source: &str,
 ) -> PluginCall {
-    let mut outcome = plugin.detect_with(ticket, batch);
+    let mut outcome = plugin.call::<Detect>(ticket, batch);
     let label = plugin.label();
     forward_logs(plugin, &outcome);
     let findings = match &mut outcome.result {

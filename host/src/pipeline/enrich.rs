@@ -22,7 +22,7 @@ use crate::audit::redact::Scrub;
 use crate::bindings::vigil::plugin::types::Enrichment;
 use crate::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
 use crate::pack::Generation;
-use crate::plugin::{Admission, CallOutcome, LoadedPlugin};
+use crate::plugin::{Admission, CallOutcome, Enrich, LoadedPlugin};
 use crate::plugin_text::PluginText;
 use crate::policy::EnrichmentConfig;
 
@@ -132,7 +132,7 @@ fn enrich_one(job: Job) -> Enriched {
                 continue;
             }
         };
-        let outcome = plugin.enrich_with(ticket, &input);
+        let outcome = plugin.call::<Enrich>(ticket, &input);
         super::dispatch::forward_logs(plugin, &outcome);
         super::dispatch::log_quarantine_changes(plugin, &outcome);
         if let Err(e) = &outcome.result {

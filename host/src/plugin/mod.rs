@@ -16,23 +16,27 @@
 //! happened on, so the audit log records it next to that invocation.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use vigil_event::{Batch, Projection};
 use wasmtime::{Engine, Store, Trap};
 
-use crate::bindings::enricher::{Enricher, EnricherPre};
-use crate::bindings::{Detector, DetectorPre};
+mod quarantine;
+mod world;
+
+pub(crate) use self::quarantine::Health;
+pub use self::quarantine::{Admission, MAX_QUARANTINE, Quarantine, QuarantineChange, Ticket};
+pub use self::world::{Declared, Detect, Enrich, WorldCall};
 
 use crate::audit::record::HostCall;
-use crate::audit::record::Lifecycle;
 use crate::audit::tape::Tape;
-use crate::bindings::vigil::plugin::types::{Enrichment, Finding, PluginError};
+use crate::bindings::enricher::EnricherPre;
+use crate::bindings::vigil::plugin::types::{Finding, PluginError};
+use crate::bindings::{Detector, DetectorPre};
 use crate::capability::Capability;
 use crate::capability::log::{LogLevel, LogRecord, LogSource};
 use crate::capability::wasi::{BlockedPastDeadline, fresh_seed};
 use crate::engine::deadline_ticks;
-use crate::output::{MAX_EVIDENCE_PER_FINDING, MAX_TECHNIQUES, emitted_bytes, enrichment_bytes};
 use crate::plugin_text::{self, MAX_ERROR_BYTES};
 use crate::policy::Limits;
 use crate::preinit::InitMode;
@@ -125,106 +129,6 @@ impl CallError {
     }
 }
 
-/// The longest quarantine back-off (unless `quarantine_ms` alone is longer).
-pub const MAX_QUARANTINE: Duration = Duration::from_secs(600);
-
-/// A change of a plugin's quarantine, carried by the call it happened on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QuarantineChange {
-    /// The plugin is quarantined until `until` (after this call).
-    Quarantined {
-        /// Why; includes the call's error (plugin-controlled text).
-        reason: String,
-        /// When the back-off ends.
-        until: SystemTime,
-        /// The back-off.
-        backoff: Duration,
-    },
-    /// The back-off ended and this call is the probe (before the call).
-    Probe {
-        /// The reason of the quarantine being probed.
-        reason: String,
-    },
-    /// The quarantine ended: after a probe that behaved, or before a call
-    /// because a capability of the plugin was restored.
-    Lifted {
-        /// `probe succeeded`, `probe behaved (...)` (it returned an error
-        /// value), or `restored by <who>`.
-        reason: String,
-    },
-}
-
-impl QuarantineChange {
-    /// The audit record of this change for `pack/plugin`.
-    pub fn record(&self, pack: &str, plugin: &str) -> Lifecycle {
-        let (pack, plugin) = (pack.to_owned(), plugin.to_owned());
-        match self {
-            QuarantineChange::Quarantined {
-                reason,
-                until,
-                backoff,
-            } => Lifecycle::Quarantine {
-                pack,
-                plugin,
-                reason: reason.clone(),
-                until: Some(humantime::format_rfc3339_millis(*until).to_string()),
-                backoff_ms: Some(backoff.as_millis() as u64),
-            },
-            QuarantineChange::Probe { reason } => Lifecycle::QuarantineProbe {
-                pack,
-                plugin,
-                reason: reason.clone(),
-            },
-            QuarantineChange::Lifted { reason } => Lifecycle::QuarantineLifted {
-                pack,
-                plugin,
-                reason: reason.clone(),
-            },
-        }
-    }
-}
-
-/// A plugin's quarantine in force.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quarantine {
-    /// Why (plugin-controlled text inside).
-    pub reason: String,
-    /// When the back-off ends, on the wall clock (for messages and records).
-    pub until: SystemTime,
-    /// The back-off this quarantine was given.
-    pub backoff: Duration,
-    /// When the back-off ends, on the monotonic clock (what is checked).
-    ends: Instant,
-}
-
-impl Quarantine {
-    /// `quarantined until T: why`, as a skipped call reports it.
-    pub fn describe(&self) -> String {
-        format!(
-            "quarantined until {}: {}",
-            humantime::format_rfc3339_seconds(self.until),
-            self.reason
-        )
-    }
-}
-
-/// Whether a plugin may be called now; see [`LoadedPlugin::admit`].
-#[derive(Debug)]
-pub enum Admission {
-    /// Call it, passing the ticket to the call.
-    Call(Ticket),
-    /// Skip it: quarantined (the text says until when and why).
-    Skip(String),
-}
-
-/// Permission for one call, with the quarantine changes decided when it
-/// was given (a lift by a restore, the start of a probe).
-#[derive(Debug, Default)]
-pub struct Ticket {
-    probe: bool,
-    before: Vec<QuarantineChange>,
-}
-
 /// The result of one call: findings from a detector, an enrichment from
 /// an enricher.
 #[derive(Debug)]
@@ -260,25 +164,9 @@ impl<T> CallOutcome<T> {
     }
 }
 
-/// A plugin's record of behaviour, for quarantine.
-#[derive(Debug, Default)]
-pub(crate) struct Health {
-    /// Misbehaving calls in a row.
-    misbehaved: u32,
-    quarantine: Option<Quarantine>,
-    /// Quarantines since the plugin last behaved on a probe (or was
-    /// restored): the back-off doubles with each.
-    repeats: u32,
-    /// A probe call is under way (enrichers run on several workers; the
-    /// others skip until it ends).
-    probing: bool,
-    /// Restores already looked at (see
-    /// [`crate::revocation::RevocationScope::restored_since`]).
-    restores_seen: usize,
-}
-
-/// A component pre-linked for the world its manifest declares.
-pub(crate) enum PluginPre {
+/// A component pre-linked for the world its manifest declares (built when
+/// a pack loads; [`WorldCall::instantiate`] picks its world's variant).
+pub enum PluginPre {
     /// `detector`: `init` then `detect(batch)`.
     Detector(DetectorPre<CallState>),
     /// `enricher`: `init` then `enrich(finding)`.
@@ -286,6 +174,7 @@ pub(crate) enum PluginPre {
 }
 
 impl PluginPre {
+    /// The world it was linked for, for [`CallError::WrongWorld`].
     fn world(&self) -> &'static str {
         match self {
             PluginPre::Detector(_) => "detector",
@@ -340,7 +229,7 @@ impl std::fmt::Debug for LoadedPlugin {
 
 /// A plugin's error value as the host keeps it. Guest-controlled: clamped,
 /// so a 40 MB message is neither printed nor recorded in full.
-fn plugin_error_text(e: &PluginError) -> String {
+pub(super) fn plugin_error_text(e: &PluginError) -> String {
     let text = match e {
         PluginError::InvalidConfig(m) => format!("invalid config: {m}"),
         PluginError::InvalidEvent(m) => format!("invalid event: {m}"),
@@ -366,59 +255,6 @@ impl LoadedPlugin {
         format!("{}/{}", self.pack, self.id)
     }
 
-    /// The plugin's quarantine, if it is quarantined.
-    pub fn quarantine(&self) -> Option<Quarantine> {
-        self.health
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .quarantine
-            .clone()
-    }
-
-    /// Whether the plugin may be called now. A quarantined plugin is
-    /// skipped until its back-off ends; then one call (this one) is the
-    /// probe, and other callers skip until it ends. A restore of any of
-    /// its capabilities since the last call lifts the quarantine first.
-    pub fn admit(&self) -> Admission {
-        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        let mut before = Vec::new();
-        let scope = self.template.revocations.as_ref();
-        if let Some(by) = scope.and_then(|s| s.restored_since(&mut health.restores_seen))
-            && health.quarantine.is_some()
-        {
-            *health = Health {
-                restores_seen: health.restores_seen,
-                ..Health::default()
-            };
-            before.push(QuarantineChange::Lifted {
-                reason: format!("restored by {by}"),
-            });
-        }
-        let Some(quarantine) = &health.quarantine else {
-            return Admission::Call(Ticket {
-                probe: false,
-                before,
-            });
-        };
-        if health.probing {
-            return Admission::Skip(format!(
-                "{} (a probe call is under way)",
-                quarantine.describe()
-            ));
-        }
-        if Instant::now() < quarantine.ends {
-            return Admission::Skip(quarantine.describe());
-        }
-        before.push(QuarantineChange::Probe {
-            reason: quarantine.reason.clone(),
-        });
-        health.probing = true;
-        Admission::Call(Ticket {
-            probe: true,
-            before,
-        })
-    }
-
     /// Create a fresh store and instance and drop them, without calling into
     /// the guest: the fixed cost every call pays (measured by `cargo bench`).
     pub fn instantiate_only(&self) -> wasmtime::Result<()> {
@@ -429,93 +265,25 @@ impl LoadedPlugin {
         }
     }
 
-    /// Run `batch` through a fresh instance: `init(config)` then `detect`,
-    /// whether or not the plugin is quarantined (the dispatcher asks
-    /// [`LoadedPlugin::admit`] first and calls [`LoadedPlugin::detect_with`]).
+    /// One call through world `W` on a fresh instance, under a ticket from
+    /// [`LoadedPlugin::admit`] (whether or not the plugin is quarantined:
+    /// the caller asks first). The one call path of every world: fresh
+    /// store and instance, `init` unless the instance starts from the
+    /// load-time snapshot, the world's entry point, output checks, then
+    /// [`LoadedPlugin::finish`] collects the record and updates quarantine.
+    pub fn call<W: WorldCall>(&self, ticket: Ticket, input: &W::Input) -> CallOutcome<W::Output> {
+        let started = Instant::now();
+        let _watch = watchdog::watch(|| self.label(), started + self.limits.deadline);
+        let random_seed = fresh_seed();
+        let mut store = self.new_store_with(self.template.live_tape(), random_seed);
+        let result = self.run::<W>(&mut store, input);
+        self.finish(ticket, store, result, started, random_seed)
+    }
+
+    /// A detector call outside the dispatcher (tests, benchmarks):
+    /// `call::<Detect>` without a ticket.
     pub fn detect(&self, batch: &Batch) -> CallOutcome {
-        self.detect_with(Ticket::default(), batch)
-    }
-
-    /// [`LoadedPlugin::detect`] under a ticket from [`LoadedPlugin::admit`].
-    pub fn detect_with(&self, ticket: Ticket, batch: &Batch) -> CallOutcome {
-        let started = Instant::now();
-        let _watch = watchdog::watch(|| self.label(), started + self.limits.deadline);
-        let random_seed = fresh_seed();
-        let mut store = self.new_store_with(self.template.live_tape(), random_seed);
-        let result = self.call(&mut store, batch);
-        self.finish(ticket, store, result, started, random_seed)
-    }
-
-    /// Run `finding` through a fresh instance of an enricher: `init(config)`
-    /// then `enrich` (whether or not it is quarantined; see
-    /// [`LoadedPlugin::detect`]).
-    pub fn enrich(&self, finding: &Finding) -> CallOutcome<Enrichment> {
-        self.enrich_with(Ticket::default(), finding)
-    }
-
-    /// [`LoadedPlugin::enrich`] under a ticket from [`LoadedPlugin::admit`].
-    pub fn enrich_with(&self, ticket: Ticket, finding: &Finding) -> CallOutcome<Enrichment> {
-        let started = Instant::now();
-        let _watch = watchdog::watch(|| self.label(), started + self.limits.deadline);
-        let random_seed = fresh_seed();
-        let mut store = self.new_store_with(self.template.live_tape(), random_seed);
-        let result = self.call_enrich(&mut store, finding);
-        self.finish(ticket, store, result, started, random_seed)
-    }
-
-    /// Re-run an enrichment of `finding` with host calls answered from
-    /// `tape`; see [`LoadedPlugin::replay`].
-    pub fn replay_enrich(
-        &self,
-        finding: &Finding,
-        tape: Tape,
-        random_seed: [u8; 32],
-    ) -> (Result<Enrichment, CallError>, Option<String>) {
-        let mut store = self.new_store_with(tape, random_seed);
-        let result = self.call_enrich(&mut store, finding);
-        let divergence = store.data().tape.divergence();
-        (result, divergence)
-    }
-
-    fn call_enrich(
-        &self,
-        store: &mut Store<CallState>,
-        finding: &Finding,
-    ) -> Result<Enrichment, CallError> {
-        let PluginPre::Enricher(pre) = &self.pre else {
-            return Err(CallError::WrongWorld(self.pre.world(), "enricher"));
-        };
-        let enricher: Enricher =
-            pre.instantiate(&mut *store)
-                .map_err(|e| match self.classify(store, e) {
-                    CallError::Trap(m) => CallError::Instantiate(m),
-                    other => other,
-                })?;
-        if let InitMode::PerInstance { .. } = self.init {
-            enricher
-                .call_init(&mut *store, &self.template.config)
-                .map_err(|e| self.classify(store, e))?
-                .map_err(|e| CallError::Init(plugin_error_text(&e)))?;
-        }
-        let enrichment = enricher
-            .call_enrich(&mut *store, finding)
-            .map_err(|e| self.classify(store, e))?
-            .map_err(|e| CallError::Plugin(plugin_error_text(&e)))?;
-        if enrichment.techniques.len() > MAX_TECHNIQUES {
-            return Err(CallError::TooManyEntries {
-                what: "techniques",
-                count: enrichment.techniques.len(),
-                max: MAX_TECHNIQUES,
-            });
-        }
-        let bytes = enrichment_bytes(&enrichment);
-        if bytes > self.limits.max_output_bytes {
-            return Err(CallError::OutputTooLarge {
-                bytes,
-                max: self.limits.max_output_bytes,
-            });
-        }
-        Ok(enrichment)
+        self.call::<Detect>(Ticket::default(), batch)
     }
 
     /// Collect what a finished call left in its store: host calls, logs
@@ -569,24 +337,24 @@ impl LoadedPlugin {
         }
     }
 
-    /// Re-run `batch` with host calls answered from `tape` (a replay tape)
-    /// and the recorded random seed. Touches no state and no clock, and
-    /// does not count towards quarantine. Returns the result and the first
-    /// divergence from the recorded host calls.
-    pub fn replay(
+    /// Re-run one call of world `W` with host calls answered from `tape`
+    /// (a replay tape) and the recorded random seed. Touches no state and
+    /// no clock, and does not count towards quarantine. Returns the result
+    /// and the first divergence from the recorded host calls.
+    pub fn replay<W: WorldCall>(
         &self,
-        batch: &Batch,
+        input: &W::Input,
         tape: Tape,
         random_seed: [u8; 32],
-    ) -> (Result<Vec<Finding>, CallError>, Option<String>) {
+    ) -> (Result<W::Output, CallError>, Option<String>) {
         let mut store = self.new_store_with(tape, random_seed);
-        let result = self.call(&mut store, batch);
+        let result = self.run::<W>(&mut store, input);
         let divergence = store.data().tape.divergence();
         (result, divergence)
     }
 
     /// Map a wasmtime error from a call into this store to a [`CallError`].
-    fn classify(&self, store: &Store<CallState>, e: wasmtime::Error) -> CallError {
+    pub(super) fn classify(&self, store: &Store<CallState>, e: wasmtime::Error) -> CallError {
         if store.data().limiter.memory_exceeded {
             CallError::MemoryLimit(self.limits.memory_bytes)
         } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
@@ -598,66 +366,47 @@ impl LoadedPlugin {
         }
     }
 
-    /// Instantiate into `store` and run `init`; returns the instance and the
+    /// Instantiate world `W` into `store` and run `init` unless the
+    /// instance starts from the snapshot; returns the instance and the
     /// compiled projection of the fields it declared (`None`: whole events).
-    fn start(
+    fn start<W: WorldCall>(
         &self,
         store: &mut Store<CallState>,
-    ) -> Result<(Detector, Option<Arc<Projection>>), CallError> {
-        let PluginPre::Detector(pre) = &self.pre else {
-            return Err(CallError::WrongWorld(self.pre.world(), "detector"));
-        };
-        let detector = pre
-            .instantiate(&mut *store)
+    ) -> Result<(W::Instance, Option<Arc<Projection>>), CallError> {
+        let instance = W::instantiate(&self.pre, store)
+            .ok_or(CallError::WrongWorld(self.pre.world(), W::WORLD.name()))?
             .map_err(|e| match self.classify(store, e) {
                 CallError::Trap(m) => CallError::Instantiate(m),
                 other => other,
             })?;
-        let fields = match &self.init {
+        let declared = match &self.init {
             // `init` ran at load; the instance starts from its snapshot.
             InitMode::Snapshot { fields } => fields.clone(),
-            InitMode::PerInstance { .. } => {
-                detector
-                    .call_init(&mut *store, &self.template.config)
-                    .map_err(|e| self.classify(store, e))?
-                    .map_err(|e| CallError::Init(plugin_error_text(&e)))?
-                    .fields
-            }
+            InitMode::PerInstance { .. } => W::init(&instance, store, &self.template.config)
+                .map_err(|e| self.classify(store, e))?
+                .map_err(|e| CallError::Init(plugin_error_text(&e)))?,
         };
-        let projection = fields
+        let projection = declared
             .map(|fields| self.compile_projection(fields))
             .transpose()?;
-        Ok((detector, projection))
+        Ok((instance, projection))
     }
 
-    /// Project `batch` (into `scratch`, reused by warm instances), call
-    /// `detect` and check the output.
-    fn run_detect(
+    fn run<W: WorldCall>(
         &self,
         store: &mut Store<CallState>,
-        detector: &Detector,
-        projection: Option<&Projection>,
-        batch: &Batch,
-        scratch: &mut Batch,
-    ) -> Result<Vec<Finding>, CallError> {
-        let input = match projection {
-            None => batch,
-            Some(projection) => {
-                batch.project_into(projection, scratch);
-                &*scratch
-            }
-        };
-        let findings = detector
-            .call_detect(&mut *store, input.wire_buffer())
-            .map_err(|e| self.classify(store, e))?
-            .map_err(|e| CallError::Plugin(plugin_error_text(&e)))?;
-        self.check_output(batch, findings)
-    }
-
-    fn call(&self, store: &mut Store<CallState>, batch: &Batch) -> Result<Vec<Finding>, CallError> {
-        let (detector, projection) = self.start(store)?;
+        input: &W::Input,
+    ) -> Result<W::Output, CallError> {
+        let (instance, projection) = self.start::<W>(store)?;
         let mut scratch = Batch::new();
-        self.run_detect(store, &detector, projection.as_deref(), batch, &mut scratch)
+        W::invoke(
+            self,
+            &instance,
+            store,
+            projection.as_deref(),
+            input,
+            &mut scratch,
+        )
     }
 
     /// Compile the declared field list, reusing the last one when unchanged.
@@ -685,7 +434,7 @@ impl LoadedPlugin {
     /// nothing but recorded `state` carries between batches.
     pub fn warm_instance(&self) -> Result<WarmInstance<'_>, CallError> {
         let mut store = self.new_store_with(Tape::default(), fresh_seed());
-        let (detector, projection) = self.start(&mut store)?;
+        let (detector, projection) = self.start::<Detect>(&mut store)?;
         Ok(WarmInstance {
             plugin: self,
             store,
@@ -706,124 +455,6 @@ impl LoadedPlugin {
         store.epoch_deadline_trap();
         store
     }
-
-    /// Guest-controlled output: enforce limits and event references.
-    fn check_output(
-        &self,
-        batch: &Batch,
-        findings: Vec<Finding>,
-    ) -> Result<Vec<Finding>, CallError> {
-        let max = self.limits.max_findings_per_batch;
-        if findings.len() > max {
-            return Err(CallError::TooManyFindings {
-                count: findings.len(),
-                max,
-            });
-        }
-        for f in &findings {
-            for (what, count, max) in [
-                (
-                    "evidence entries",
-                    f.evidence.len(),
-                    MAX_EVIDENCE_PER_FINDING,
-                ),
-                ("techniques", f.techniques.len(), MAX_TECHNIQUES),
-            ] {
-                if count > max {
-                    return Err(CallError::TooManyEntries { what, count, max });
-                }
-            }
-        }
-        let bytes: usize = findings.iter().map(emitted_bytes).sum();
-        if bytes > self.limits.max_output_bytes {
-            return Err(CallError::OutputTooLarge {
-                bytes,
-                max: self.limits.max_output_bytes,
-            });
-        }
-        // Batch ids are strictly increasing, so a binary search suffices.
-        if let Some(bad) = findings.iter().find(|f| {
-            batch
-                .frames()
-                .binary_search_by_key(&f.event_id, |e| e.id)
-                .is_err()
-        }) {
-            return Err(CallError::UnknownEvent(bad.event_id));
-        }
-        Ok(findings)
-    }
-
-    /// Update the misbehaviour streak and the quarantine after a call
-    /// (`probe`: the call was the probe at the end of a quarantine);
-    /// returns the change it caused.
-    fn record_health<T>(
-        &self,
-        result: &Result<T, CallError>,
-        probe: bool,
-    ) -> Option<QuarantineChange> {
-        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        let misbehaviour = result.as_ref().err().filter(|e| e.is_misbehaviour());
-        if probe {
-            health.probing = false;
-        }
-        match (health.quarantine.is_some(), misbehaviour) {
-            // A probe that behaved (succeeded, or returned an error value,
-            // which is not misbehaviour) ends the quarantine.
-            (true, None) if probe => {
-                let reason = match result {
-                    Ok(_) => "probe succeeded".to_owned(),
-                    Err(e) => format!("probe behaved (it {e}, an error value, not misbehaviour)"),
-                };
-                health.quarantine = None;
-                health.repeats = 0;
-                health.misbehaved = 0;
-                Some(QuarantineChange::Lifted { reason })
-            }
-            (true, Some(e)) if probe => {
-                health.repeats += 1;
-                Some(self.quarantine_now(&mut health, format!("the probe call {e}")))
-            }
-            // A call admitted before the quarantine began, finishing now.
-            (true, _) => None,
-            (false, None) => {
-                if result.is_ok() {
-                    health.misbehaved = 0;
-                }
-                None
-            }
-            (false, Some(e)) => {
-                health.misbehaved += 1;
-                (health.misbehaved >= self.limits.quarantine_after).then(|| {
-                    let reason = format!(
-                        "{} misbehaving calls in a row, the last one {e}",
-                        health.misbehaved
-                    );
-                    self.quarantine_now(&mut health, reason)
-                })
-            }
-        }
-    }
-
-    /// Quarantine the plugin for the back-off its repeat count earns.
-    fn quarantine_now(&self, health: &mut Health, reason: String) -> QuarantineChange {
-        let base = self.limits.quarantine;
-        let backoff = base
-            .saturating_mul(1u32 << health.repeats.min(20))
-            .min(MAX_QUARANTINE.max(base));
-        let until = SystemTime::now() + backoff;
-        health.misbehaved = 0;
-        health.quarantine = Some(Quarantine {
-            reason: reason.clone(),
-            until,
-            backoff,
-            ends: Instant::now() + backoff,
-        });
-        QuarantineChange::Quarantined {
-            reason,
-            until,
-            backoff,
-        }
-    }
 }
 
 /// An instantiated, initialised plugin kept across calls. See
@@ -842,9 +473,10 @@ impl WarmInstance<'_> {
     pub fn detect(&mut self, batch: &Batch) -> Result<Vec<Finding>, CallError> {
         self.store
             .set_epoch_deadline(deadline_ticks(self.plugin.limits.deadline));
-        self.plugin.run_detect(
-            &mut self.store,
+        Detect::invoke(
+            self.plugin,
             &self.detector,
+            &mut self.store,
             self.projection.as_deref(),
             batch,
             &mut self.scratch,
