@@ -65,8 +65,8 @@ fn batch_of(lines: &[&[u8]]) -> vigil_event::Batch {
 /// A one-plugin pack running `bench-probe` in `mode`.
 fn probe(mode: &str) -> (tempfile::TempDir, std::sync::Arc<vigil::pack::Generation>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let wasm = vigil::artifacts::component_path("bench-probe")
-        .expect("bench-probe is built by host/build.rs");
+    let wasm = vigil_test_artifacts::component_path("bench-probe")
+        .expect("bench-probe is built by vigil-test-artifacts");
     std::fs::copy(wasm, dir.path().join("probe.wasm")).expect("copy");
     std::fs::write(
         dir.path().join("pack.toml"),
@@ -251,7 +251,10 @@ fn starter_pack(c: &mut Criterion) {
             || {
                 let state = tempfile::tempdir().expect("tempdir");
                 let generation = runtime
-                    .load_with_state_dir(vigil::artifacts::starter_pack(), state.path())
+                    .load_with_state_dir(
+                        vigil::artifacts::starter_pack().expect("built with the starter pack"),
+                        state.path(),
+                    )
                     .expect("loads");
                 (state, generation)
             },
@@ -292,7 +295,10 @@ fn audited_starter(
     state: &std::path::Path,
 ) -> (std::sync::Arc<vigil::pack::Generation>, Auditor) {
     let generation = runtime
-        .load_with_state_dir(vigil::artifacts::starter_pack(), state)
+        .load_with_state_dir(
+            vigil::artifacts::starter_pack().expect("built with the starter pack"),
+            state,
+        )
         .expect("loads");
     let mut auditor =
         Auditor::open(&AuditConfig::default(), &state.join("audit")).expect("opens the audit log");

@@ -1,24 +1,32 @@
-//! Components built from this workspace and the bundled starter pack,
-//! produced by `host/build.rs`.
+//! The shipped plugins (`plugins/*`) and the bundled starter pack, produced
+//! by `host/build.rs`. Test-only plugins live in the `vigil-test-artifacts`
+//! crate.
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 
 use crate::pack::PackSource;
 use crate::policy::Policy;
 
-/// Path of the component built from the workspace crate `name`
-/// (e.g. `"brute-force"`, `"hostile"`), for tests and benchmarks.
+/// Path of the component built from the shipped plugin crate `name`
+/// (e.g. `"brute-force"`), for tests and benchmarks.
 pub fn component_path(name: &str) -> Option<&'static str> {
     COMPONENTS.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
 }
 
-/// The bundled starter pack, embedded in the binary.
-pub fn starter_pack() -> PackSource {
-    PackSource::Embedded {
+/// The bundled starter pack, embedded in the binary; an error saying what
+/// to do when this binary was built without plugins.
+pub fn starter_pack() -> Result<PackSource, &'static str> {
+    if STARTER_PACK_FILES.is_empty() {
+        return Err(NO_STARTER_PACK);
+    }
+    Ok(PackSource::Embedded {
         label: "<embedded starter pack>",
         files: STARTER_PACK_FILES,
-    }
+    })
 }
+
+const NO_STARTER_PACK: &str = "this vigil was built with VIGIL_SKIP_GUEST_BUILD=1 and has no \
+     starter pack; pass --pack DIR (and an events file), or build without the switch";
 
 /// Embedded file of the starter pack.
 fn starter_file(rel: &str) -> &'static [u8] {
@@ -27,6 +35,9 @@ fn starter_file(rel: &str) -> &'static [u8] {
         .find(|(n, _)| *n == rel)
         .map(|(_, b)| *b)
         .unwrap_or_else(|| {
+            if STARTER_PACK_FILES.is_empty() {
+                panic!("{NO_STARTER_PACK}")
+            }
             panic!("the starter pack has no {rel}: host/build.rs embeds plugins/starter-pack")
         })
 }

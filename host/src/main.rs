@@ -282,7 +282,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Check { pack, host } => {
-            let source = pack_source(pack.as_deref());
+            let source = pack_source(pack.as_deref())?;
             let runtime = runtime(&host, &source)?;
             // Checking runs no plugin: it opens the plugins' state stores in
             // an empty scratch dir, so a running `vigil run` holding the
@@ -368,7 +368,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             host,
         } => change_grant(&host, Action::Restore, plugin, capability, reason),
         Command::Test { pack, host } => {
-            let source = pack_source(pack.as_deref());
+            let source = pack_source(pack.as_deref())?;
             let runtime = runtime(&host, &source)?;
             let results = vigil::pack_test::run_cases(&runtime, &source)
                 .map_err(|e| anyhow::anyhow!("pack refused:\n{e}"))?;
@@ -451,7 +451,7 @@ fn run_command(
     audit: Option<PathBuf>,
 ) -> Result<ExitCode> {
     let sources: Vec<PackSource> = if packs.is_empty() {
-        vec![artifacts::starter_pack()]
+        vec![artifacts::starter_pack().map_err(anyhow::Error::msg)?]
     } else {
         packs.iter().map(|p| PackSource::Dir(p.clone())).collect()
     };
@@ -634,10 +634,10 @@ fn audit_command(
     }
 }
 
-fn pack_source(dir: Option<&Path>) -> PackSource {
+fn pack_source(dir: Option<&Path>) -> Result<PackSource> {
     match dir {
-        Some(dir) => PackSource::Dir(dir.to_owned()),
-        None => artifacts::starter_pack(),
+        Some(dir) => Ok(PackSource::Dir(dir.to_owned())),
+        None => artifacts::starter_pack().map_err(anyhow::Error::msg),
     }
 }
 

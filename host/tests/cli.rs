@@ -467,7 +467,7 @@ fn hostile_pack(mode: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let pack = dir.path().join("pack");
     std::fs::create_dir_all(&pack).expect("mkdir");
-    let component = vigil::artifacts::component_path("hostile").expect("hostile built");
+    let component = vigil_test_artifacts::component_path("hostile").expect("hostile built");
     std::fs::copy(component, pack.join("hostile.wasm")).expect("copy component");
     std::fs::write(
         pack.join("pack.toml"),
@@ -734,7 +734,7 @@ fn kill_9_at_random_points_then_resume_leaves_stateful_counts_as_an_uninterrupte
     let pack = dir.path().join("pack");
     std::fs::create_dir_all(&pack).expect("mkdir");
     std::fs::copy(
-        vigil::artifacts::component_path("hostile").expect("hostile test plugin built"),
+        vigil_test_artifacts::component_path("hostile").expect("hostile test plugin built"),
         pack.join("hostile.wasm"),
     )
     .expect("copy component");

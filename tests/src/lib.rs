@@ -37,11 +37,14 @@ pub struct PluginSpec<'a> {
     pub config: &'a str,
 }
 
-/// Path of a component built by `host/build.rs`.
+/// Path of a built component: a test plugin (`tests/plugins/*`, built by
+/// `vigil-test-artifacts`) or a shipped one (`plugins/*`, by `host/build.rs`).
 pub fn component(crate_name: &str) -> &'static str {
-    vigil::artifacts::component_path(crate_name).unwrap_or_else(|| {
-        panic!("no component built for `{crate_name}`: is it under plugins/ or tests/plugins/?")
-    })
+    vigil_test_artifacts::component_path(crate_name)
+        .or_else(|| vigil::artifacts::component_path(crate_name))
+        .unwrap_or_else(|| {
+            panic!("no component built for `{crate_name}`: is it under plugins/ or tests/plugins/?")
+        })
 }
 
 impl TestPack {

@@ -72,7 +72,8 @@ fn run_case(case: &Path) -> Result<(), String> {
         let crate_name = (plugin.component.strip_suffix(".wasm"))
             .ok_or_else(|| format!("component `{}` is not NAME.wasm", plugin.component))?
             .replace('_', "-");
-        let built = vigil::artifacts::component_path(&crate_name)
+        let built = vigil_test_artifacts::component_path(&crate_name)
+            .or_else(|| vigil::artifacts::component_path(&crate_name))
             .ok_or_else(|| format!("no component built from crate `{crate_name}`"))?;
         std::fs::copy(built, pack_dir.join(&plugin.component)).map_err(|e| e.to_string())?;
     }
