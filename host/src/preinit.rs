@@ -15,9 +15,10 @@
 //!
 //! Which imports `init` may call: a snapshot holds linear memory and
 //! globals, nothing the host keeps for the instance (WASI resources, open
-//! handles) and no side effect repeated per instance. So only `config` and
-//! `files` are linked for the snapshot run, when granted: both are
-//! read-only and fixed for a generation (a file read is recorded with its
+//! handles) and no side effect repeated per instance. So only the
+//! capabilities the registry marks `preinit` (`config`, `files`; see
+//! `capability::Spec`) are linked for the snapshot run, when granted: both
+//! are read-only and fixed for a generation (a file read is recorded with its
 //! digest in the pack-load record). Every other import traps; a plugin whose
 //! `init` calls one (logs, reads the clock or state, asks WASI for
 //! randomness, e.g. through a randomly seeded `HashMap`) falls back to
@@ -42,7 +43,7 @@ use crate::bindings::enricher::Enricher;
 use crate::capability::{self, Capability};
 use crate::engine::{ComponentCache, deadline_ticks};
 use crate::manifest::World;
-use crate::sandbox::{CallState, CallTemplate};
+use crate::sandbox::{self, CallState, CallTemplate};
 
 /// How a plugin's instances start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,8 +197,9 @@ impl InitRun<'_> {
     }
 }
 
-/// The snapshot run's linker: `types`, and `config` and `files` when
-/// granted; every other import traps when called.
+/// The snapshot run's linker: `types`, and the granted capabilities the
+/// registry marks safe during a snapshot (`Spec::preinit`: `config`,
+/// `files`); every other import traps when called.
 fn snapshot_linker(
     engine: &Engine,
     effective: &[Capability],
@@ -209,11 +211,8 @@ fn snapshot_linker(
         capability::PACKAGE,
         capability::PACKAGE_VERSION
     ))?;
-    if effective.contains(&Capability::Config) {
-        capability::config::add_to_linker(&mut linker)?;
-    }
-    if effective.contains(&Capability::Files) {
-        capability::files::add_to_linker(&mut linker)?;
+    for cap in effective.iter().filter(|c| c.spec().preinit) {
+        sandbox::link(&mut linker, *cap)?;
     }
     linker.define_unknown_imports_as_traps(component)?;
     Ok(linker)

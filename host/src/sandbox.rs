@@ -256,16 +256,22 @@ pub fn linker_for(engine: &Engine, granted: &[Capability]) -> wasmtime::Result<L
         capability::PACKAGE_VERSION
     ))?;
     for cap in granted {
-        match cap {
-            Capability::Log => capability::log::add_to_linker(&mut linker)?,
-            Capability::Config => capability::config::add_to_linker(&mut linker)?,
-            Capability::State => capability::state::add_to_linker(&mut linker)?,
-            Capability::Clock => capability::clock::add_to_linker(&mut linker)?,
-            Capability::Http => capability::http::add_to_linker(&mut linker)?,
-            Capability::Files => capability::files::add_to_linker(&mut linker)?,
-        }
+        link(&mut linker, *cap)?;
     }
     Ok(linker)
+}
+
+/// Link one capability's interface: the one place that maps a
+/// [`Capability`] to its module.
+pub(crate) fn link(linker: &mut Linker<CallState>, cap: Capability) -> wasmtime::Result<()> {
+    match cap {
+        Capability::Log => capability::log::add_to_linker(linker),
+        Capability::Config => capability::config::add_to_linker(linker),
+        Capability::State => capability::state::add_to_linker(linker),
+        Capability::Clock => capability::clock::add_to_linker(linker),
+        Capability::Http => capability::http::add_to_linker(linker),
+        Capability::Files => capability::files::add_to_linker(linker),
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,20 @@ pub const PACKAGE: &str = "vigil:plugin";
 /// Version of that package this host implements.
 pub const PACKAGE_VERSION: &str = "0.1.0";
 
+/// One line of the capability registry ([`Capability::spec`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    /// Short name used in `pack.toml`, `vigil.toml` and the audit log.
+    pub name: &'static str,
+    /// What it lets a plugin do, for help and reports.
+    pub summary: &'static str,
+    /// Whether `init` may call it while the host snapshots the plugin at
+    /// load (`preinit.rs`): only read-only interfaces whose answers are
+    /// fixed for a pack generation, so the snapshot holds nothing a fresh
+    /// instance would see differently.
+    pub preinit: bool,
+}
+
 /// A host interface a plugin may request and an operator may grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -59,16 +73,30 @@ impl Capability {
         Capability::Files,
     ];
 
+    /// The registry: what the host knows about each capability besides its
+    /// module. Adding a capability is its WIT file, its module (grant type,
+    /// per-call context, `add_to_linker`), a variant with its line here, and
+    /// the SDK functions; the compiler then points at the `match`es that
+    /// link it (`sandbox::link`) and resolve its grant (`pack.rs`).
+    pub const fn spec(self) -> Spec {
+        let (name, summary, preinit) = match self {
+            Capability::Log => ("log", "structured logging into the host's log", false),
+            Capability::Config => ("config", "read the plugin's own config", true),
+            Capability::State => ("state", "persistent per-plugin key-value store", false),
+            Capability::Clock => ("clock", "wall and monotonic time", false),
+            Capability::Http => ("http", "outbound HTTP to granted origins", false),
+            Capability::Files => ("files", "read files below granted pack directories", true),
+        };
+        Spec {
+            name,
+            summary,
+            preinit,
+        }
+    }
+
     /// Short name used in `pack.toml` and `vigil.toml`.
     pub fn name(self) -> &'static str {
-        match self {
-            Capability::Log => "log",
-            Capability::Config => "config",
-            Capability::State => "state",
-            Capability::Clock => "clock",
-            Capability::Http => "http",
-            Capability::Files => "files",
-        }
+        self.spec().name
     }
 
     /// Every capability's name, comma-separated, for help and error text.
@@ -115,6 +143,27 @@ pub(crate) fn clamp(mut s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_every_capability_once_with_a_distinct_name() {
+        // Exhaustive: a new variant fails to compile here until it is
+        // placed, and then must be in `ALL`.
+        let index = |c: Capability| match c {
+            Capability::Log => 0,
+            Capability::Config => 1,
+            Capability::State => 2,
+            Capability::Clock => 3,
+            Capability::Http => 4,
+            Capability::Files => 5,
+        };
+        for (i, c) in Capability::ALL.into_iter().enumerate() {
+            assert_eq!(index(c), i);
+        }
+        let mut names: Vec<_> = Capability::ALL.map(Capability::name).to_vec();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Capability::ALL.len());
+    }
 
     #[test]
     fn interface_names_round_trip_and_reject_other_versions() {
