@@ -284,8 +284,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check { pack, host } => {
             let source = pack_source(pack.as_deref())?;
             let runtime = runtime(&host, &source)?;
-            // Checking runs no plugin: it opens the plugins' state stores in
-            // an empty scratch dir, so a running `vigil run` holding the
+            // Checking runs each plugin's `init` once (the load-time
+            // snapshot) and nothing else; it opens the plugins' state stores
+            // in an empty scratch dir, so a running `vigil run` holding the
             // real ones (redb locks them) does not make the check fail.
             let scratch = tempfile::tempdir().context("creating a scratch state dir")?;
             match runtime.load_with_state_dir(source, scratch.path()) {
@@ -475,13 +476,17 @@ fn run_command(
     });
     // The input's name in the log: resuming matches on it.
     let (mut source, resumed_from): (Box<dyn EventSource>, _) = match input.as_deref() {
-        None => (
-            Box::new(Lines::new(
-                "<embedded starter pack>/events.jsonl",
-                artifacts::starter_events(),
-            )),
-            None,
-        ),
+        None => {
+            // Says what to do when this binary has no starter pack.
+            artifacts::starter_pack().map_err(anyhow::Error::msg)?;
+            (
+                Box::new(Lines::new(
+                    "<embedded starter pack>/events.jsonl",
+                    artifacts::starter_events(),
+                )),
+                None,
+            )
+        }
         // Standard input cannot be rewound, so it is never resumed.
         Some(p) if p == Path::new("-") => (Box::new(Lines::stdin()?), None),
         Some(p) => {

@@ -474,7 +474,14 @@ fn load_plugin(
                 message,
             }]
         })?;
-    let warnings = grant_warnings(http_grant.as_ref(), &limits);
+    let mut warnings = grant_warnings(http_grant.as_ref(), &limits);
+    if files_grant.as_ref().is_some_and(|g| g.dirs.is_empty()) {
+        warnings.push(
+            "files is granted but its `dirs` list is empty, so every read is denied; \
+             list the pack directories it may read, e.g. files = { dirs = [\"intel/\"] }"
+                .to_owned(),
+        );
+    }
     let grants = GrantSet {
         requested: plugin.capabilities.clone(),
         effective: effective.clone(),
@@ -529,6 +536,13 @@ fn load_plugin(
         return Ok((None, report));
     }
 
+    // Second check happens at call time inside each capability; here we link
+    // exactly the effective capabilities and nothing else. The original is
+    // linked first, before any plugin code runs, so a component of the
+    // wrong world is refused before its `init` is run for a snapshot.
+    let original = link_plugin(ctx.engine, &component, &effective, plugin.world)
+        .map_err(|e| wrong_world(plugin.world.name(), format!("{e:#}")))?;
+
     let state = if effective.contains(&Capability::State) {
         let store = ctx.state_stores.open(pack, id, state_quota).map_err(|e| {
             vec![LoadError::State {
@@ -573,6 +587,7 @@ fn load_plugin(
                 why: "pre-initialisation is off in the policy (`preinit = false`)".into(),
             },
             host_calls: Vec::new(),
+            divergence: None,
         }
     } else {
         run.preinitialise(component, template.live_tape())
@@ -581,10 +596,14 @@ fn load_plugin(
         mode: preinit.mode.clone(),
         host_calls: preinit.host_calls,
     });
-    // Second check happens at call time inside each capability; here we link
-    // exactly the effective capabilities and nothing else.
-    let pre = link_plugin(ctx.engine, &preinit.component, &effective, plugin.world)
-        .map_err(|e| wrong_world(plugin.world.name(), format!("{e:#}")))?;
+    let (pre, per_instance) = match preinit.mode {
+        InitMode::Snapshot { .. } => (
+            link_plugin(ctx.engine, &preinit.component, &effective, plugin.world)
+                .map_err(|e| wrong_world(plugin.world.name(), format!("{e:#}")))?,
+            Some(original),
+        ),
+        InitMode::PerInstance { .. } => (original, None),
+    };
     let loaded = LoadedPlugin {
         pack: Arc::from(pack),
         pack_version: Arc::from(manifest.version.as_str()),
@@ -598,6 +617,7 @@ fn load_plugin(
         pre,
         template,
         init: preinit.mode,
+        per_instance,
         health: Mutex::default(),
         projection: Mutex::default(),
     };

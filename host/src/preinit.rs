@@ -23,7 +23,7 @@
 //! `init` calls one (logs, reads the clock or state, asks WASI for
 //! randomness, e.g. through a randomly seeded `HashMap`) falls back to
 //! running `init` on every fresh instance, as before, and the load report,
-//! the pack-load record and `vigil inspect` say which mode it runs in and
+//! the pack-load record and `vigil check` say which mode it runs in and
 //! why.
 
 use std::future::Future;
@@ -38,11 +38,11 @@ use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
 use crate::audit::record::HostCall;
 use crate::audit::tape::Tape;
-use crate::bindings::Detector;
-use crate::bindings::enricher::Enricher;
 use crate::capability::{self, Capability};
 use crate::engine::{ComponentCache, deadline_ticks};
 use crate::manifest::World;
+use crate::plugin::{Declared, Detect, Enrich, WorldCall, check_declared};
+use crate::plugin_text::{self, MAX_ERROR_BYTES};
 use crate::sandbox::{self, CallState, CallTemplate};
 
 /// How a plugin's instances start.
@@ -80,12 +80,13 @@ pub(crate) struct Preinitialised {
     pub component: Component,
     /// Which of the two.
     pub mode: InitMode,
-    /// Host calls `init` made during the snapshot run (`config`, `files`).
+    /// Host calls `init` made at load (`config`, `files`): of the
+    /// snapshot run, or of the attempt that failed.
     pub host_calls: Vec<HostCall>,
+    /// On replay: how the replayed `init`'s host calls differed from the
+    /// record (`None`: they did not, or a live run).
+    pub divergence: Option<String>,
 }
-
-/// Detector fields declared by `init`, as `init` returned them.
-type Fields = Option<Vec<String>>;
 
 /// One plugin's `init`, to be run and snapshotted.
 pub(crate) struct InitRun<'a> {
@@ -108,31 +109,56 @@ pub(crate) struct InitRun<'a> {
 
 impl InitRun<'_> {
     /// Snapshot after `init`, or say why not and return `original`.
-    /// `tape` records (live) or answers (replay) the host calls `init` makes.
+    /// `tape` records (live) or answers (replay) the host calls `init` makes;
+    /// they are returned either way (a failed attempt's too).
     pub(crate) fn preinitialise(&self, original: Component, tape: Tape) -> Preinitialised {
-        match self.snapshot(tape) {
-            Ok((component, fields, host_calls)) => Preinitialised {
-                component,
-                mode: InitMode::Snapshot { fields },
-                host_calls,
-            },
-            Err(why) => Preinitialised {
-                component: original,
-                mode: InitMode::PerInstance { why },
-                host_calls: Vec::new(),
-            },
+        let mut store = None;
+        let result = match self.world {
+            World::Detector => self.snapshot::<Detect>(tape, &mut store),
+            World::Enricher => self.snapshot::<Enrich>(tape, &mut store),
+            World::Responder => Err("responders are not called yet".into()),
+        };
+        let (host_calls, divergence) = match store {
+            Some(store) => {
+                let tape = store.into_data().tape;
+                let divergence = tape.divergence();
+                (tape.into_calls().0, divergence)
+            }
+            None => (Vec::new(), None),
+        };
+        let (component, mode) = match result {
+            Ok((snapshot, fields)) => (snapshot, InitMode::Snapshot { fields }),
+            Err(why) => (
+                original,
+                InitMode::PerInstance {
+                    why: plugin_text::clamp(why, MAX_ERROR_BYTES),
+                },
+            ),
+        };
+        Preinitialised {
+            component,
+            mode,
+            host_calls,
+            divergence,
         }
     }
 
-    fn snapshot(&self, tape: Tape) -> Result<(Component, Fields, Vec<HostCall>), String> {
+    /// Instrument, instantiate, run `init` through world `W`, snapshot.
+    /// `store` is left holding the run's store so its host calls can be
+    /// taken whatever happened.
+    fn snapshot<W: WorldCall>(
+        &self,
+        tape: Tape,
+        store: &mut Option<Store<CallState>>,
+    ) -> Result<(Component, Declared), String> {
         let InitRun {
             engine,
             cache,
             bytes,
-            world,
             effective,
             template,
             deadline,
+            ..
         } = *self;
         let wizer = Wizer::new();
         let (cx, instrumented) = wizer
@@ -144,58 +170,49 @@ impl InitRun<'_> {
         let linker = snapshot_linker(engine, effective, &component)
             .map_err(|e| format!("the snapshot run cannot be linked: {e:#}"))?;
 
-        let mut store = Store::new(
+        let store = store.insert(Store::new(
             engine,
             CallState::new(template, tape, [0; 32], Instant::now() + deadline),
-        );
+        ));
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(deadline_ticks(deadline));
         store.epoch_deadline_trap();
         let instance = linker
-            .instantiate(&mut store, &component)
+            .instantiate(&mut *store, &component)
             .map_err(|e| format!("the instrumented component does not instantiate: {e:#}"))?;
-        let why_not = |e: wasmtime::Error| {
-            format!("`init` called a host import other than config or files, or trapped: {e:#}")
+        let bindings = W::bind(&mut *store, &instance).map_err(|e| format!("{e:#}"))?;
+        let declared = W::init(&bindings, store, &template.config)
+            .map_err(|e| {
+                format!("`init` called a host import other than config or files, or trapped: {e:#}")
+            })?
+            .map_err(|e| format!("`init` returned an error: {e:?}"))?;
+        if let Some(fields) = &declared {
+            check_declared(fields).map_err(|e| e.to_string())?;
+        }
+        // wizer reads the state through exports the instrumentation added;
+        // they only copy globals and memory out, so the plugin's deadline
+        // (which `init` may have used up) does not apply to them.
+        store.set_epoch_deadline(deadline_ticks(SNAPSHOT_READ_BUDGET));
+        let mut access = Access {
+            store,
+            instance,
+            failed: None,
         };
-        let fields = match world {
-            World::Detector => {
-                let detector =
-                    Detector::new(&mut store, &instance).map_err(|e| format!("{e:#}"))?;
-                let info = detector
-                    .call_init(&mut store, &template.config)
-                    .map_err(why_not)?
-                    .map_err(|e| format!("`init` returned an error: {e:?}"))?;
-                info.fields
-            }
-            World::Enricher => {
-                let enricher =
-                    Enricher::new(&mut store, &instance).map_err(|e| format!("{e:#}"))?;
-                enricher
-                    .call_init(&mut store, &template.config)
-                    .map_err(why_not)?
-                    .map_err(|e| format!("`init` returned an error: {e:?}"))?;
-                None
-            }
-            World::Responder => return Err("responders are not pre-initialised yet".into()),
-        };
-        // The state reads below run under the same epoch deadline; `init` may
-        // have used most of it.
-        store.set_epoch_deadline(deadline_ticks(deadline));
-        let snapshot = block_on(wizer.snapshot_component(
-            &cx,
-            &mut Access {
-                store: &mut store,
-                instance,
-            },
-        ))
-        .map_err(|e| format!("the snapshot failed: {e:#}"))?;
+        let snapshot = block_on(wizer.snapshot_component(&cx, &mut access))
+            .ok_or("the snapshot waited on something; it never should")?
+            .map_err(|e| format!("the snapshot failed: {e:#}"))?;
+        if let Some(why) = access.failed {
+            return Err(format!("reading the initialised state failed: {why}"));
+        }
         let snapshot = cache
             .load(engine, &snapshot)
             .map_err(|e| format!("the snapshot does not compile: {e:#}"))?;
-        let (host_calls, _) = store.into_data().tape.into_calls();
-        Ok((snapshot, fields, host_calls))
+        Ok((snapshot, declared))
     }
 }
+
+/// How long reading an initialised instance's state may take.
+const SNAPSHOT_READ_BUDGET: Duration = Duration::from_secs(600);
 
 /// The snapshot run's linker: `types`, and the granted capabilities the
 /// registry marks safe during a snapshot (`Spec::preinit`: `config`,
@@ -221,45 +238,59 @@ fn snapshot_linker(
 /// Drive a future that never waits: wizer's snapshot is `async` only so
 /// that it can call into async stores; every call it makes here goes to
 /// [`Access`], which answers synchronously, so the first poll completes.
-fn block_on<F: Future>(future: F) -> F::Output {
+/// `None` if it did not (it would be a wizer change; fall back, never spin).
+fn block_on<F: Future>(future: F) -> Option<F::Output> {
     let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(out) => Some(out),
+        Poll::Pending => None,
     }
 }
 
 /// wizer's view of the instrumented instance: call one of its state
-/// exports and hand back the result.
+/// exports and hand back the result. A failure (which the instrumentation
+/// should make impossible) is kept in `failed` and the snapshot discarded.
 struct Access<'a> {
     store: &'a mut Store<CallState>,
     instance: Instance,
+    failed: Option<String>,
 }
 
 impl Access<'_> {
-    fn call<R: Lift + 'static, O>(
+    fn call<R: Lift + 'static, O: Default>(
         &mut self,
         instance: &str,
         func: &str,
         use_result: impl FnOnce(&mut Store<CallState>, R) -> O,
     ) -> O {
-        // The instrumented component exports these by construction
-        // (`instrument_component` added them), so a miss is a wizer bug.
-        let (_, exported) = (self.instance)
-            .get_export(&mut *self.store, None, instance)
-            .expect("wizer's instrumentation exports its state instance");
-        let (_, index) = (self.instance)
-            .get_export(&mut *self.store, Some(&exported), func)
-            .expect("wizer's instrumentation exports its state functions");
-        let func = (self.instance)
-            .get_typed_func::<(), (R,)>(&mut *self.store, index)
-            .expect("wizer's state functions have the types it asks for");
-        let (result,) = func
-            .call(&mut *self.store, ())
-            .expect("reading a global or a memory does not trap");
-        use_result(self.store, result)
+        if self.failed.is_some() {
+            return O::default();
+        }
+        let store = &mut *self.store;
+        let found = (self.instance)
+            .get_export(&mut *store, None, instance)
+            .and_then(|(_, exported)| {
+                (self.instance).get_export(&mut *store, Some(&exported), func)
+            })
+            .map(|(_, index)| index);
+        let result = found
+            .ok_or_else(|| format!("no export {instance}#{func}"))
+            .and_then(|index| {
+                (self.instance)
+                    .get_typed_func::<(), (R,)>(&mut *store, index)
+                    .and_then(|f| f.call(&mut *store, ()))
+                    .map_err(|e| format!("{instance}#{func}: {e:#}"))
+            });
+        match result {
+            Ok((value,)) => use_result(store, value),
+            Err(why) => {
+                self.failed = Some(why);
+                O::default()
+            }
+        }
     }
 }
 
@@ -270,9 +301,17 @@ impl ComponentInstanceState for Access<'_> {
         func: &str,
         contents: impl FnOnce(&[u8]) + Send,
     ) {
+        let mut contents = Some(contents);
         self.call(instance, func, |store, list: WasmList<u8>| {
-            contents(list.as_le_slice(&*store))
-        })
+            if let Some(contents) = contents.take() {
+                contents(list.as_le_slice(&*store))
+            }
+        });
+        // wizer expects the callback to run; on a failure give it nothing
+        // (the snapshot is discarded because `failed` is set).
+        if let Some(contents) = contents.take() {
+            contents(&[]);
+        }
     }
 
     async fn call_func_ret_s32(&mut self, instance: &str, func: &str) -> i32 {

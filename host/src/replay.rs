@@ -80,7 +80,7 @@ pub fn replay(
 ) -> std::io::Result<Vec<Replayed>> {
     let scratch = tempfile::tempdir()?;
     let mut loads: HashMap<PluginKey, PluginLoad> = HashMap::new();
-    let mut plugins: HashMap<(String, String), Result<Arc<LoadedPlugin>, Verdict>> = HashMap::new();
+    let mut plugins: HashMap<PluginKey, Result<Arc<LoadedPlugin>, Verdict>> = HashMap::new();
     let mut batch: Option<(u64, BatchRecord)> = None;
     let mut out = Vec::new();
     query::for_each(dir, |entry: Entry, _| match entry.record {
@@ -155,9 +155,10 @@ impl Selection {
 
 type PluginKey = (String, String, String);
 
-/// The plugin that made `inv`, rebuilt once per component and grant set.
+/// The plugin that made `inv`, rebuilt once per component, grant set and
+/// load-time `init`.
 fn plugin_for(
-    plugins: &mut HashMap<(String, String), Result<Arc<LoadedPlugin>, Verdict>>,
+    plugins: &mut HashMap<PluginKey, Result<Arc<LoadedPlugin>, Verdict>>,
     loads: &HashMap<PluginKey, PluginLoad>,
     engine: &Engine,
     dir: &Path,
@@ -169,7 +170,10 @@ fn plugin_for(
         .ok_or_else(|| {
             Verdict::NotReplayable("no pack-load record holds this plugin's grant set".into())
         })?;
-    let key = (inv.component.clone(), inv.grants.clone());
+    // A reload can keep component and grants and still snapshot different
+    // data (an intel file changed): what `init` read is part of the key.
+    let init = serde_json::to_vec(&load.init).unwrap_or_default();
+    let key = (inv.component.clone(), inv.grants.clone(), sha256_hex(&init));
     plugins
         .entry(key)
         .or_insert_with(|| build_plugin(engine, dir, scratch, inv, load))
@@ -201,7 +205,7 @@ fn build_plugin(
             path.display()
         )));
     }
-    build_from_bytes(engine, dir, scratch, inv, load, &bytes).map_err(Verdict::NotReplayable)
+    build_from_bytes(engine, dir, scratch, inv, load, &bytes)
 }
 
 fn build_from_bytes(
@@ -211,14 +215,19 @@ fn build_from_bytes(
     inv: &InvocationRecord,
     load: &PluginLoad,
     bytes: &[u8],
-) -> Result<Arc<LoadedPlugin>, String> {
+) -> Result<Arc<LoadedPlugin>, Verdict> {
+    let not_replayable = |why: String| Verdict::NotReplayable(why);
     let component = ComponentCache::disabled()
         .load(engine, bytes)
-        .map_err(|e| format!("component does not compile: {e:#}"))?;
+        .map_err(|e| not_replayable(format!("component does not compile: {e:#}")))?;
     let grants = &load.grant_set;
     let world = match load.world {
         World::Enricher | World::Detector => load.world,
-        World::Responder => return Err("a responder plugin cannot be replayed".into()),
+        World::Responder => {
+            return Err(not_replayable(
+                "a responder plugin cannot be replayed".into(),
+            ));
+        }
     };
     // Replay never touches real state: the tape answers every state call,
     // and this scratch store only satisfies the linker's shape.
@@ -227,7 +236,7 @@ fn build_from_bytes(
             &scratch.join(format!("{}.state.redb", inv.plugin)),
             StateQuota::default(),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| not_replayable(e.to_string()))?;
         Some((
             Arc::new(store),
             Arc::from(grants.state_key_prefixes.clone()),
@@ -248,11 +257,12 @@ fn build_from_bytes(
             .http
             .as_ref()
             .map(|g| HttpPolicy::resolve(g, &SecretSource::placeholders()).map(Arc::new))
-            .transpose()?,
+            .transpose()
+            .map_err(not_replayable)?,
         // The tape answers `list-dir`; `read` contents come from the audit
         // directory's store, by the recorded digest.
-        files: (grants.files.as_ref())
-            .map(|_| Arc::new(FilesPolicy::replay(crate::audit::files_store(dir)))),
+        files: (grants.effective.contains(&Capability::Files))
+            .then(|| Arc::new(FilesPolicy::replay(crate::audit::files_store(dir)))),
         // Replay answers from the record, revoked calls included.
         revocations: None,
     };
@@ -261,7 +271,7 @@ fn build_from_bytes(
     // instance (or a log from before pre-initialisation) runs it per call.
     let (component, init) = match &load.init {
         Some(InitRecord {
-            mode: InitMode::Snapshot { .. },
+            mode: recorded @ InitMode::Snapshot { .. },
             host_calls,
         }) => {
             let run = InitRun {
@@ -274,10 +284,14 @@ fn build_from_bytes(
                 deadline: limits.deadline,
             };
             let again = run.preinitialise(component, Tape::replay(host_calls.clone(), 0));
-            if let InitMode::PerInstance { why } = &again.mode {
-                return Err(format!(
-                    "the recorded snapshot cannot be taken again: {why}"
-                ));
+            if let Some(divergence) = again.divergence {
+                return Err(Verdict::Mismatch(format!("`init` at load: {divergence}")));
+            }
+            if again.mode != *recorded {
+                return Err(Verdict::Mismatch(format!(
+                    "`init` at load: recorded {recorded:?}, replayed {:?}",
+                    again.mode
+                )));
             }
             (again.component, again.mode)
         }
@@ -289,7 +303,7 @@ fn build_from_bytes(
         ),
     };
     let pre = link_plugin(engine, &component, &grants.effective, world)
-        .map_err(|e| format!("component does not link: {e:#}"))?;
+        .map_err(|e| not_replayable(format!("component does not link: {e:#}")))?;
     Ok(Arc::new(LoadedPlugin {
         pack: Arc::from(inv.pack.as_str()),
         pack_version: Arc::from(inv.version.as_str()),
@@ -303,6 +317,8 @@ fn build_from_bytes(
         pre,
         template,
         init,
+        // Replay answers from the record: nothing is revoked.
+        per_instance: None,
         health: Mutex::default(),
         projection: Mutex::default(),
     }))

@@ -5,8 +5,10 @@
 //! [`crate::testing`], so plugin logic runs under `cargo test` without Wasm.
 
 /// Why a capability call was refused or failed (the union of the `error`
-/// variants of the capability interfaces).
+/// variants of the capability interfaces). New capabilities add variants,
+/// so match with a `_` arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CapabilityError {
     /// Not granted for this resource (key outside the granted prefixes,
     /// capability revoked).

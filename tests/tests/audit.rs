@@ -359,19 +359,29 @@ fn replay_answers_file_reads_from_the_log_store_not_from_the_pack() {
     use vigil::pipeline::sink::Memory;
     use vigil::pipeline::source::Lines;
 
-    let pack = TestPack::new(&[PluginSpec {
-        id: "reader",
-        crate_name: "file-reader",
-        capabilities: "\"files\"",
-        config: "paths = [\"intel/list.txt\", \"intel/missing.txt\", \"../escape\"]",
-    }]);
+    // `reader` reads on every call; `ioc` reads the same file once, in
+    // `init` at load, and runs from the snapshot.
+    let pack = TestPack::new(&[
+        PluginSpec {
+            id: "reader",
+            crate_name: "file-reader",
+            capabilities: "\"files\"",
+            config: "paths = [\"intel/list.txt\", \"intel/missing.txt\", \"../escape\"]",
+        },
+        PluginSpec {
+            id: "ioc",
+            crate_name: "ioc-match",
+            capabilities: "\"files\"",
+            config: "lists = [\"intel/list.txt\"]",
+        },
+    ]);
     std::fs::create_dir_all(pack.path().join("intel")).expect("intel dir");
     std::fs::write(pack.path().join("intel/list.txt"), "evil.example\n").expect("list");
     let audit_dir = pack.dir.path().join("audit");
-    let policy =
-        "[packs.t.plugins.reader]\ncapabilities = [\"files\"]\nfiles = { dirs = [\"intel/\"] }\n";
+    let grant = "capabilities = [\"files\"]\nfiles = { dirs = [\"intel/\"] }\n";
+    let policy = format!("[packs.t.plugins.reader]\n{grant}[packs.t.plugins.ioc]\n{grant}");
     let options = HostOptions {
-        policy: Policy::parse("policy.toml", policy).expect("policy"),
+        policy: Policy::parse("policy.toml", &policy).expect("policy"),
         state_dir: pack.dir.path().join("state"),
         audit_dir: Some(audit_dir.clone()),
         command: "test".into(),
@@ -402,10 +412,11 @@ fn replay_answers_file_reads_from_the_log_store_not_from_the_pack() {
     std::fs::write(pack.path().join("intel/list.txt"), "changed\n").expect("rewrite");
     let engine = vigil::engine::build_engine().expect("engine");
     let results = replay(&engine, &audit_dir, &Selection::default()).expect("replays");
-    assert_eq!(results.len(), 3);
+    assert_eq!(results.len(), 6, "3 batches x 2 plugins");
     for r in &results {
         assert_eq!(r.verdict, Verdict::Identical, "{r:?}");
-        assert_eq!(r.host_calls, 3, "{r:?}");
+        let calls = if r.plugin == "t/reader" { 3 } else { 0 };
+        assert_eq!(r.host_calls, calls, "{r:?}");
     }
 
     // A stored file that no longer matches its digest is a mismatch, not

@@ -733,3 +733,67 @@ fn a_plugin_whose_init_calls_a_host_import_falls_back_to_per_instance_init() {
         .collect();
     assert_eq!(modes, [Some("snapshot"), Some("per-instance")]);
 }
+
+/// What `init` read at load lives in the snapshot, so a revocation of that
+/// capability must reach it: after `vigil revoke ... --capability files`
+/// the next call runs `init` again on the original component and meets the
+/// revocation; after a restore the snapshot is used again.
+#[test]
+fn revoking_what_init_read_at_load_reaches_snapshotted_instances() {
+    use vigil::plugin::CallError;
+    use vigil::preinit::InitMode;
+    use vigil::revocation::{self, Action, ChangeRequest};
+
+    let pack = TestPack::new(&[PluginSpec {
+        id: "ioc",
+        crate_name: "ioc-match",
+        capabilities: "\"files\"",
+        config: "lists = [\"intel/iocs.txt\"]",
+    }]);
+    std::fs::create_dir_all(pack.path().join("intel")).expect("intel");
+    std::fs::write(pack.path().join("intel/iocs.txt"), "evil.example\n").expect("list");
+    let (runtime, generation) = pack
+        .load("[packs.t.plugins.ioc]\ncapabilities = [\"files\"]\nfiles = { dirs = [\"intel\"] }\n")
+        .expect("loads");
+    let plugin = &generation.detectors[0];
+    assert!(matches!(plugin.init_mode(), InitMode::Snapshot { .. }));
+    let text = r#"{"Event":{"EventData":{"QueryName":"a.evil.example"}}}"#;
+    let mut reader = vigil::pipeline::input::BatchReader::new(text.as_bytes());
+    let mut batch = vigil_event::Batch::new();
+    assert!(reader.fill(&mut batch, 1, &mut Vec::new()).expect("read"));
+    assert_eq!(plugin.detect(&batch).result.map(|f| f.len()), Ok(1));
+
+    let state_dir = pack.dir.path().join("state");
+    let request = |action| ChangeRequest {
+        action,
+        plugin: "ioc".into(),
+        capability: Some(Capability::Files),
+        reason: "test".into(),
+        by: "alice".into(),
+        at: "2026-12-02T12:00:00Z".into(),
+    };
+    let change = |action| {
+        revocation::apply(
+            &state_dir,
+            &runtime.policy.audit,
+            &state_dir.join("audit"),
+            request(action),
+        )
+        .expect("applies");
+        runtime
+            .revocations
+            .reload(&state_dir.join(revocation::FILE));
+    };
+    change(Action::Revoke);
+    let outcome = plugin.detect(&batch);
+    assert!(
+        matches!(&outcome.result, Err(CallError::Init(why)) if why.contains("access denied")),
+        "{:?}",
+        outcome.result
+    );
+    assert_eq!(outcome.host_calls.len(), 1, "the refused read is recorded");
+    change(Action::Restore);
+    let outcome = plugin.detect(&batch);
+    assert_eq!(outcome.result.map(|f| f.len()), Ok(1));
+    assert!(outcome.host_calls.is_empty(), "from the snapshot again");
+}

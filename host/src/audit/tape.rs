@@ -37,6 +37,8 @@ pub trait RecordedError: Sized {
 pub const MAX_RECORDED_CALLS: usize = 10_000;
 /// Most bytes of recorded arguments and results per plugin call (same rule).
 pub const MAX_RECORDED_BYTES: usize = 8 << 20;
+/// Longest `detail` (why a call was refused) kept per host call.
+pub const MAX_DETAIL_BYTES: usize = 1024;
 
 /// [`RecordedError`] for an interface whose only error is `access-denied`
 /// (`clock`, `config`): one definition instead of one copy per interface.
@@ -217,7 +219,11 @@ impl Tape {
                         r.detail.clone(),
                     ),
                 };
-                recorder.bytes += size + value_bytes(&recorded);
+                // The detail is host text that may quote guest input (a
+                // refused path): clamped and counted like the rest.
+                let detail = detail.map(|d| crate::plugin_text::clamp(d, MAX_DETAIL_BYTES));
+                recorder.bytes +=
+                    size + value_bytes(&recorded) + detail.as_ref().map_or(0, String::len);
                 recorder.calls.push(HostCall {
                     interface: interface.name().to_owned(),
                     function: function.to_owned(),

@@ -212,11 +212,14 @@ impl FilesPolicy {
                     .iter()
                     .find(|(name, _)| *name == path)
                     .ok_or_else(|| {
-                        Refusal::from(if is_embedded_dir(files, path) {
-                            wit::Error::AccessDenied
+                        if is_embedded_dir(files, path) {
+                            denied(format!("{path:?} is a directory"))
                         } else {
-                            wit::Error::NotFound
-                        })
+                            Refusal {
+                                error: wit::Error::NotFound,
+                                detail: Some(format!("{path:?} is not in the embedded pack")),
+                            }
+                        }
                     })?;
                 if bytes.len() as u64 > limit {
                     return Err(too_large(path, bytes.len() as u64, limit));
@@ -363,7 +366,11 @@ fn io_refusal(path: &str, e: &std::io::Error) -> Refusal<wit::Error> {
         ErrorKind::PermissionDenied | ErrorKind::NotADirectory | ErrorKind::IsADirectory => {
             wit::Error::AccessDenied
         }
-        _ if e.raw_os_error() == Some(libc::ELOOP) => wit::Error::AccessDenied,
+        // `ELOOP`: a symlink met where none may be followed; `ENXIO`: a
+        // socket (or a device without a driver) opened as a file.
+        _ if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) => {
+            wit::Error::AccessDenied
+        }
         // The guest learns the kind of failure, not the host's paths.
         kind => wit::Error::Failed(kind.to_string()),
     };

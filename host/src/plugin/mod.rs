@@ -206,6 +206,9 @@ pub struct LoadedPlugin {
     pub(crate) template: CallTemplate,
     /// Whether instances start from a snapshot taken after `init`.
     pub(crate) init: InitMode,
+    /// For a snapshotted plugin: the original component, linked, used
+    /// when a capability its `init` read has been revoked since.
+    pub(crate) per_instance: Option<PluginPre>,
     pub(crate) health: Mutex<Health>,
     /// The last field list the plugin declared, compiled. Plugins declare
     /// the same list on every `init`, so this is compiled once.
@@ -216,6 +219,18 @@ pub struct LoadedPlugin {
 /// Guest-controlled: a plugin cannot make the host build a huge projection.
 const MAX_FIELDS: usize = 256;
 const MAX_FIELD_BYTES: usize = 512;
+
+/// Refuse a declared field list over [`MAX_FIELDS`] paths or with a path
+/// over [`MAX_FIELD_BYTES`] (as an `init` error).
+pub(crate) fn check_declared(fields: &[String]) -> Result<(), CallError> {
+    if fields.len() > MAX_FIELDS || fields.iter().any(|f| f.len() > MAX_FIELD_BYTES) {
+        return Err(CallError::Init(format!(
+            "declared {} event fields; at most {MAX_FIELDS} paths of at most {MAX_FIELD_BYTES} bytes are allowed",
+            fields.len()
+        )));
+    }
+    Ok(())
+}
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -373,22 +388,26 @@ impl LoadedPlugin {
         &self,
         store: &mut Store<CallState>,
     ) -> Result<(W::Instance, Option<Arc<Projection>>), CallError> {
-        let instance = W::instantiate(&self.pre, store)
+        let snapshot = self.snapshot_in_force();
+        let pre = match snapshot {
+            Some(_) => &self.pre,
+            None => self.per_instance.as_ref().unwrap_or(&self.pre),
+        };
+        let instance = W::instantiate(pre, store)
             .ok_or(CallError::WrongWorld(self.pre.world(), W::WORLD.name()))?
             .map_err(|e| match self.classify(store, e) {
                 CallError::Trap(m) => CallError::Instantiate(m),
                 other => other,
             })?;
-        let declared = match &self.init {
+        let projection = match snapshot {
             // `init` ran at load; the instance starts from its snapshot.
-            InitMode::Snapshot { fields } => fields.clone(),
-            InitMode::PerInstance { .. } => W::init(&instance, store, &self.template.config)
+            Some(declared) => declared.as_deref().map(|f| self.compile_projection(f)),
+            None => W::init(&instance, store, &self.template.config)
                 .map_err(|e| self.classify(store, e))?
-                .map_err(|e| CallError::Init(plugin_error_text(&e)))?,
-        };
-        let projection = declared
-            .map(|fields| self.compile_projection(fields))
-            .transpose()?;
+                .map_err(|e| CallError::Init(plugin_error_text(&e)))?
+                .map(|f| self.compile_projection(&f)),
+        }
+        .transpose()?;
         Ok((instance, projection))
     }
 
@@ -410,22 +429,31 @@ impl LoadedPlugin {
     }
 
     /// Compile the declared field list, reusing the last one when unchanged.
-    fn compile_projection(&self, fields: Vec<String>) -> Result<Arc<Projection>, CallError> {
-        if fields.len() > MAX_FIELDS || fields.iter().any(|f| f.len() > MAX_FIELD_BYTES) {
-            return Err(CallError::Init(format!(
-                "declared {} event fields; at most {MAX_FIELDS} paths of at most {MAX_FIELD_BYTES} bytes are allowed",
-                fields.len()
-            )));
-        }
+    fn compile_projection(&self, fields: &[String]) -> Result<Arc<Projection>, CallError> {
+        check_declared(fields)?;
         let mut cached = self.projection.lock().unwrap_or_else(|p| p.into_inner());
         Ok(match &*cached {
-            Some((declared, projection)) if *declared == fields => projection.clone(),
+            Some((declared, projection)) if declared == fields => projection.clone(),
             _ => {
-                let projection = Arc::new(Projection::new(&fields));
-                *cached = Some((fields, projection.clone()));
+                let projection = Arc::new(Projection::new(fields));
+                *cached = Some((fields.to_vec(), projection.clone()));
                 projection
             }
         })
+    }
+
+    /// Whether instances start from the load-time snapshot now: not when a
+    /// capability `init` read at load (`config`, `files`) has since been
+    /// revoked, since the snapshot holds what it read. Then `init` runs
+    /// again on the original component and meets the revocation.
+    fn snapshot_in_force(&self) -> Option<&Declared> {
+        let InitMode::Snapshot { fields } = &self.init else {
+            return None;
+        };
+        let revoked = (self.template.revocations.as_ref()).is_some_and(|scope| {
+            (self.effective.iter()).any(|c| c.spec().preinit && scope.check(*c).is_some())
+        });
+        (!revoked).then_some(fields)
     }
 
     /// A live instance for repeated calls without re-instantiating: used by

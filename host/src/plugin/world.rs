@@ -42,6 +42,13 @@ pub trait WorldCall {
         store: &mut Store<CallState>,
     ) -> Option<wasmtime::Result<Self::Instance>>;
 
+    /// The world's bindings on an already created instance (the snapshot
+    /// run instantiates without a pre-linked component).
+    fn bind(
+        store: &mut Store<CallState>,
+        instance: &wasmtime::component::Instance,
+    ) -> wasmtime::Result<Self::Instance>;
+
     /// Call the world's `init(config)`.
     fn init(
         instance: &Self::Instance,
@@ -79,6 +86,13 @@ impl WorldCall for Detect {
             PluginPre::Detector(pre) => Some(pre.instantiate(store)),
             PluginPre::Enricher(_) => None,
         }
+    }
+
+    fn bind(
+        store: &mut Store<CallState>,
+        instance: &wasmtime::component::Instance,
+    ) -> wasmtime::Result<Detector> {
+        Detector::new(store, instance)
     }
 
     fn init(
@@ -129,6 +143,13 @@ impl WorldCall for Enrich {
             PluginPre::Enricher(pre) => Some(pre.instantiate(store)),
             PluginPre::Detector(_) => None,
         }
+    }
+
+    fn bind(
+        store: &mut Store<CallState>,
+        instance: &wasmtime::component::Instance,
+    ) -> wasmtime::Result<Enricher> {
+        Enricher::new(store, instance)
     }
 
     fn init(
