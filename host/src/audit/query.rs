@@ -122,13 +122,34 @@ pub fn describe(entry: &Entry) -> String {
                     );
                     for p in plugins {
                         let caps: Vec<_> = p.grant_set.effective.iter().map(|c| c.name()).collect();
+                        // How its instances start, and what `init` read then.
+                        let init = p.init.as_ref().map_or(String::new(), |i| {
+                            let reads: Vec<String> = (i.host_calls.iter())
+                                .map(|c| {
+                                    format!(
+                                        "{}.{}({}) {:?}",
+                                        c.interface, c.function, c.args, c.status
+                                    )
+                                })
+                                .collect();
+                            format!(
+                                ", init {}{}",
+                                i.mode.name(),
+                                if reads.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(" [{}]", reads.join("; "))
+                                }
+                            )
+                        });
                         let _ = write!(
                             out,
-                            " {} ({}, grants [{}], component {})",
+                            " {} ({}, grants [{}], component {}{})",
                             PluginText(&p.id),
                             p.world.name(),
                             caps.join(", "),
-                            &p.component[..12]
+                            &p.component[..12],
+                            PluginText(&init)
                         );
                     }
                     Ok(())
