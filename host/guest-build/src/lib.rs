@@ -58,7 +58,7 @@ pub fn build(workspace: &Path, parents: &[&str]) -> Result<Option<Vec<Built>>, S
         println!("cargo:warning={SKIP_ENV}=1: guest plugins are not built");
         return Ok(None);
     }
-    let plugins = discover(workspace, parents);
+    let plugins = discover(workspace, parents)?;
     let plugin_target = target_root(workspace).join("plugins");
     check_target_installed()?;
     nested_build(workspace, &plugin_target, &plugins)?;
@@ -105,34 +105,35 @@ pub fn components_const(built: &[Built]) -> String {
     code
 }
 
-/// `(package name, crate dir)` of every crate under each of `parents`.
-fn discover(workspace: &Path, parents: &[&str]) -> Vec<(String, PathBuf)> {
+/// `(package name, crate dir)` of every workspace crate directly under
+/// one of `parents` (e.g. `plugins/brute-force` for `plugins`).
+fn discover(workspace: &Path, parents: &[&str]) -> Result<Vec<(String, PathBuf)>, String> {
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .manifest_path(workspace.join("Cargo.toml"))
+        .no_deps()
+        .exec()
+        .map_err(|e| format!("`cargo metadata` on the workspace failed: {e}"))?;
     let mut found = Vec::new();
-    for parent in parents {
-        let dir = workspace.join(parent);
-        println!("cargo:rerun-if-changed={}", dir.display());
-        let Ok(entries) = fs::read_dir(&dir) else {
+    for package in metadata.workspace_packages() {
+        let Some(dir) = package.manifest_path.parent() else {
             continue;
         };
-        for entry in entries.flatten() {
-            let manifest = entry.path().join("Cargo.toml");
-            let Ok(text) = fs::read_to_string(&manifest) else {
-                continue;
-            };
-            let name = text
-                .lines()
-                .find_map(|l| {
-                    l.trim()
-                        .strip_prefix("name = ")
-                        .map(|v| v.trim_matches('"').to_owned())
-                })
-                .unwrap_or_else(|| panic!("{}: no `name = \"...\"` line", manifest.display()));
-            println!("cargo:rerun-if-changed={}", manifest.display());
-            found.push((name, entry.path()));
+        let dir = dir.as_std_path();
+        let under = |parent: &&str| dir.parent() == Some(&*workspace.join(parent));
+        if parents.iter().any(under) {
+            println!("cargo:rerun-if-changed={}", package.manifest_path);
+            found.push((package.name.to_string(), dir.to_owned()));
         }
     }
+    for parent in parents {
+        // A crate added or removed under `parent` changes this directory.
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(parent).display()
+        );
+    }
     found.sort();
-    found
+    Ok(found)
 }
 
 fn check_target_installed() -> Result<(), String> {
