@@ -12,7 +12,8 @@
 //!   with a reason containing it) or `{"findings": [{plugin, rule_id,
 //!   event}], "denied": [{plugin, interface, function}]}`: the findings
 //!   emitted (any order) and the host calls the audit log records as
-//!   denied (detectors' and enrichers', any order); a denied entry may add
+//!   denied (detectors' and enrichers', and their `init`s' at load; any
+//!   order); a denied entry may add
 //!   `args` (the recorded arguments), and then every entry's are compared.
 //!
 //! Adding a case is adding a directory; a `*-denied` case proves a refusal
@@ -22,7 +23,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use vigil::audit::query;
-use vigil::audit::record::{CallStatus, Record};
+use vigil::audit::record::{CallStatus, HostCall, Lifecycle, Record};
 use vigil::host::{Host, HostError, HostOptions};
 use vigil::manifest::PackManifest;
 use vigil::pack::PackSource;
@@ -123,15 +124,29 @@ fn run_case(case: &Path) -> Result<(), String> {
         (expected["denied"].as_array().into_iter().flatten()).any(|d| d.get("args").is_some());
     let mut denied: Vec<Triple> = Vec::new();
     query::for_each(&audit_dir, |entry, _| {
-        if let Record::Invocation(inv) | Record::Enrichment(inv) = entry.record {
-            for call in inv.host_calls {
-                if call.status == CallStatus::Denied {
-                    let mut function = call.function;
-                    if with_args {
-                        function = format!("{function} {}", call.args);
-                    }
-                    denied.push((inv.plugin.clone(), call.interface, function));
+        // Calls of every invocation, and of each plugin's `init` at load.
+        let calls: Vec<(String, HostCall)> = match entry.record {
+            Record::Invocation(inv) | Record::Enrichment(inv) => {
+                let plugin = inv.plugin;
+                (inv.host_calls.into_iter())
+                    .map(|c| (plugin.clone(), c))
+                    .collect()
+            }
+            Record::Lifecycle(Lifecycle::PackLoad { plugins, .. }) => (plugins.into_iter())
+                .flat_map(|p| {
+                    let calls = p.init.map(|i| i.host_calls).unwrap_or_default();
+                    calls.into_iter().map(move |c| (p.id.clone(), c))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (plugin, call) in calls {
+            if call.status == CallStatus::Denied {
+                let mut function = call.function;
+                if with_args {
+                    function = format!("{function} {}", call.args);
                 }
+                denied.push((plugin, call.interface, function));
             }
         }
     })

@@ -408,7 +408,7 @@ pub struct PluginStats {
     pub enriched: u64,
     /// Enrichers: findings they could not enrich (error, denial, timeout).
     pub unavailable: u64,
-    /// Host calls by capability.
+    /// Host calls by capability (those of `init` at load included).
     pub host_calls: BTreeMap<String, u64>,
 }
 
@@ -419,6 +419,17 @@ pub fn stats(dir: &Path) -> std::io::Result<BTreeMap<String, PluginStats>> {
     for_each(dir, |entry, _| match entry.record {
         Record::Batch(b) => {
             batch_sizes.insert(entry.seq, b.events.len() as u64);
+        }
+        // Host calls `init` made when the pack loaded (the snapshot run):
+        // counted with the plugin's calls, as the plugin made them.
+        Record::Lifecycle(Lifecycle::PackLoad { pack, plugins, .. }) => {
+            for p in plugins {
+                let s = out.entry(format!("{pack}/{}", p.id)).or_default();
+                for call in p.init.iter().flat_map(|i| &i.host_calls) {
+                    *s.host_calls.entry(call.interface.clone()).or_default() += 1;
+                    s.denials += u64::from(call.status == CallStatus::Denied);
+                }
+            }
         }
         Record::Invocation(inv) | Record::Enrichment(inv) => {
             let s = out
