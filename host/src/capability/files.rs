@@ -61,7 +61,9 @@ pub struct FilesGrant {
     pub max_file_bytes: Option<u64>,
 }
 
-/// Where a pack's files are: on disk, or compiled into the binary.
+/// Where a pack's files are: on disk, or compiled into the binary. The
+/// borrowed view of `pack::PackSource` this module needs (it cannot name
+/// `pack`, which depends on it).
 #[derive(Debug)]
 pub enum PackFiles<'a> {
     /// The pack directory.
@@ -127,8 +129,7 @@ impl FilesPolicy {
                     })?)
                 }
                 PackFiles::Embedded(files) => {
-                    let below = format!("{prefix}/");
-                    if !files.iter().any(|(name, _)| name.starts_with(&below)) {
+                    if !is_embedded_dir(files, &prefix) {
                         return Err(format!(
                             "files grant `dirs` entry {dir:?}: the embedded pack has no such directory"
                         ));
@@ -258,7 +259,7 @@ impl FilesPolicy {
             }
             Access::Embedded(files) => {
                 let below = format!("{path}/");
-                let mut names: Vec<String> = files
+                let names: Vec<String> = files
                     .iter()
                     .filter_map(|(name, _)| name.strip_prefix(&below))
                     .map(|rest| match rest.split_once('/') {
@@ -269,7 +270,6 @@ impl FilesPolicy {
                 if names.is_empty() {
                     return Err(wit::Error::NotFound.into());
                 }
-                names.dedup();
                 names
             }
         };

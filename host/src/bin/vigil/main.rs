@@ -167,8 +167,10 @@ fn parse_capability(text: &str) -> Result<vigil::capability::Capability, String>
         .into_iter()
         .find(|c| c.name() == text)
         .ok_or_else(|| {
-            let names: Vec<_> = Capability::ALL.iter().map(|c| c.name()).collect();
-            format!("`{text}` is not a capability; one of: {}", names.join(", "))
+            format!(
+                "`{text}` is not a capability; one of: {}",
+                Capability::names()
+            )
         })
 }
 
