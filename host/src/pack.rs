@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -20,17 +20,15 @@ use crate::audit::grants_digest;
 use crate::audit::record::{GrantSet, InitRecord, LimitsRecord};
 use crate::bindings::DetectorPre;
 use crate::bindings::enricher::EnricherPre;
-use crate::capability::files::{FilesPolicy, PackFiles};
-use crate::capability::http::{DEFAULT_TIMEOUT, HttpPolicy, SecretSource};
-use crate::capability::{Capability, ImportKind, classify_import};
+use crate::capability::files::PackFiles;
+use crate::capability::{Capability, ImportKind, Setup, SetupMode, classify_import};
 use crate::engine::{ComponentCache, sha256_hex};
 use crate::manifest::{ManifestError, PackManifest, PluginManifest, World};
 use crate::plugin::{LoadedPlugin, PluginPre};
-use crate::policy::{EnrichmentConfig, HttpGrant, Limits, Policy};
+use crate::policy::{EnrichmentConfig, Policy};
 use crate::preinit::{InitMode, InitRun, Preinitialised};
 use crate::revocation::{RevocationScope, Revocations};
-use crate::sandbox::{CallTemplate, linker_for};
-use crate::state_store::StateQuota;
+use crate::sandbox::{CallTemplate, SharedGrants, linker_for};
 use crate::state_stores::StateStores;
 
 /// Where a pack's files come from.
@@ -148,35 +146,17 @@ pub enum LoadError {
         /// What did not match.
         message: String,
     },
-    /// The plugin's state store cannot be opened.
+    /// A grant cannot be put in force: the state store cannot be opened,
+    /// a secret is missing, a granted directory is not in the pack.
     #[error("pack `{pack}`, plugin `{plugin}`: {message}")]
-    State {
+    Grant {
         /// Pack name.
         pack: String,
         /// Plugin id.
         plugin: String,
-        /// Why.
-        message: String,
-    },
-    /// The plugin's `http` grant cannot be put in force (a secret is
-    /// missing, the secrets file is unreadable).
-    #[error("pack `{pack}`, plugin `{plugin}`: http grant: {message}")]
-    Http {
-        /// Pack name.
-        pack: String,
-        /// Plugin id.
-        plugin: String,
-        /// Why, naming the secret or file.
-        message: String,
-    },
-    /// The plugin's `files` grant names a directory the pack does not have.
-    #[error("pack `{pack}`, plugin `{plugin}`: {message}")]
-    Files {
-        /// Pack name.
-        pack: String,
-        /// Plugin id.
-        plugin: String,
-        /// Why, naming the directory.
+        /// Whose grant.
+        capability: Capability,
+        /// Why, naming the entry and what to change.
         message: String,
     },
 }
@@ -431,66 +411,46 @@ fn load_plugin(
     imported.sort();
 
     let limits = ctx.policy.limits_for(pack, id, plugin.world);
-    let (key_prefixes, state_quota) = match ctx.policy.grant(pack, id) {
-        Some(g) if effective.contains(&Capability::State) => {
-            (g.state.key_prefixes.clone(), StateQuota::granted(&g.state))
-        }
-        _ => (Vec::new(), StateQuota::default()),
-    };
     let config = plugin.config_entries();
-    let http_grant = match ctx.policy.grant(pack, id) {
-        Some(g) if effective.contains(&Capability::Http) => Some(g.http.clone()),
-        _ => None,
+    // Each effective capability's scope is recorded as the log will hold
+    // it, and the grant is put in force from that record, so what runs is
+    // exactly what the log says (`capability/registry.rs`).
+    let scopes = match ctx.policy.grant(pack, id) {
+        Some(grant) => (effective.iter())
+            .filter_map(|&c| grant.scope(c).map(|scope| (c, scope)))
+            .collect(),
+        None => Default::default(),
     };
-    let http = http_grant
-        .as_ref()
-        .map(|grant| {
-            SecretSource::from_policy(ctx.policy)
-                .and_then(|secrets| HttpPolicy::resolve(grant, &secrets))
-                .map(Arc::new)
-        })
-        .transpose()
-        .map_err(|message| {
-            vec![LoadError::Http {
-                pack: pack.into(),
-                plugin: id.into(),
-                message,
-            }]
-        })?;
-    let files_grant = match ctx.policy.grant(pack, id) {
-        Some(g) if effective.contains(&Capability::Files) => Some(g.files.clone()),
-        _ => None,
-    };
-    let files = files_grant
-        .as_ref()
-        .map(|grant| {
-            FilesPolicy::resolve(grant, source.files(), ctx.file_store.clone()).map(Arc::new)
-        })
-        .transpose()
-        .map_err(|message| {
-            vec![LoadError::Files {
-                pack: pack.into(),
-                plugin: id.into(),
-                message,
-            }]
-        })?;
-    let mut warnings = grant_warnings(http_grant.as_ref(), &limits);
-    if files_grant.as_ref().is_some_and(|g| g.dirs.is_empty()) {
-        warnings.push(
-            "files is granted but its `dirs` list is empty, so every read is denied; \
-             list the pack directories it may read, e.g. files = { dirs = [\"intel/\"] }"
-                .to_owned(),
-        );
-    }
     let grants = GrantSet {
         requested: plugin.capabilities.clone(),
         effective: effective.clone(),
-        state_key_prefixes: key_prefixes.clone(),
         config: config.clone(),
         limits: LimitsRecord::from(limits),
-        http: http_grant,
-        files: files_grant,
+        scopes,
     };
+    let setup = Setup {
+        pack,
+        plugin: id,
+        config: &config,
+        log_records_per_call: limits.log_records_per_call,
+        deadline: limits.deadline,
+        clock_origin: ctx.clock_origin,
+        mode: SetupMode::Live {
+            pack_files: source.files(),
+            file_store: ctx.file_store.clone(),
+            secrets_file: ctx.policy.secrets.file.as_deref(),
+            state_stores: ctx.state_stores,
+        },
+    };
+    let (shared, warnings) =
+        SharedGrants::resolve(&effective, &grants.scopes, &setup).map_err(|e| {
+            vec![LoadError::Grant {
+                pack: pack.into(),
+                plugin: id.into(),
+                capability: e.capability,
+                message: e.message,
+            }]
+        })?;
     let mut report = PluginReport {
         id: id.to_owned(),
         world: plugin.world,
@@ -543,26 +503,10 @@ fn load_plugin(
     let original = link_plugin(ctx.engine, &component, &effective, plugin.world)
         .map_err(|e| wrong_world(plugin.world.name(), format!("{e:#}")))?;
 
-    let state = if effective.contains(&Capability::State) {
-        let store = ctx.state_stores.open(pack, id, state_quota).map_err(|e| {
-            vec![LoadError::State {
-                pack: pack.into(),
-                plugin: id.into(),
-                message: e.to_string(),
-            }]
-        })?;
-        Some((store, Arc::from(key_prefixes)))
-    } else {
-        None
-    };
     let template = CallTemplate {
         memory_bytes: limits.memory_bytes as usize,
-        log_budget: limits.log_records_per_call,
         config: Arc::new(config),
-        clock_origin: ctx.clock_origin,
-        state,
-        http,
-        files,
+        grants: shared,
         revocations: Some(RevocationScope::new(
             ctx.revocations.clone(),
             Arc::from(pack),
@@ -638,67 +582,4 @@ pub(crate) fn link_plugin(
         World::Enricher => PluginPre::Enricher(EnricherPre::new(instance_pre)?),
         World::Responder => wasmtime::bail!("the host does not call responders yet"),
     })
-}
-
-/// What is wrong with an `http` grant that loads anyway: it allows nothing,
-/// or its timeout is longer than the plugin's deadline (which then cuts
-/// every request short).
-fn grant_warnings(http: Option<&HttpGrant>, limits: &Limits) -> Vec<String> {
-    let Some(http) = http else {
-        return Vec::new();
-    };
-    let mut warnings = Vec::new();
-    for (list, name) in [(&http.origins, "origins"), (&http.methods, "methods")] {
-        if list.is_empty() {
-            warnings.push(format!(
-                "http is granted but its `{name}` list is empty, so every request is denied; \
-                 list the {name} it may use"
-            ));
-        }
-    }
-    let timeout = http
-        .timeout_ms
-        .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
-    if timeout > limits.deadline {
-        warnings.push(format!(
-            "http timeout_ms ({} ms) exceeds the plugin's deadline ({} ms): requests are cut \
-             at the deadline; raise the plugin's `limits.deadline_ms` or lower `timeout_ms`",
-            timeout.as_millis(),
-            limits.deadline.as_millis()
-        ));
-    }
-    warnings
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_http_grant_that_allows_nothing_or_outlasts_the_deadline_is_warned_about() {
-        let limits = Limits::default();
-        let empty = HttpGrant::default();
-        let warnings = grant_warnings(Some(&empty), &limits);
-        assert_eq!(warnings.len(), 3, "{warnings:?}");
-        assert!(
-            warnings[0].contains("`origins` list is empty"),
-            "{warnings:?}"
-        );
-        assert!(
-            warnings[1].contains("`methods` list is empty"),
-            "{warnings:?}"
-        );
-        assert!(
-            warnings[2].contains("timeout_ms (10000 ms) exceeds the plugin's deadline (250 ms)"),
-            "{warnings:?}"
-        );
-        let fine = HttpGrant {
-            origins: vec!["https://api.example.com".into()],
-            methods: vec!["POST".into()],
-            timeout_ms: Some(200),
-            ..HttpGrant::default()
-        };
-        assert!(grant_warnings(Some(&fine), &limits).is_empty());
-        assert!(grant_warnings(None, &limits).is_empty());
-    }
 }

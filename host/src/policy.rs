@@ -66,9 +66,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::capability::Capability;
+use crate::capability::registry::for_each_capability;
+use crate::capability::{Capability, HostCapability};
 use crate::engine::MAX_PLUGIN_MEMORY_BYTES;
 use crate::manifest::World;
 
@@ -118,92 +119,49 @@ pub struct PackGrants {
     pub plugins: BTreeMap<String, PluginGrant>,
 }
 
-/// What one plugin is granted.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginGrant {
-    /// Granted capabilities (effective only if also requested).
-    #[serde(default)]
-    pub capabilities: Vec<Capability>,
-    /// Scope of the `state` grant.
-    #[serde(default)]
-    pub state: StateGrant,
-    /// Scope of the `http` grant.
-    #[serde(default)]
-    pub http: HttpGrant,
-    /// Scope of the `files` grant.
-    #[serde(default)]
-    pub files: crate::capability::files::FilesGrant,
-    /// Overrides of the default limits.
-    #[serde(default)]
-    pub limits: LimitsConfig,
-}
+macro_rules! plugin_grant {
+    ($($name:ident: $variant:ident => $unit:ty),* $(,)?) => {
+        /// What one plugin is granted: the capabilities, each one's scope
+        /// (a table named after it, defined by its module), and limits.
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct PluginGrant {
+            /// Granted capabilities (effective only if also requested).
+            #[serde(default)]
+            pub capabilities: Vec<Capability>,
+            /// Overrides of the default limits.
+            #[serde(default)]
+            pub limits: LimitsConfig,
+            $(
+                #[doc = concat!("Scope of the `", stringify!($name), "` grant.")]
+                #[serde(default)]
+                pub $name: <$unit as HostCapability>::Grant,
+            )*
+        }
 
-/// Scope of a `state` grant.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StateGrant {
-    /// Key prefixes the plugin may read and write; empty means no keys.
-    #[serde(default)]
-    pub key_prefixes: Vec<String>,
-    /// Most keys the plugin may store (default 100,000).
-    #[serde(default)]
-    pub max_keys: Option<usize>,
-    /// Largest value in bytes (default 65,536).
-    #[serde(default)]
-    pub max_value_bytes: Option<usize>,
-    /// Most bytes of keys plus values the plugin may store (default
-    /// 16 MiB). This is what its state costs on disk, up to a small factor.
-    #[serde(default)]
-    pub max_total_bytes: Option<u64>,
-}
+        impl PluginGrant {
+            /// The scope of `capability` as the audit log records it, or
+            /// `None` when the capability has no scope.
+            pub fn scope(&self, capability: Capability) -> Option<serde_json::Value> {
+                let value = match capability {
+                    $(Capability::$variant => serde_json::to_value(&self.$name),)*
+                };
+                // A scope is plain data and always serializes.
+                let value = value.expect("a grant scope serializes to JSON");
+                let empty = value.as_object().is_some_and(|o| o.is_empty());
+                (!empty).then_some(value)
+            }
 
-/// Scope of an `http` grant (see `capability/http.rs`). Everything not
-/// listed is refused: no origins means no requests.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpGrant {
-    /// Allowed origins: `scheme://host[:port]`, where host may start with
-    /// `*.` to allow any subdomain (not the bare domain). An origin whose
-    /// host is an IP address also allows that address even when it is
-    /// loopback, link-local or private.
-    #[serde(default)]
-    pub origins: Vec<String>,
-    /// Allowed methods, e.g. `["POST"]`.
-    #[serde(default)]
-    pub methods: Vec<String>,
-    /// Largest request body in bytes (default 64 KiB).
-    #[serde(default)]
-    pub max_request_bytes: Option<usize>,
-    /// Largest response body in bytes (default 1 MiB).
-    #[serde(default)]
-    pub max_response_bytes: Option<usize>,
-    /// Timeout per request, redirects included, ms (default 10000). The
-    /// plugin's remaining deadline caps it further.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// Requests per minute for this plugin (default 60): that many at
-    /// once, then one every `60 s / requests_per_minute`.
-    #[serde(default)]
-    pub requests_per_minute: Option<u32>,
-    /// Headers the host adds, with `${NAME}` replaced by a secret.
-    #[serde(default)]
-    pub headers: Vec<HttpHeaderGrant>,
+            /// Every scope checked as written: `Err((capability, why))`.
+            fn validate_scopes(&self) -> Result<(), (Capability, String)> {
+                $(<$unit as HostCapability>::validate(&self.$name)
+                    .map_err(|why| (Capability::$variant, why))?;)*
+                Ok(())
+            }
+        }
+    };
 }
-
-/// A header the host sets on requests to one origin; the plugin never sees
-/// its value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpHeaderGrant {
-    /// The origin (one of the grant's `origins`) the header is sent to.
-    pub origin: String,
-    /// Header name, e.g. `Authorization`.
-    pub name: String,
-    /// Value template, e.g. `Bearer ${AI_API_KEY}`: each `${NAME}` is read
-    /// from `[secrets] file`, else from the environment variable `NAME`.
-    pub value: String,
-}
+for_each_capability!(plugin_grant);
 
 /// `[secrets]`: where `${NAME}` references in header grants are read.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -444,8 +402,10 @@ impl Policy {
         }
         for (pack, grants) in &self.packs {
             for (plugin, grant) in &grants.plugins {
-                if let Err(message) = crate::capability::http::HttpPolicy::validate(&grant.http) {
-                    return err(format!("[packs.{pack}.plugins.{plugin}.http] {message}"));
+                if let Err((capability, message)) = grant.validate_scopes() {
+                    return err(format!(
+                        "[packs.{pack}.plugins.{plugin}.{capability}] {message}"
+                    ));
                 }
             }
         }
@@ -637,13 +597,13 @@ limits = { memory_mb = 16 }
             ),
         )
         .expect("valid");
-        let quota = StateQuota::granted(&policy.grant("p", "a").expect("granted").state);
+        let quota = policy.grant("p", "a").expect("granted").state.quota();
         assert_eq!(quota.max_keys, 10);
         assert_eq!(quota.max_total_bytes, 4096);
         assert_eq!(quota.max_value_bytes, StateQuota::default().max_value_bytes);
         let unset = Policy::parse("vigil.toml", POLICY).expect("valid");
         assert_eq!(
-            StateQuota::granted(&unset.grant("p", "a").expect("granted").state),
+            unset.grant("p", "a").expect("granted").state.quota(),
             StateQuota::default()
         );
     }
@@ -663,5 +623,23 @@ limits = { memory_mb = 16 }
                 .contains("[packs.p.plugins.a.limits] memory_mb"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_scope_for_a_capability_that_has_none_is_refused_and_scopes_are_recorded_by_name() {
+        let err = Policy::parse(
+            "vigil.toml",
+            &POLICY.replace(
+                "state = { key_prefixes",
+                "log = { level = \"debug\" }\nstate = { key_prefixes",
+            ),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("level"), "{err}");
+        let policy = Policy::parse("vigil.toml", POLICY).expect("valid");
+        let grant = policy.grant("p", "a").expect("granted");
+        assert_eq!(grant.scope(Capability::Log), None, "log has no scope");
+        let state = grant.scope(Capability::State).expect("state has a scope");
+        assert_eq!(state["key_prefixes"][0], "x/");
     }
 }

@@ -22,17 +22,14 @@ use crate::audit::record::{
     BatchRecord, InitRecord, InvocationRecord, Lifecycle, Outcome, PluginLoad, Record,
 };
 use crate::audit::tape::Tape;
-use crate::capability::Capability;
-use crate::capability::files::FilesPolicy;
-use crate::capability::http::{HttpPolicy, SecretSource};
+use crate::capability::{Setup, SetupMode};
 use crate::engine::{ComponentCache, sha256_hex};
 use crate::manifest::World;
 use crate::output::{EnrichmentResult, FindingRecord};
 use crate::pack::link_plugin;
 use crate::plugin::{Detect, Enrich, LoadedPlugin};
 use crate::preinit::{InitMode, InitRun};
-use crate::sandbox::CallTemplate;
-use crate::state_store::{StateQuota, StateStore};
+use crate::sandbox::{CallTemplate, SharedGrants};
 use vigil_event::Batch;
 
 /// Which invocations to replay.
@@ -229,40 +226,28 @@ fn build_from_bytes(
             ));
         }
     };
-    // Replay never touches real state: the tape answers every state call,
-    // and this scratch store only satisfies the linker's shape.
-    let state = if grants.effective.contains(&Capability::State) {
-        let store = StateStore::open(
-            &scratch.join(format!("{}.state.redb", inv.plugin)),
-            StateQuota::default(),
-        )
-        .map_err(|e| not_replayable(e.to_string()))?;
-        Some((
-            Arc::new(store),
-            Arc::from(grants.state_key_prefixes.clone()),
-        ))
-    } else {
-        None
-    };
     let limits = crate::policy::Limits::from(grants.limits);
+    // The same resolution as at load, from the same recorded scopes, in
+    // replay mode: the tape answers every host call, so no real state,
+    // secret or pack file is touched (`capability/registry.rs`).
+    let setup = Setup {
+        pack: &inv.pack,
+        plugin: &inv.plugin,
+        config: &grants.config,
+        log_records_per_call: limits.log_records_per_call,
+        deadline: limits.deadline,
+        clock_origin: Instant::now(),
+        mode: SetupMode::Replay {
+            scratch,
+            file_store: crate::audit::files_store(dir),
+        },
+    };
+    let (shared, _) = SharedGrants::resolve(&grants.effective, &grants.scopes, &setup)
+        .map_err(|e| not_replayable(format!("{} grant: {}", e.capability, e.message)))?;
     let template = CallTemplate {
         memory_bytes: limits.memory_bytes as usize,
-        log_budget: limits.log_records_per_call,
         config: Arc::new(grants.config.clone()),
-        clock_origin: Instant::now(),
-        state,
-        // The tape answers every http call; no request is made, so the
-        // grant is rebuilt without reading any secret.
-        http: grants
-            .http
-            .as_ref()
-            .map(|g| HttpPolicy::resolve(g, &SecretSource::placeholders()).map(Arc::new))
-            .transpose()
-            .map_err(not_replayable)?,
-        // The tape answers `list-dir`; `read` contents come from the audit
-        // directory's store, by the recorded digest.
-        files: (grants.effective.contains(&Capability::Files))
-            .then(|| Arc::new(FilesPolicy::replay(crate::audit::files_store(dir)))),
+        grants: shared,
         // Replay answers from the record, revoked calls included.
         revocations: None,
     };

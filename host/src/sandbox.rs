@@ -5,6 +5,7 @@
 //! state leaks between batches except through the recorded `state`
 //! capability.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,16 +14,10 @@ use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::{WasiCtxView, WasiView};
 
 use crate::audit::tape::Tape;
-use crate::capability::clock::{ClockCtx, ClockView};
-use crate::capability::config::{ConfigCtx, ConfigView};
-use crate::capability::files::{FilesCtx, FilesPolicy, FilesView};
-use crate::capability::http::{HttpCtx, HttpPolicy, HttpView};
-use crate::capability::log::{LogCtx, LogView};
-use crate::capability::state::{StateCtx, StateView};
+use crate::capability::registry::for_each_capability;
 use crate::capability::wasi::{WasiSandbox, WasiSandboxView};
-use crate::capability::{self, Capability};
+use crate::capability::{self, CallView, Capability, HostCapability, Setup};
 use crate::revocation::RevocationScope;
-use crate::state_store::StateStore;
 
 /// Bytes one table element is counted as (a function reference).
 const TABLE_ELEMENT_BYTES: usize = 16;
@@ -110,18 +105,107 @@ pub struct CallState {
     pub limiter: CallLimiter,
     /// Deny-all WASI context with captured stdio.
     pub wasi: WasiSandbox,
-    /// Log records of this call.
-    pub log: LogCtx,
     /// Every host call of this call, recorded or replayed.
     pub tape: Tape,
-    config: ConfigCtx,
-    clock: ClockCtx,
-    /// `None` unless `state` is granted.
-    state: Option<StateCtx>,
-    /// `None` unless `http` is granted.
-    http: Option<HttpCtx>,
-    /// `None` unless `files` is granted.
-    files: Option<FilesCtx>,
+    /// The granted capabilities' contexts for this call.
+    pub contexts: CallContexts,
+}
+
+macro_rules! per_capability {
+    ($($name:ident: $variant:ident => $unit:ty),* $(,)?) => {
+        /// Every effective capability's grant, put in force at load and
+        /// shared by all calls of a plugin (`None` when not effective).
+        #[derive(Debug, Clone, Default)]
+        pub struct SharedGrants {
+            $(
+                #[doc = concat!("The resolved `", stringify!($name), "` grant.")]
+                pub $name: Option<Arc<<$unit as HostCapability>::Shared>>,
+            )*
+        }
+
+        impl SharedGrants {
+            /// Put in force each of `effective` from its recorded scope in
+            /// `scopes` (a missing scope is the capability's default), and
+            /// collect what is wrong with grants that load anyway.
+            pub fn resolve(
+                effective: &[Capability],
+                scopes: &BTreeMap<Capability, serde_json::Value>,
+                setup: &Setup<'_>,
+            ) -> Result<(SharedGrants, Vec<String>), GrantError> {
+                let mut shared = SharedGrants::default();
+                let mut warnings = Vec::new();
+                for &capability in effective {
+                    let fail = |message: String| GrantError { capability, message };
+                    match capability {
+                        $(Capability::$variant => {
+                            let grant: <$unit as HostCapability>::Grant = match scopes.get(&capability) {
+                                Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
+                                    fail(format!("the recorded {} grant does not fit: {e}", stringify!($name)))
+                                })?,
+                                None => Default::default(),
+                            };
+                            warnings.extend(<$unit as HostCapability>::warnings(&grant, setup));
+                            shared.$name = Some(Arc::new(
+                                <$unit as HostCapability>::resolve(grant, setup).map_err(fail)?,
+                            ));
+                        })*
+                    }
+                }
+                Ok((shared, warnings))
+            }
+
+            fn start_call(&self, deadline: Instant) -> CallContexts {
+                CallContexts {
+                    $($name: self.$name.as_ref().map(|shared| {
+                        <$unit as HostCapability>::start_call(shared, deadline)
+                    }),)*
+                }
+            }
+        }
+
+        /// One call's context of each effective capability.
+        #[derive(Debug)]
+        pub struct CallContexts {
+            $(
+                #[doc = concat!("The `", stringify!($name), "` context, when granted.")]
+                pub $name: Option<<$unit as HostCapability>::Ctx>,
+            )*
+        }
+
+        $(
+            impl CallView<$unit> for CallState {
+                fn parts(&mut self) -> (&mut <$unit as HostCapability>::Ctx, &mut Tape) {
+                    // Only reachable through the interface, which is linked
+                    // only when the capability is effective, and then the
+                    // context exists.
+                    let ctx = self.contexts.$name.as_mut().expect(concat!(
+                        stringify!($name),
+                        " capability linked without its grant"
+                    ));
+                    (ctx, &mut self.tape)
+                }
+            }
+        )*
+
+        /// Link one capability's interface: the one place that maps a
+        /// [`Capability`] to its module.
+        pub(crate) fn link(linker: &mut Linker<CallState>, capability: Capability) -> wasmtime::Result<()> {
+            match capability {
+                $(Capability::$variant => <$unit as HostCapability>::add_to_linker(linker),)*
+            }
+        }
+    };
+}
+for_each_capability!(per_capability);
+
+/// A grant that cannot be put in force.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct GrantError {
+    /// Whose grant.
+    pub capability: Capability,
+    /// Why, naming the entry and what to change.
+    pub message: String,
 }
 
 /// Everything a plugin's calls share, built once at load from its grant.
@@ -129,18 +213,10 @@ pub struct CallState {
 pub struct CallTemplate {
     /// Memory cap per call.
     pub memory_bytes: usize,
-    /// Log records allowed per call.
-    pub log_budget: usize,
-    /// Config entries, sorted by key.
+    /// Config entries as `init` receives them, sorted by key.
     pub config: Arc<Vec<(String, String)>>,
-    /// Monotonic clock origin.
-    pub clock_origin: Instant,
-    /// State store and granted prefixes, if `state` is granted.
-    pub state: Option<(Arc<StateStore>, Arc<[String]>)>,
-    /// The resolved grant, if `http` is granted.
-    pub http: Option<Arc<HttpPolicy>>,
-    /// The granted directories, opened, if `files` is granted.
-    pub files: Option<Arc<FilesPolicy>>,
+    /// The effective capabilities' grants, in force.
+    pub grants: SharedGrants,
     /// Revocations checked on every host call (`None` in replay).
     pub revocations: Option<RevocationScope>,
 }
@@ -169,16 +245,8 @@ impl CallState {
         CallState {
             limiter: CallLimiter::new(template.memory_bytes),
             wasi: WasiSandbox::new(random_seed, deadline),
-            log: LogCtx::new(template.log_budget),
             tape,
-            config: ConfigCtx::new(template.config.clone()),
-            clock: ClockCtx::new(template.clock_origin),
-            state: template
-                .state
-                .as_ref()
-                .map(|(store, prefixes)| StateCtx::new(store.clone(), prefixes.clone())),
-            http: (template.http.as_ref()).map(|policy| HttpCtx::new(policy.clone(), deadline)),
-            files: (template.files.clone()).map(FilesCtx::new),
+            contexts: template.grants.start_call(deadline),
         }
     }
 }
@@ -192,55 +260,6 @@ impl WasiView for CallState {
 impl WasiSandboxView for CallState {
     fn sandbox(&mut self) -> &mut WasiSandbox {
         &mut self.wasi
-    }
-}
-
-impl LogView for CallState {
-    fn log_ctx(&mut self) -> (&mut LogCtx, &mut Tape) {
-        (&mut self.log, &mut self.tape)
-    }
-}
-
-impl ConfigView for CallState {
-    fn config_ctx(&mut self) -> (&mut ConfigCtx, &mut Tape) {
-        (&mut self.config, &mut self.tape)
-    }
-}
-
-impl ClockView for CallState {
-    fn clock_ctx(&mut self) -> (&mut ClockCtx, &mut Tape) {
-        (&mut self.clock, &mut self.tape)
-    }
-}
-
-impl StateView for CallState {
-    fn state_ctx(&mut self) -> (&mut StateCtx, &mut Tape) {
-        // Only reachable through the state interface, which is linked only
-        // when the grant includes `state` (and then the context exists).
-        let state = self
-            .state
-            .as_mut()
-            .expect("state capability linked without a state grant");
-        (state, &mut self.tape)
-    }
-}
-
-impl HttpView for CallState {
-    fn http_ctx(&mut self) -> (&mut HttpCtx, &mut Tape) {
-        // Linked only when `http` is granted, and then the context exists.
-        let http = self
-            .http
-            .as_mut()
-            .expect("http capability linked without an http grant");
-        (http, &mut self.tape)
-    }
-}
-
-impl FilesView for CallState {
-    fn files_ctx(&mut self) -> (&mut FilesCtx, &mut Tape) {
-        // Linked only when `files` is granted, and then the context exists.
-        let files = (self.files.as_mut()).expect("files capability linked without a files grant");
-        (files, &mut self.tape)
     }
 }
 
@@ -259,19 +278,6 @@ pub fn linker_for(engine: &Engine, granted: &[Capability]) -> wasmtime::Result<L
         link(&mut linker, *cap)?;
     }
     Ok(linker)
-}
-
-/// Link one capability's interface: the one place that maps a
-/// [`Capability`] to its module.
-pub(crate) fn link(linker: &mut Linker<CallState>, cap: Capability) -> wasmtime::Result<()> {
-    match cap {
-        Capability::Log => capability::log::add_to_linker(linker),
-        Capability::Config => capability::config::add_to_linker(linker),
-        Capability::State => capability::state::add_to_linker(linker),
-        Capability::Clock => capability::clock::add_to_linker(linker),
-        Capability::Http => capability::http::add_to_linker(linker),
-        Capability::Files => capability::files::add_to_linker(linker),
-    }
 }
 
 #[cfg(test)]
@@ -300,12 +306,8 @@ mod tests {
     fn instantiate(engine: &Engine, wat: &str, cap: usize) -> (bool, CallLimiter) {
         let template = CallTemplate {
             memory_bytes: cap,
-            log_budget: 10,
             config: Arc::default(),
-            clock_origin: Instant::now(),
-            state: None,
-            http: None,
-            files: None,
+            grants: SharedGrants::default(),
             revocations: None,
         };
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -66,8 +66,6 @@ use redb::{
 };
 use serde::Deserialize;
 
-use crate::policy::StateGrant;
-
 /// Page cache per store, bytes. Small on purpose: plugin state is a working
 /// set of counters and recent keys, and a host runs one store per plugin.
 pub const CACHE_BYTES: usize = 2 << 20;
@@ -137,19 +135,6 @@ impl Default for StateQuota {
             max_key_bytes: 512,
             max_value_bytes: 64 * 1024,
             max_total_bytes: 16 << 20,
-        }
-    }
-}
-
-impl StateQuota {
-    /// The quota a policy's state grant sets: its fields over the defaults.
-    pub fn granted(grant: &StateGrant) -> Self {
-        let default = StateQuota::default();
-        StateQuota {
-            max_keys: grant.max_keys.unwrap_or(default.max_keys),
-            max_key_bytes: default.max_key_bytes,
-            max_value_bytes: grant.max_value_bytes.unwrap_or(default.max_value_bytes),
-            max_total_bytes: grant.max_total_bytes.unwrap_or(default.max_total_bytes),
         }
     }
 }

@@ -4,12 +4,13 @@
 //! `wasi:clocks` imports are frozen, see `wasi.rs`), so every reading a
 //! decision depends on passes through the host where it can be recorded.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use wasmtime::component::{HasData, Linker};
 
-use super::Capability;
+use super::{CallView, Capability, HostCapability, NoScope, Setup};
 use crate::audit::tape::Tape;
 use crate::bindings::vigil::plugin::clock as wit;
 
@@ -25,12 +26,6 @@ impl ClockCtx {
     pub fn new(origin: Instant) -> Self {
         ClockCtx { origin }
     }
-}
-
-/// Implemented by store data that carries a [`ClockCtx`].
-pub trait ClockView {
-    /// The clock context of this store and the call's host-call tape.
-    fn clock_ctx(&mut self) -> (&mut ClockCtx, &mut Tape);
 }
 
 /// Borrowed view implementing the generated `Host` trait.
@@ -69,12 +64,28 @@ impl HasData for ClockData {
     type Data<'a> = Clock<'a>;
 }
 
-/// Link `vigil:plugin/clock`.
-pub fn add_to_linker<T: ClockView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, ClockData>(linker, |t| {
-        let (ctx, tape) = t.clock_ctx();
-        Clock { ctx, tape }
-    })
+impl HostCapability for ClockData {
+    const SUMMARY: &'static str = "wall and monotonic time";
+    const PREINIT: bool = false;
+    type Grant = NoScope;
+    /// Origin of monotonic readings.
+    type Shared = Instant;
+    type Ctx = ClockCtx;
+
+    fn resolve(_: NoScope, setup: &Setup<'_>) -> Result<Instant, String> {
+        Ok(setup.clock_origin)
+    }
+
+    fn start_call(origin: &Arc<Instant>, _deadline: Instant) -> ClockCtx {
+        ClockCtx::new(**origin)
+    }
+
+    fn add_to_linker<T: CallView<Self> + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ClockData>(linker, |t| {
+            let (ctx, tape) = t.parts();
+            Clock { ctx, tape }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,12 @@
 //! call through an `Arc`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::json;
 use wasmtime::component::{HasData, Linker};
 
-use super::Capability;
+use super::{CallView, Capability, HostCapability, NoScope, Setup};
 use crate::audit::tape::Tape;
 use crate::bindings::vigil::plugin::config as wit;
 
@@ -26,12 +27,6 @@ impl ConfigCtx {
         debug_assert!(entries.windows(2).all(|w| w[0].0 <= w[1].0));
         ConfigCtx { entries }
     }
-}
-
-/// Implemented by store data that carries a [`ConfigCtx`].
-pub trait ConfigView {
-    /// The config context of this store and the call's host-call tape.
-    fn config_ctx(&mut self) -> (&mut ConfigCtx, &mut Tape);
 }
 
 /// Borrowed view implementing the generated `Host` trait.
@@ -70,12 +65,28 @@ impl HasData for ConfigData {
     type Data<'a> = Config<'a>;
 }
 
-/// Link `vigil:plugin/config`.
-pub fn add_to_linker<T: ConfigView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, ConfigData>(linker, |t| {
-        let (ctx, tape) = t.config_ctx();
-        Config { ctx, tape }
-    })
+impl HostCapability for ConfigData {
+    const SUMMARY: &'static str = "read the plugin's own config";
+    const PREINIT: bool = true;
+    type Grant = NoScope;
+    /// The entries, sorted by key.
+    type Shared = Vec<(String, String)>;
+    type Ctx = ConfigCtx;
+
+    fn resolve(_: NoScope, setup: &Setup<'_>) -> Result<Self::Shared, String> {
+        Ok(setup.config.to_vec())
+    }
+
+    fn start_call(entries: &Arc<Self::Shared>, _deadline: Instant) -> ConfigCtx {
+        ConfigCtx::new(entries.clone())
+    }
+
+    fn add_to_linker<T: CallView<Self> + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, ConfigData>(linker, |t| {
+            let (ctx, tape) = t.parts();
+            Config { ctx, tape }
+        })
+    }
 }
 
 #[cfg(test)]

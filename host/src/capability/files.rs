@@ -32,6 +32,7 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
@@ -40,7 +41,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use wasmtime::component::{HasData, Linker};
 
-use super::Capability;
+use super::{CallView, Capability, HostCapability, Setup, SetupMode};
 use crate::atomic_file::{self, Durability};
 use crate::audit::tape::{RecordedError, Refusal, Tape};
 use crate::bindings::vigil::plugin::files as wit;
@@ -64,7 +65,7 @@ pub struct FilesGrant {
 /// Where a pack's files are: on disk, or compiled into the binary. The
 /// borrowed view of `pack::PackSource` this module needs (it cannot name
 /// `pack`, which depends on it).
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub enum PackFiles<'a> {
     /// The pack directory.
     Dir(&'a Path),
@@ -417,12 +418,6 @@ impl FilesCtx {
     }
 }
 
-/// Implemented by store data that carries a [`FilesCtx`].
-pub trait FilesView {
-    /// The files context of this store and the call's host-call tape.
-    fn files_ctx(&mut self) -> (&mut FilesCtx, &mut Tape);
-}
-
 /// Borrowed view implementing the generated `Host` trait.
 pub struct Files<'a> {
     ctx: &'a mut FilesCtx,
@@ -475,12 +470,48 @@ impl HasData for FilesData {
     type Data<'a> = Files<'a>;
 }
 
-/// Link `vigil:plugin/files`.
-pub fn add_to_linker<T: FilesView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, FilesData>(linker, |t| {
-        let (ctx, tape) = t.files_ctx();
-        Files { ctx, tape }
-    })
+impl HostCapability for FilesData {
+    const SUMMARY: &'static str = "read files below granted pack directories";
+    const PREINIT: bool = true;
+    type Grant = FilesGrant;
+    type Shared = FilesPolicy;
+    type Ctx = FilesCtx;
+
+    fn resolve(grant: FilesGrant, setup: &Setup<'_>) -> Result<FilesPolicy, String> {
+        match &setup.mode {
+            SetupMode::Live {
+                pack_files,
+                file_store,
+                ..
+            } => FilesPolicy::resolve(&grant, *pack_files, file_store.clone()),
+            // The tape answers `list-dir`; `read` contents come from the
+            // audit directory's store, by the recorded digest.
+            SetupMode::Replay { file_store, .. } => Ok(FilesPolicy::replay(file_store.clone())),
+        }
+    }
+
+    fn warnings(grant: &FilesGrant, _: &Setup<'_>) -> Vec<String> {
+        if grant.dirs.is_empty() {
+            vec![
+                "files is granted but its `dirs` list is empty, so every read is denied; \
+                 list the pack directories it may read, e.g. files = { dirs = [\"intel/\"] }"
+                    .to_owned(),
+            ]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn start_call(policy: &Arc<FilesPolicy>, _deadline: Instant) -> FilesCtx {
+        FilesCtx::new(policy.clone())
+    }
+
+    fn add_to_linker<T: CallView<Self> + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, FilesData>(linker, |t| {
+            let (ctx, tape) = t.parts();
+            Files { ctx, tape }
+        })
+    }
 }
 
 #[cfg(test)]

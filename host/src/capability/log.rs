@@ -5,10 +5,13 @@
 //! plugin from flooding the host: past it, calls return `rate-limited` and
 //! the host counts what was dropped.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use serde_json::json;
 use wasmtime::component::{HasData, Linker};
 
-use super::{Capability, clamp};
+use super::{CallView, Capability, HostCapability, NoScope, Setup, clamp};
 use crate::audit::tape::{RecordedError, Tape};
 use crate::bindings::vigil::plugin::log::{self as wit, Level};
 
@@ -77,12 +80,6 @@ impl LogCtx {
             dropped: 0,
         }
     }
-}
-
-/// Implemented by store data that carries a [`LogCtx`].
-pub trait LogView {
-    /// The log context of this store and the call's host-call tape.
-    fn log_ctx(&mut self) -> (&mut LogCtx, &mut Tape);
 }
 
 /// Borrowed view implementing the generated `Host` trait.
@@ -169,12 +166,28 @@ impl HasData for LogData {
     type Data<'a> = Log<'a>;
 }
 
-/// Link `vigil:plugin/log`.
-pub fn add_to_linker<T: LogView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, LogData>(linker, |t| {
-        let (ctx, tape) = t.log_ctx();
-        Log { ctx, tape }
-    })
+impl HostCapability for LogData {
+    const SUMMARY: &'static str = "structured logging into the host's log";
+    const PREINIT: bool = false;
+    type Grant = NoScope;
+    /// Records allowed per call.
+    type Shared = usize;
+    type Ctx = LogCtx;
+
+    fn resolve(_: NoScope, setup: &Setup<'_>) -> Result<usize, String> {
+        Ok(setup.log_records_per_call)
+    }
+
+    fn start_call(budget: &Arc<usize>, _deadline: Instant) -> LogCtx {
+        LogCtx::new(**budget)
+    }
+
+    fn add_to_linker<T: CallView<Self> + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, LogData>(linker, |t| {
+            let (ctx, tape) = t.parts();
+            Log { ctx, tape }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,16 @@
 //! Capabilities: the host interfaces a plugin may import.
 //!
-//! Every capability module has the same four parts (the shape of wasmtime's
-//! `wasi-keyvalue` and `wasi-config` crates):
-//! 1. `XCtx`: owned per-store context, built from the plugin's grant for
-//!    each call;
-//! 2. `X<'a>`: a borrowed view implementing the generated `Host` trait;
-//! 3. `XData`: the `HasData` marker tying the two together;
-//! 4. `add_to_linker`: links the interface for stores whose data implements
-//!    the module's `XView` trait.
+//! Each capability is one module implementing [`HostCapability`] and one
+//! line of the registry ([`registry::for_each_capability`]); `registry.rs`
+//! says what a module provides and where each part is used. Inside, every
+//! module has the same parts (the shape of wasmtime's `wasi-keyvalue` and
+//! `wasi-config` crates):
+//! 1. its grant scope (`Grant`), resolved once at load into what all calls
+//!    share (`Shared`);
+//! 2. `XCtx`: owned per-call context, started from `Shared` for each call;
+//! 3. `X<'a>`: a borrowed view implementing the generated `Host` trait;
+//! 4. `XData`: the `HasData` marker tying the two together, which also
+//!    implements [`HostCapability`].
 //!
 //! A capability that is not granted is never linked (see `sandbox.rs`); a
 //! granted one still refuses resources outside the grant with the
@@ -18,6 +21,7 @@ pub mod config;
 pub mod files;
 pub mod http;
 pub mod log;
+pub mod registry;
 pub mod state;
 pub mod wasi;
 
@@ -25,75 +29,59 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use registry::{CallView, HostCapability, NoScope, Setup, SetupMode};
+
 /// WIT package every Vigil interface belongs to.
 pub const PACKAGE: &str = "vigil:plugin";
 /// Version of that package this host implements.
 pub const PACKAGE_VERSION: &str = "0.1.0";
 
-/// One line of the capability registry ([`Capability::spec`]).
+/// What the host knows about a capability besides its module
+/// ([`Capability::spec`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spec {
     /// Short name used in `pack.toml`, `vigil.toml` and the audit log.
     pub name: &'static str,
     /// What it lets a plugin do, for help and reports.
     pub summary: &'static str,
-    /// Whether `init` may call it while the host snapshots the plugin at
-    /// load (`preinit.rs`): only read-only interfaces whose answers are
-    /// fixed for a pack generation, so the snapshot holds nothing a fresh
-    /// instance would see differently.
+    /// Whether `init` may call it while the host snapshots the plugin
+    /// ([`HostCapability::PREINIT`]).
     pub preinit: bool,
 }
 
-/// A host interface a plugin may request and an operator may grant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Capability {
-    /// `vigil:plugin/log`: structured logging.
-    Log,
-    /// `vigil:plugin/config`: read the plugin's own config.
-    Config,
-    /// `vigil:plugin/state`: persistent per-plugin key-value store.
-    State,
-    /// `vigil:plugin/clock`: wall and monotonic time.
-    Clock,
-    /// `vigil:plugin/http`: outbound HTTP to granted origins.
-    Http,
-    /// `vigil:plugin/files`: read-only files below granted directories of the pack.
-    Files,
+macro_rules! capability_enum {
+    ($($name:ident: $variant:ident => $unit:ty),* $(,)?) => {
+        /// A host interface a plugin may request and an operator may grant:
+        /// one variant per line of the registry.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum Capability {
+            $(
+                #[doc = concat!("`vigil:plugin/", stringify!($name), "`.")]
+                $variant,
+            )*
+        }
+
+        impl Capability {
+            /// Every capability this host offers, in registry order.
+            pub const ALL: &[Capability] = &[$(Capability::$variant),*];
+
+            /// Its line of the registry.
+            pub const fn spec(self) -> Spec {
+                match self {
+                    $(Capability::$variant => Spec {
+                        name: stringify!($name),
+                        summary: <$unit as HostCapability>::SUMMARY,
+                        preinit: <$unit as HostCapability>::PREINIT,
+                    },)*
+                }
+            }
+        }
+    };
 }
+registry::for_each_capability!(capability_enum);
 
 impl Capability {
-    /// Every capability this host offers.
-    pub const ALL: [Capability; 6] = [
-        Capability::Log,
-        Capability::Config,
-        Capability::State,
-        Capability::Clock,
-        Capability::Http,
-        Capability::Files,
-    ];
-
-    /// The registry: what the host knows about each capability besides its
-    /// module. Adding a capability is its WIT file, its module (grant type,
-    /// per-call context, `add_to_linker`), a variant with its line here, and
-    /// the SDK functions; the compiler then points at the `match`es that
-    /// link it (`sandbox::link`) and resolve its grant (`pack.rs`).
-    pub const fn spec(self) -> Spec {
-        let (name, summary, preinit) = match self {
-            Capability::Log => ("log", "structured logging into the host's log", false),
-            Capability::Config => ("config", "read the plugin's own config", true),
-            Capability::State => ("state", "persistent per-plugin key-value store", false),
-            Capability::Clock => ("clock", "wall and monotonic time", false),
-            Capability::Http => ("http", "outbound HTTP to granted origins", false),
-            Capability::Files => ("files", "read files below granted pack directories", true),
-        };
-        Spec {
-            name,
-            summary,
-            preinit,
-        }
-    }
-
     /// Short name used in `pack.toml` and `vigil.toml`.
     pub fn name(self) -> &'static str {
         self.spec().name
@@ -101,7 +89,11 @@ impl Capability {
 
     /// Every capability's name, comma-separated, for help and error text.
     pub fn names() -> String {
-        Capability::ALL.map(Capability::name).join(", ")
+        Capability::ALL
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Fully qualified interface name as it appears in a component's imports.
@@ -116,7 +108,7 @@ impl Capability {
         if version != PACKAGE_VERSION {
             return None;
         }
-        Capability::ALL.into_iter().find(|c| c.name() == name)
+        Capability::ALL.iter().copied().find(|c| c.name() == name)
     }
 }
 
@@ -145,29 +137,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn all_lists_every_capability_once_with_a_distinct_name() {
-        // Exhaustive: a new variant fails to compile here until it is
-        // placed, and then must be in `ALL`.
-        let index = |c: Capability| match c {
-            Capability::Log => 0,
-            Capability::Config => 1,
-            Capability::State => 2,
-            Capability::Clock => 3,
-            Capability::Http => 4,
-            Capability::Files => 5,
-        };
-        for (i, c) in Capability::ALL.into_iter().enumerate() {
-            assert_eq!(index(c), i);
-        }
-        let mut names: Vec<_> = Capability::ALL.map(Capability::name).to_vec();
+    fn every_capability_has_a_distinct_name_that_round_trips_through_serde() {
+        let mut names: Vec<_> = Capability::ALL.iter().map(|c| c.name()).collect();
         names.sort();
         names.dedup();
         assert_eq!(names.len(), Capability::ALL.len());
+        for c in Capability::ALL {
+            let json = serde_json::to_string(c).expect("serializes");
+            assert_eq!(
+                json,
+                format!("\"{}\"", c.name()),
+                "the log's name is the registry's"
+            );
+        }
     }
 
     #[test]
     fn interface_names_round_trip_and_reject_other_versions() {
-        for c in Capability::ALL {
+        for &c in Capability::ALL {
             assert_eq!(Capability::from_interface(&c.interface()), Some(c));
         }
         assert_eq!(Capability::from_interface("vigil:plugin/state@0.2.0"), None);

@@ -6,14 +6,58 @@
 //! `unavailable`, never a trap.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use wasmtime::component::{HasData, Linker};
 
-use super::Capability;
+use super::{CallView, Capability, HostCapability, Setup, SetupMode};
 use crate::audit::tape::{RecordedError, Refusal, Tape};
 use crate::bindings::vigil::plugin::state as wit;
-use crate::state_store::{StateStore, StateStoreError};
+use crate::state_store::{StateQuota, StateStore, StateStoreError};
+
+/// Scope of a `state` grant, as the operator writes it and the audit log
+/// records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateGrant {
+    /// Key prefixes the plugin may read and write; empty means no keys.
+    #[serde(default)]
+    pub key_prefixes: Vec<String>,
+    /// Most keys the plugin may store (default 100,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_keys: Option<usize>,
+    /// Largest value in bytes (default 65,536).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_value_bytes: Option<usize>,
+    /// Most bytes of keys plus values the plugin may store (default
+    /// 16 MiB). This is what its state costs on disk, up to a small factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_total_bytes: Option<u64>,
+}
+
+impl StateGrant {
+    /// The store's quota: the grant's fields over the defaults.
+    pub fn quota(&self) -> StateQuota {
+        let default = StateQuota::default();
+        StateQuota {
+            max_keys: self.max_keys.unwrap_or(default.max_keys),
+            max_key_bytes: default.max_key_bytes,
+            max_value_bytes: self.max_value_bytes.unwrap_or(default.max_value_bytes),
+            max_total_bytes: self.max_total_bytes.unwrap_or(default.max_total_bytes),
+        }
+    }
+}
+
+/// A resolved `state` grant: the plugin's store (one per plugin identity,
+/// shared by every generation) and its prefixes.
+#[derive(Debug)]
+pub struct StateShared {
+    /// The plugin's store.
+    pub store: Arc<StateStore>,
+    key_prefixes: Arc<[String]>,
+}
 
 /// Per-call state context.
 #[derive(Debug, Clone)]
@@ -42,12 +86,6 @@ impl StateCtx {
             Err(wit::Error::AccessDenied)
         }
     }
-}
-
-/// Implemented by store data that carries a [`StateCtx`].
-pub trait StateView {
-    /// The state context of this store and the call's host-call tape.
-    fn state_ctx(&mut self) -> (&mut StateCtx, &mut Tape);
 }
 
 /// Borrowed view implementing the generated `Host` trait.
@@ -139,12 +177,56 @@ impl HasData for StateData {
     type Data<'a> = State<'a>;
 }
 
-/// Link `vigil:plugin/state`.
-pub fn add_to_linker<T: StateView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, StateData>(linker, |t| {
-        let (ctx, tape) = t.state_ctx();
-        State { ctx, tape }
-    })
+impl HostCapability for StateData {
+    const SUMMARY: &'static str = "persistent per-plugin key-value store";
+    const PREINIT: bool = false;
+    type Grant = StateGrant;
+    type Shared = StateShared;
+    type Ctx = StateCtx;
+
+    fn resolve(grant: StateGrant, setup: &Setup<'_>) -> Result<StateShared, String> {
+        let store = match &setup.mode {
+            SetupMode::Live { state_stores, .. } => state_stores
+                .open(setup.pack, setup.plugin, grant.quota())
+                .map_err(|e| e.to_string())?,
+            // The tape answers every state call in replay; this scratch
+            // store only gives the context its shape.
+            SetupMode::Replay { scratch, .. } => Arc::new(
+                StateStore::open(
+                    &scratch.join(format!("{}.state.redb", setup.plugin)),
+                    StateQuota::default(),
+                )
+                .map_err(|e| e.to_string())?,
+            ),
+        };
+        Ok(StateShared {
+            store,
+            key_prefixes: Arc::from(grant.key_prefixes),
+        })
+    }
+
+    fn warnings(grant: &StateGrant, _: &Setup<'_>) -> Vec<String> {
+        if grant.key_prefixes.is_empty() {
+            vec![
+                "state is granted but its `key_prefixes` list is empty, so every key is denied; \
+                 list the prefixes it may use, e.g. state = { key_prefixes = [\"seen/\"] }"
+                    .to_owned(),
+            ]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn start_call(shared: &Arc<StateShared>, _deadline: Instant) -> StateCtx {
+        StateCtx::new(shared.store.clone(), shared.key_prefixes.clone())
+    }
+
+    fn add_to_linker<T: CallView<Self> + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, StateData>(linker, |t| {
+            let (ctx, tape) = t.parts();
+            State { ctx, tape }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -256,7 +256,11 @@ pub(super) fn plugin_error_text(e: &PluginError) -> String {
 impl LoadedPlugin {
     /// The plugin's state store, if `state` is granted.
     pub fn state_store(&self) -> Option<&Arc<StateStore>> {
-        self.template.state.as_ref().map(|(store, _)| store)
+        self.template
+            .grants
+            .state
+            .as_ref()
+            .map(|state| &state.store)
     }
 
     /// How its instances start: from a snapshot taken after `init`, or
@@ -311,15 +315,17 @@ impl LoadedPlugin {
         started: Instant,
         random_seed: [u8; 32],
     ) -> CallOutcome<T> {
-        if let Some(store) = &self.template.state
-            && let Err(e) = store.0.flush()
+        if let Some(store) = self.state_store()
+            && let Err(e) = store.flush()
         {
             tracing::error!(plugin = %self.label(), error = %e, "plugin state could not be saved");
         }
 
         let data = store.into_data();
         let (host_calls, host_calls_refused) = data.tape.into_calls();
-        let mut logs = data.log.records;
+        let (mut logs, logs_dropped) = (data.contexts.log)
+            .map(|log| (log.records, log.dropped))
+            .unwrap_or_default();
         let (stdout, stderr) = data.wasi.captured();
         for (bytes, source, level) in [
             (stdout, LogSource::Stdout, LogLevel::Info),
@@ -341,7 +347,7 @@ impl LoadedPlugin {
         CallOutcome {
             result,
             logs,
-            logs_dropped: data.log.dropped,
+            logs_dropped,
             host_calls,
             host_calls_refused,
             random_seed,

@@ -164,7 +164,8 @@ enum AuditCommand {
 fn parse_capability(text: &str) -> Result<vigil::capability::Capability, String> {
     use vigil::capability::Capability;
     Capability::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .find(|c| c.name() == text)
         .ok_or_else(|| {
             format!(

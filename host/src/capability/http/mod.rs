@@ -53,10 +53,10 @@ mod secrets;
 mod send;
 
 pub use self::origin::Origin;
-pub use self::policy::HttpPolicy;
+pub use self::policy::{HttpGrant, HttpHeaderGrant, HttpPolicy};
 use self::record::RecordedBody;
 pub use self::secrets::SecretSource;
-use super::Capability;
+use super::{CallView, Capability, HostCapability, Setup, SetupMode};
 use crate::audit::tape::{RecordedError, Refusal, Tape};
 use crate::bindings::vigil::plugin::http as wit;
 
@@ -89,12 +89,6 @@ impl HttpCtx {
     pub fn new(policy: Arc<HttpPolicy>, deadline: Instant) -> Self {
         HttpCtx { policy, deadline }
     }
-}
-
-/// Implemented by store data that carries an [`HttpCtx`].
-pub trait HttpView {
-    /// The http context of this store and the call's host-call tape.
-    fn http_ctx(&mut self) -> (&mut HttpCtx, &mut Tape);
 }
 
 /// Borrowed view implementing the generated `Host` trait.
@@ -182,12 +176,64 @@ impl HasData for HttpData {
     type Data<'a> = Http<'a>;
 }
 
-/// Link `vigil:plugin/http`.
-pub fn add_to_linker<T: HttpView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, HttpData>(linker, |t| {
-        let (ctx, tape) = t.http_ctx();
-        Http { ctx, tape }
-    })
+impl HostCapability for HttpData {
+    const SUMMARY: &'static str = "outbound HTTP to granted origins";
+    const PREINIT: bool = false;
+    type Grant = HttpGrant;
+    type Shared = HttpPolicy;
+    type Ctx = HttpCtx;
+
+    fn validate(grant: &HttpGrant) -> Result<(), String> {
+        HttpPolicy::validate(grant)
+    }
+
+    fn resolve(grant: HttpGrant, setup: &Setup<'_>) -> Result<HttpPolicy, String> {
+        let secrets = match &setup.mode {
+            SetupMode::Live { secrets_file, .. } => SecretSource::from_file(*secrets_file)?,
+            // The tape answers every http call in replay; no request is
+            // made, so the grant is rebuilt without reading any secret.
+            SetupMode::Replay { .. } => SecretSource::placeholders(),
+        };
+        HttpPolicy::resolve(&grant, &secrets).map_err(|why| format!("http grant: {why}"))
+    }
+
+    /// An http grant that loads anyway but allows nothing, or whose timeout
+    /// is longer than the plugin's deadline (which then cuts every request
+    /// short).
+    fn warnings(grant: &HttpGrant, setup: &Setup<'_>) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (list, name) in [(&grant.origins, "origins"), (&grant.methods, "methods")] {
+            if list.is_empty() {
+                warnings.push(format!(
+                    "http is granted but its `{name}` list is empty, so every request is denied; \
+                     list the {name} it may use"
+                ));
+            }
+        }
+        let timeout = grant
+            .timeout_ms
+            .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
+        if timeout > setup.deadline {
+            warnings.push(format!(
+                "http timeout_ms ({} ms) exceeds the plugin's deadline ({} ms): requests are cut \
+                 at the deadline; raise the plugin's `limits.deadline_ms` or lower `timeout_ms`",
+                timeout.as_millis(),
+                setup.deadline.as_millis()
+            ));
+        }
+        warnings
+    }
+
+    fn start_call(policy: &Arc<HttpPolicy>, deadline: Instant) -> HttpCtx {
+        HttpCtx::new(policy.clone(), deadline)
+    }
+
+    fn add_to_linker<T: CallView<Self> + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HttpData>(linker, |t| {
+            let (ctx, tape) = t.parts();
+            Http { ctx, tape }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -197,7 +243,6 @@ mod tests {
     use super::origin::non_public;
     use super::policy::RateLimiter;
     use super::*;
-    use crate::policy::{HttpGrant, Policy};
 
     fn url(s: &str) -> Url {
         Url::parse(s).expect("url")
@@ -261,7 +306,7 @@ mod tests {
         let grant = HttpGrant {
             origins: vec!["https://api.example.com".into()],
             methods: vec!["POST".into()],
-            headers: vec![crate::policy::HttpHeaderGrant {
+            headers: vec![HttpHeaderGrant {
                 origin: "https://api.example.com".into(),
                 name: "Authorization".into(),
                 value: "Bearer ${VIGIL_TEST_UNSET_SECRET}".into(),
@@ -273,11 +318,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("secrets.toml");
         std::fs::write(&file, "VIGIL_TEST_UNSET_SECRET = \"sk-123456\"\n").expect("write");
-        let policy = Policy {
-            secrets: crate::policy::SecretsConfig { file: Some(file) },
-            ..Policy::default()
-        };
-        let source = SecretSource::from_policy(&policy).expect("reads");
+        let source = SecretSource::from_file(Some(&file)).expect("reads");
         let resolved = HttpPolicy::resolve(&grant, &source).expect("resolves");
         assert_eq!(resolved.headers[0].value, "Bearer sk-123456");
         assert_eq!(
@@ -291,7 +332,7 @@ mod tests {
     fn a_secret_header_must_be_bound_to_a_granted_origin() {
         let grant = HttpGrant {
             origins: vec!["https://api.example.com".into()],
-            headers: vec![crate::policy::HttpHeaderGrant {
+            headers: vec![HttpHeaderGrant {
                 origin: "https://other.example.com".into(),
                 name: "Authorization".into(),
                 value: "x".into(),
@@ -308,5 +349,42 @@ mod tests {
         assert!(rate.try_acquire());
         assert!(rate.try_acquire());
         assert!(!rate.try_acquire());
+    }
+
+    #[test]
+    fn an_http_grant_that_allows_nothing_or_outlasts_the_deadline_is_warned_about() {
+        let setup = Setup {
+            pack: "p",
+            plugin: "a",
+            config: &[],
+            log_records_per_call: 100,
+            deadline: Duration::from_millis(250),
+            clock_origin: Instant::now(),
+            mode: SetupMode::Replay {
+                scratch: std::path::Path::new("/nonexistent"),
+                file_store: std::path::PathBuf::new(),
+            },
+        };
+        let warnings = HttpData::warnings(&HttpGrant::default(), &setup);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(
+            warnings[0].contains("`origins` list is empty"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].contains("`methods` list is empty"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[2].contains("timeout_ms (10000 ms) exceeds the plugin's deadline (250 ms)"),
+            "{warnings:?}"
+        );
+        let fine = HttpGrant {
+            origins: vec!["https://api.example.com".into()],
+            methods: vec!["POST".into()],
+            timeout_ms: Some(200),
+            ..HttpGrant::default()
+        };
+        assert!(HttpData::warnings(&fine, &setup).is_empty());
     }
 }

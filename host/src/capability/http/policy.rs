@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::backoff::ServiceBackoff;
@@ -12,7 +13,53 @@ use super::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_TIMEOUT,
 };
-use crate::policy::HttpGrant;
+
+/// Scope of an `http` grant (see the module doc of `capability/http`). Everything not
+/// listed is refused: no origins means no requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpGrant {
+    /// Allowed origins: `scheme://host[:port]`, where host may start with
+    /// `*.` to allow any subdomain (not the bare domain). An origin whose
+    /// host is an IP address also allows that address even when it is
+    /// loopback, link-local or private.
+    #[serde(default)]
+    pub origins: Vec<String>,
+    /// Allowed methods, e.g. `["POST"]`.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Largest request body in bytes (default 64 KiB).
+    #[serde(default)]
+    pub max_request_bytes: Option<usize>,
+    /// Largest response body in bytes (default 1 MiB).
+    #[serde(default)]
+    pub max_response_bytes: Option<usize>,
+    /// Timeout per request, redirects included, ms (default 10000). The
+    /// plugin's remaining deadline caps it further.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Requests per minute for this plugin (default 60): that many at
+    /// once, then one every `60 s / requests_per_minute`.
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    /// Headers the host adds, with `${NAME}` replaced by a secret.
+    #[serde(default)]
+    pub headers: Vec<HttpHeaderGrant>,
+}
+
+/// A header the host sets on requests to one origin; the plugin never sees
+/// its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpHeaderGrant {
+    /// The origin (one of the grant's `origins`) the header is sent to.
+    pub origin: String,
+    /// Header name, e.g. `Authorization`.
+    pub name: String,
+    /// Value template, e.g. `Bearer ${AI_API_KEY}`: each `${NAME}` is read
+    /// from `[secrets] file`, else from the environment variable `NAME`.
+    pub value: String,
+}
 
 pub(super) fn is_token(s: &str) -> bool {
     !s.is_empty()

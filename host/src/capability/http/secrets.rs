@@ -2,12 +2,11 @@
 //! `[secrets] file` or the environment, never recorded or shown.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
 use super::origin::Origin;
-use crate::policy::Policy;
 
 /// A header the host sets on requests to one origin. `Debug` shows the
 /// template, never the value.
@@ -100,9 +99,9 @@ impl std::fmt::Debug for SecretSource {
 }
 
 impl SecretSource {
-    /// Read `[secrets] file` of `policy`, if set.
-    pub fn from_policy(policy: &Policy) -> Result<SecretSource, String> {
-        let Some(path) = &policy.secrets.file else {
+    /// Read the policy's `[secrets] file`, if set.
+    pub fn from_file(path: Option<&Path>) -> Result<SecretSource, String> {
+        let Some(path) = path else {
             return Ok(SecretSource::default());
         };
         let text = std::fs::read_to_string(path)
@@ -115,7 +114,7 @@ impl SecretSource {
             )
         })?;
         Ok(SecretSource {
-            file: Some((path.clone(), values)),
+            file: Some((path.to_path_buf(), values)),
             placeholders: false,
         })
     }
