@@ -38,10 +38,10 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use vigil::audit::Auditor;
-use vigil::pack::PackSource;
+use vigil::load::pack::PackSource;
+use vigil::load::policy::{AuditConfig, Policy};
+use vigil::load::runtime::Runtime;
 use vigil::pipeline::input::BatchReader;
-use vigil::policy::{AuditConfig, Policy};
-use vigil::runtime::Runtime;
 
 const BATCH: usize = 256;
 
@@ -63,7 +63,12 @@ fn batch_of(lines: &[&[u8]]) -> vigil_event::Batch {
 }
 
 /// A one-plugin pack running `bench-probe` in `mode`.
-fn probe(mode: &str) -> (tempfile::TempDir, std::sync::Arc<vigil::pack::Generation>) {
+fn probe(
+    mode: &str,
+) -> (
+    tempfile::TempDir,
+    std::sync::Arc<vigil::load::pack::Generation>,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = vigil_test_artifacts::component_path("bench-probe")
         .expect("bench-probe is built by vigil-test-artifacts");
@@ -293,7 +298,7 @@ fn starter_pack(c: &mut Criterion) {
 fn audited_starter(
     runtime: &Runtime,
     state: &std::path::Path,
-) -> (std::sync::Arc<vigil::pack::Generation>, Auditor) {
+) -> (std::sync::Arc<vigil::load::pack::Generation>, Auditor) {
     let generation = runtime
         .load_with_state_dir(
             vigil::artifacts::starter_pack().expect("built with the starter pack"),
@@ -308,7 +313,7 @@ fn audited_starter(
 
 /// One audited run over `events`, closing the log (final fdatasync).
 fn run_and_close(
-    generation: &std::sync::Arc<vigil::pack::Generation>,
+    generation: &std::sync::Arc<vigil::load::pack::Generation>,
     mut auditor: Auditor,
     events: &'static [u8],
 ) -> vigil::pipeline::dispatch::RunStats {
@@ -354,7 +359,12 @@ fn report_audit_size(events: &'static [u8], count: usize) {
 }
 
 /// `ioc-match` with a 50,000-line indicator file, loaded with `preinit`.
-fn ioc_50k(preinit: bool) -> (tempfile::TempDir, std::sync::Arc<vigil::pack::Generation>) {
+fn ioc_50k(
+    preinit: bool,
+) -> (
+    tempfile::TempDir,
+    std::sync::Arc<vigil::load::pack::Generation>,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = vigil::artifacts::component_path("ioc-match").expect("ioc-match is built");
     std::fs::copy(wasm, dir.path().join("ioc.wasm")).expect("copy");

@@ -4,8 +4,8 @@
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 
-use crate::pack::PackSource;
-use crate::policy::Policy;
+use crate::load::pack::PackSource;
+use crate::load::policy::Policy;
 
 /// Path of the component built from the shipped plugin crate `name`
 /// (e.g. `"brute-force"`), for tests and benchmarks.

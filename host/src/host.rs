@@ -18,14 +18,14 @@ use std::time::Duration;
 
 use crate::audit::record::{Lifecycle, Position};
 use crate::audit::{self, AuditError, Auditor, resume};
-use crate::pack::{LoadErrors, PackSlot, PackSource};
+use crate::load::pack::{LoadErrors, PackSlot, PackSource};
+use crate::load::policy::Policy;
+use crate::load::runtime::Runtime;
 use crate::pipeline::dispatch::{Pipeline, RunError, RunStats};
 use crate::pipeline::sink::FindingSink;
 use crate::pipeline::source::{DEFAULT_LINGER, EventSource};
-use crate::policy::Policy;
 use crate::revocation;
-use crate::runtime::Runtime;
-use crate::state_recovery::{self, Gated, RecoveryError};
+use crate::state::recovery::{self, Gated, RecoveryError};
 
 /// Why the host could not start, load or run.
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +145,7 @@ impl Host {
             .collect();
         let redact = &runtime.policy.audit.redact;
         let redacting = !(redact.drop.is_empty() && redact.hash.is_empty());
-        state_recovery::bring_forward(&auditor, redacting, &gated)?;
+        recovery::bring_forward(&auditor, redacting, &gated)?;
         let revocations_file = runtime.state_dir.join(revocation::FILE);
         let watcher = revocation::watch(&revocations_file, runtime.revocations.clone()).map_err(
             |source| HostError::Watch {

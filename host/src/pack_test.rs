@@ -9,17 +9,17 @@
 //! [{"plugin": "brute-force", "rule_id": "vigil.auth.brute-force-success", "event": 14}]
 //! ```
 
-use crate::plugin_text::PluginText;
+use crate::run::plugin_text::PluginText;
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
 
-use crate::pack::PackSource;
+use crate::load::pack::PackSource;
+use crate::load::runtime::Runtime;
 use crate::pipeline::dispatch;
 use crate::pipeline::sink::Memory;
 use crate::pipeline::source::Lines;
-use crate::runtime::Runtime;
 
 /// One expected (or actual) finding, as compared.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]

@@ -21,15 +21,15 @@ use crate::audit::query::{self, Entry};
 use crate::audit::record::{
     BatchRecord, InitRecord, InvocationRecord, Lifecycle, Outcome, PluginLoad, Record,
 };
-use crate::audit::tape::Tape;
 use crate::capability::{Setup, SetupMode};
-use crate::engine::{ComponentCache, sha256_hex};
-use crate::manifest::World;
-use crate::output::{EnrichmentResult, FindingRecord};
-use crate::pack::link_plugin;
-use crate::plugin::{Detect, Enrich, LoadedPlugin};
-use crate::preinit::{InitMode, InitRun};
-use crate::sandbox::{CallTemplate, SharedGrants};
+use crate::load::engine::{ComponentCache, sha256_hex};
+use crate::load::manifest::World;
+use crate::load::pack::link_plugin;
+use crate::load::preinit::{InitMode, InitRun};
+use crate::run::output::{EnrichmentResult, FindingRecord};
+use crate::run::plugin::{Detect, Enrich, LoadedPlugin};
+use crate::run::sandbox::{CallTemplate, SharedGrants};
+use crate::run::tape::Tape;
 use vigil_event::Batch;
 
 /// Which invocations to replay.
@@ -226,7 +226,7 @@ fn build_from_bytes(
             ));
         }
     };
-    let limits = crate::policy::Limits::from(grants.limits);
+    let limits = crate::load::policy::Limits::from(grants.limits);
     // The same resolution as at load, from the same recorded scopes, in
     // replay mode: the tape answers every host call, so no real state,
     // secret or pack file is touched (`capability/registry.rs`).

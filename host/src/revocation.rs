@@ -72,7 +72,7 @@ use crate::atomic_file::{self, Durability};
 use crate::audit::record::Lifecycle;
 use crate::audit::{AuditError, Auditor};
 use crate::capability::Capability;
-use crate::policy::AuditConfig;
+use crate::load::policy::AuditConfig;
 
 /// File name of the revocation list in the state directory.
 pub const FILE: &str = "revocations.json";

@@ -12,11 +12,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use vigil::audit::Auditor;
-use vigil::pack::PackSource;
+use vigil::load::pack::PackSource;
+use vigil::load::policy::Policy;
+use vigil::load::runtime::Runtime;
 use vigil::pipeline::dispatch::{RunStats, run_audited};
 use vigil::pipeline::input::BatchReader;
-use vigil::policy::Policy;
-use vigil::runtime::Runtime;
 use vigil_tests::ai_server::AiServer;
 
 const REPEAT: usize = 50;

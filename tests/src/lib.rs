@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vigil::audit::Auditor;
-use vigil::output::FindingRecord;
-use vigil::pack::{Generation, LoadErrors, PackSource};
+use vigil::load::pack::{Generation, LoadErrors, PackSource};
+use vigil::load::policy::Policy;
+use vigil::load::runtime::Runtime;
 use vigil::pipeline::dispatch::RunStats;
 use vigil::pipeline::input::BatchReader;
-use vigil::policy::Policy;
-use vigil::runtime::Runtime;
+use vigil::run::output::FindingRecord;
 
 /// A pack written to a temporary directory, with its own state directory.
 pub struct TestPack {

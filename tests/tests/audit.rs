@@ -4,8 +4,8 @@
 use vigil::audit::Auditor;
 use vigil::audit::query;
 use vigil::audit::record::Record;
+use vigil::load::policy::Policy;
 use vigil::pipeline::input::BatchReader;
-use vigil::policy::Policy;
 use vigil::replay::{Selection, Verdict, replay};
 use vigil_tests::{PluginSpec, TestPack, events};
 
@@ -45,7 +45,7 @@ fn replay_of_a_run_with_clock_and_state_reads_reproduces_every_output() {
     assert!(!out.is_empty(), "the plugins report findings");
     vigil::audit::verify::verify(&audit_dir).expect("the log verifies");
 
-    let engine = vigil::engine::build_engine().expect("engine");
+    let engine = vigil::load::engine::build_engine().expect("engine");
     let results = replay(&engine, &audit_dir, &Selection::default()).expect("replays");
     // 10 events in batches of 4: 3 batches, 2 plugins.
     assert_eq!(results.len(), 6);
@@ -74,12 +74,13 @@ fn replay_of_a_deliberately_altered_plugin_reports_the_mismatch() {
     let audit_dir = pack.dir.path().join("audit");
     pack.audited_run(POLICY, &audit_dir, &events(4));
     // Swap the stored component for another plugin's bytes.
-    let digest =
-        vigil::engine::sha256_hex(&std::fs::read(vigil_tests::component("hostile")).expect("read"));
+    let digest = vigil::load::engine::sha256_hex(
+        &std::fs::read(vigil_tests::component("hostile")).expect("read"),
+    );
     let stored = audit_dir.join("components").join(format!("{digest}.wasm"));
     std::fs::copy(vigil_tests::component("bench-probe"), &stored).expect("swap");
 
-    let engine = vigil::engine::build_engine().expect("engine");
+    let engine = vigil::load::engine::build_engine().expect("engine");
     let results = replay(
         &engine,
         &audit_dir,
@@ -112,7 +113,7 @@ fn a_tampered_host_call_result_is_reported_as_the_first_difference() {
         text.replace(r#""result":{"ok":null}"#, r#""result":{"ok":"100"}"#),
     )
     .expect("write");
-    let engine = vigil::engine::build_engine().expect("engine");
+    let engine = vigil::load::engine::build_engine().expect("engine");
     let results = replay(
         &engine,
         &audit_dir,
@@ -178,7 +179,7 @@ fn redacted_fields_never_appear_in_the_file_bytes() {
 /// write to the segment fails with ENOSPC); returns the output and the error.
 fn run_on_a_full_disk(
     pack: &TestPack,
-    generation: &std::sync::Arc<vigil::pack::Generation>,
+    generation: &std::sync::Arc<vigil::load::pack::Generation>,
 ) -> (Vec<u8>, vigil::pipeline::dispatch::RunError) {
     let audit_dir = pack.dir.path().join("audit");
     std::fs::create_dir_all(&audit_dir).expect("mkdir");
@@ -355,7 +356,7 @@ fn a_long_run_over_tiny_segments_completes_verifies_and_has_one_invocation_per_e
 #[test]
 fn replay_answers_file_reads_from_the_log_store_not_from_the_pack() {
     use vigil::host::{Host, HostOptions};
-    use vigil::pack::PackSource;
+    use vigil::load::pack::PackSource;
     use vigil::pipeline::sink::Memory;
     use vigil::pipeline::source::Lines;
 
@@ -410,7 +411,7 @@ fn replay_answers_file_reads_from_the_log_store_not_from_the_pack() {
     // The pack's file changes after the run; replay still reads what the
     // run read, from the audit directory's store.
     std::fs::write(pack.path().join("intel/list.txt"), "changed\n").expect("rewrite");
-    let engine = vigil::engine::build_engine().expect("engine");
+    let engine = vigil::load::engine::build_engine().expect("engine");
     let results = replay(&engine, &audit_dir, &Selection::default()).expect("replays");
     assert_eq!(results.len(), 6, "3 batches x 2 plugins");
     for r in &results {

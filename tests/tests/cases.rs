@@ -25,11 +25,11 @@ use serde_json::Value;
 use vigil::audit::query;
 use vigil::audit::record::{CallStatus, HostCall, Lifecycle, Record};
 use vigil::host::{Host, HostError, HostOptions};
-use vigil::manifest::PackManifest;
-use vigil::pack::PackSource;
+use vigil::load::manifest::PackManifest;
+use vigil::load::pack::PackSource;
+use vigil::load::policy::Policy;
 use vigil::pipeline::sink::Memory;
 use vigil::pipeline::source::Lines;
-use vigil::policy::Policy;
 
 const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cases");
 

@@ -8,12 +8,12 @@ use std::time::Duration;
 use vigil::audit::record::Position;
 use vigil::audit::resume;
 use vigil::host::{Host, HostOptions};
-use vigil::pack::{PackSlot, PackSource};
+use vigil::load::pack::{PackSlot, PackSource};
+use vigil::load::policy::Policy;
 use vigil::pipeline::dispatch::Pipeline;
 use vigil::pipeline::input::{MalformedLine, RawEvents};
 use vigil::pipeline::sink::Memory;
 use vigil::pipeline::source::{DEFAULT_LINGER, EventSource, Lines};
-use vigil::policy::Policy;
 use vigil_event::Batch;
 use vigil_tests::{PluginSpec, TestPack, events};
 

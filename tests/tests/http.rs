@@ -13,10 +13,10 @@ use vigil::audit::Auditor;
 use vigil::audit::query;
 use vigil::audit::record::{CallStatus, Lifecycle, Record};
 use vigil::capability::Capability;
-use vigil::output::{EnrichmentResult, FindingRecord};
 use vigil::pipeline::input::BatchReader;
 use vigil::replay::{Selection, Verdict, replay};
 use vigil::revocation::{self, Action, ChangeRequest, Recorded, RevocationList};
+use vigil::run::output::{EnrichmentResult, FindingRecord};
 use vigil_tests::ai_server::{AiServer, SUMMARY};
 use vigil_tests::{PluginSpec, TestPack, events, parse_findings};
 
@@ -173,7 +173,7 @@ fn an_allowed_call_enriches_with_the_secret_reaching_only_the_server_and_replays
 
     // Replay needs neither the server nor the secret.
     server.stop();
-    let engine = vigil::engine::build_engine().expect("engine");
+    let engine = vigil::load::engine::build_engine().expect("engine");
     let replayed = replay(&engine, &audit, &Selection::default()).expect("replay");
     let enrichments: Vec<_> = replayed.iter().filter(|r| r.plugin == "t/ai").collect();
     assert_eq!(enrichments.len(), 3, "{replayed:?}");
@@ -454,7 +454,7 @@ fn a_429_with_retry_after_stops_requests_for_the_whole_enricher_until_then() {
     }
 
     // The refusals replay from the log like any other answer.
-    let engine = vigil::engine::build_engine().expect("engine");
+    let engine = vigil::load::engine::build_engine().expect("engine");
     let replayed = replay(&engine, &audit, &Selection::default()).expect("replay");
     for r in &replayed {
         assert_eq!(r.verdict, Verdict::Identical, "{r:?}");

@@ -1,11 +1,11 @@
 //! `vigil inspect` on the example plugins: exactly the interfaces each imports.
 
 use vigil::capability::Capability;
-use vigil::manifest::PackManifest;
+use vigil::load::manifest::PackManifest;
 
 #[test]
 fn inspect_lists_exactly_the_capabilities_each_example_plugin_imports_and_requests() {
-    let engine = vigil::engine::build_engine().expect("engine");
+    let engine = vigil::load::engine::build_engine().expect("engine");
     let pack_toml = std::fs::read_to_string(
         std::path::Path::new(vigil::artifacts::STARTER_PACK_DIR).join("pack.toml"),
     )
@@ -18,7 +18,7 @@ fn inspect_lists_exactly_the_capabilities_each_example_plugin_imports_and_reques
     ];
     for (crate_name, caps) in expected {
         let bytes = std::fs::read(vigil_tests::component(crate_name)).expect("component");
-        let inspection = vigil::inspect::inspect(&engine, &bytes).expect("inspect");
+        let inspection = vigil::load::inspect::inspect(&engine, &bytes).expect("inspect");
         assert_eq!(inspection.world, "detector", "{crate_name}");
         let mut want: Vec<String> = caps.iter().map(|c| c.interface()).collect();
         want.sort();

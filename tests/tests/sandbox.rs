@@ -1,7 +1,7 @@
 //! Grants, limits and failure isolation, with real components.
 
 use vigil::capability::Capability;
-use vigil::pack::LoadError;
+use vigil::load::pack::LoadError;
 use vigil_tests::{PluginSpec, TestPack, events, evidence, run};
 
 const ALL_CAPS: &str = r#""log", "config", "state", "clock""#;
@@ -137,7 +137,10 @@ fn deadline_outcome_is_reported_as_a_deadline() {
     let batch = one_batch(3);
     let outcome = generation.detectors[0].detect(&batch);
     assert!(
-        matches!(outcome.result, Err(vigil::plugin::CallError::Deadline(_))),
+        matches!(
+            outcome.result,
+            Err(vigil::run::plugin::CallError::Deadline(_))
+        ),
         "{:?}",
         outcome.result
     );
@@ -156,7 +159,7 @@ fn memory_growth_past_the_cap_fails_the_call_only() {
     let outcome = generation.detectors[0].detect(&batch);
     assert_eq!(
         outcome.result,
-        Err(vigil::plugin::CallError::MemoryLimit(16 << 20))
+        Err(vigil::run::plugin::CallError::MemoryLimit(16 << 20))
     );
     // The next call on the same plugin gets a fresh instance (and fails the
     // same way); the other plugin is unaffected.
@@ -203,14 +206,14 @@ fn oversized_or_misdirected_output_fails_the_call() {
     let batch = one_batch(2);
     assert_eq!(
         generation.detectors[0].detect(&batch).result,
-        Err(vigil::plugin::CallError::TooManyFindings {
+        Err(vigil::run::plugin::CallError::TooManyFindings {
             count: 100_000,
             max: 1000
         })
     );
     assert_eq!(
         generation.detectors[1].detect(&batch).result,
-        Err(vigil::plugin::CallError::UnknownEvent(u64::MAX))
+        Err(vigil::run::plugin::CallError::UnknownEvent(u64::MAX))
     );
 }
 
@@ -310,7 +313,7 @@ fn declaring_an_absurd_number_of_fields_fails_the_call() {
     let (_rt, generation) = pack.load(&policy(&["m"], "")).expect("loads");
     let result = generation.detectors[0].detect(&one_batch(1)).result;
     assert!(
-        matches!(&result, Err(vigil::plugin::CallError::Init(m)) if m.contains("10000 event fields")),
+        matches!(&result, Err(vigil::run::plugin::CallError::Init(m)) if m.contains("10000 event fields")),
         "{result:?}"
     );
 }
@@ -343,7 +346,7 @@ fn a_sleeping_plugin_call_ends_at_its_deadline_in_detect_and_in_init() {
         let outcome = plugin.detect(&batch);
         assert_eq!(
             outcome.result,
-            Err(vigil::plugin::CallError::Deadline(
+            Err(vigil::run::plugin::CallError::Deadline(
                 std::time::Duration::from_millis(200)
             )),
             "{}",
@@ -362,7 +365,7 @@ fn a_sleeping_plugin_call_ends_at_its_deadline_in_detect_and_in_init() {
     assert_eq!((stats.events, stats.failed_calls), (8, 4));
     assert_eq!(findings.len(), 8, "the well-behaved plugin saw every event");
     assert_eq!(
-        vigil::watchdog::overruns(),
+        vigil::run::watchdog::overruns(),
         0,
         "no call outlived its deadline"
     );
@@ -376,10 +379,10 @@ fn a_finding_with_an_evidence_flood_is_refused() {
         .expect("loads");
     assert_eq!(
         generation.detectors[0].detect(&one_batch(1)).result,
-        Err(vigil::plugin::CallError::TooManyEntries {
+        Err(vigil::run::plugin::CallError::TooManyEntries {
             what: "evidence entries",
             count: 500_000,
-            max: vigil::output::MAX_EVIDENCE_PER_FINDING,
+            max: vigil::run::output::MAX_EVIDENCE_PER_FINDING,
         })
     );
 }
@@ -391,7 +394,7 @@ fn a_huge_plugin_error_is_kept_and_shown_clamped() {
         .load(&policy(&["loud"], "limits = { deadline_ms = 20000 }"))
         .expect("loads");
     let outcome = generation.detectors[0].detect(&one_batch(1));
-    let Err(vigil::plugin::CallError::Init(message)) = outcome.result else {
+    let Err(vigil::run::plugin::CallError::Init(message)) = outcome.result else {
         panic!("{:?}", outcome.result.map(|f| f.len()));
     };
     assert!(message.len() < 8192, "{} bytes kept", message.len());
@@ -420,7 +423,7 @@ fn a_detector_whose_init_returns_an_error_ten_times_in_a_row_is_never_quarantine
 /// Time passes between events; the reader watches the plugin's state
 /// rather than sleeping for the back-off.
 struct UntilLifted<'a> {
-    plugin: &'a vigil::plugin::LoadedPlugin,
+    plugin: &'a vigil::run::plugin::LoadedPlugin,
     started: std::time::Instant,
     /// Back-offs of the quarantines seen, in order.
     backoffs: Vec<std::time::Duration>,
@@ -633,8 +636,8 @@ fn a_restore_of_any_capability_lifts_the_quarantine_of_the_plugin_at_once() {
 
 /// Run `n` events through `generation` in batches of 1, audited in `audit`.
 fn pack_run_audited(
-    runtime: &vigil::runtime::Runtime,
-    generation: &std::sync::Arc<vigil::pack::Generation>,
+    runtime: &vigil::load::runtime::Runtime,
+    generation: &std::sync::Arc<vigil::load::pack::Generation>,
     audit: &std::path::Path,
     n: usize,
 ) -> Vec<u8> {
@@ -693,7 +696,7 @@ fn state_growth_is_refused_at_the_quota_with_the_store_on_disk_bounded() {
 /// import's call recorded on every invocation.
 #[test]
 fn a_plugin_whose_init_calls_a_host_import_falls_back_to_per_instance_init() {
-    use vigil::preinit::InitMode;
+    use vigil::load::preinit::InitMode;
     let pack = TestPack::new(&[
         hostile("echo", r#"mode = "echo""#),
         hostile("logger", r#"mode = "log-in-init""#),
@@ -740,9 +743,9 @@ fn a_plugin_whose_init_calls_a_host_import_falls_back_to_per_instance_init() {
 /// revocation; after a restore the snapshot is used again.
 #[test]
 fn revoking_what_init_read_at_load_reaches_snapshotted_instances() {
-    use vigil::plugin::CallError;
-    use vigil::preinit::InitMode;
+    use vigil::load::preinit::InitMode;
     use vigil::revocation::{self, Action, ChangeRequest};
+    use vigil::run::plugin::CallError;
 
     let pack = TestPack::new(&[PluginSpec {
         id: "ioc",

@@ -6,7 +6,6 @@
 //! - [`chain`]: the hash-chain envelope of a line;
 //! - [`writer`], [`segments`]: appending with group commit, rotation and
 //!   torn-tail repair;
-//! - [`tape`]: recording host calls live and answering them on replay;
 //! - [`redact`]: fields dropped or hashed before anything is written;
 //! - [`verify`], [`query`]: `vigil audit verify|show|stats`;
 //! - [`resume`]: where an interrupted run over a file continues.
@@ -21,7 +20,6 @@ pub mod record;
 pub mod redact;
 pub mod resume;
 pub mod segments;
-pub mod tape;
 pub mod verify;
 pub mod writer;
 
@@ -40,11 +38,11 @@ use self::redact::{Redaction, Scrub};
 use self::writer::{AuditLog, WriterOptions};
 use crate::bindings::vigil::plugin::types::Enrichment;
 use crate::capability::log::LogSource;
-use crate::output::{EnrichmentResult, FindingRecord};
-use crate::pack::Generation;
+use crate::load::pack::Generation;
+use crate::load::policy::{AuditConfig, InputMode};
 use crate::pipeline::input::MalformedLine;
-use crate::plugin::{CallError, CallOutcome, LoadedPlugin, QuarantineChange};
-use crate::policy::{AuditConfig, InputMode};
+use crate::run::output::{EnrichmentResult, FindingRecord};
+use crate::run::plugin::{CallError, CallOutcome, LoadedPlugin, QuarantineChange};
 
 pub use self::writer::AuditError;
 

@@ -1,6 +1,6 @@
 //! `vigil audit show` and `vigil audit stats`: reading the log back.
 
-use crate::plugin_text::PluginText;
+use crate::run::plugin_text::PluginText;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -352,7 +352,7 @@ pub fn describe(entry: &Entry) -> String {
             }
             match (&inv.enrichment, &inv.error) {
                 (
-                    Some(crate::output::EnrichmentResult::Enriched {
+                    Some(crate::run::output::EnrichmentResult::Enriched {
                         priority, summary, ..
                     }),
                     _,
@@ -437,7 +437,7 @@ pub fn stats(dir: &Path) -> std::io::Result<BTreeMap<String, PluginStats>> {
                 .or_default();
             if inv.input.is_some() {
                 match &inv.enrichment {
-                    Some(crate::output::EnrichmentResult::Enriched { .. }) => s.enriched += 1,
+                    Some(crate::run::output::EnrichmentResult::Enriched { .. }) => s.enriched += 1,
                     _ => s.unavailable += 1,
                 }
             }

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::capability::Capability;
-use crate::manifest::World;
-use crate::output::FindingRecord;
+use crate::load::manifest::World;
+use crate::run::output::FindingRecord;
 
 /// The body of one audit line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -240,7 +240,7 @@ pub struct PluginLoad {
 pub struct InitRecord {
     /// Snapshot or per-instance, and why.
     #[serde(flatten)]
-    pub mode: crate::preinit::InitMode,
+    pub mode: crate::load::preinit::InitMode,
     /// Host calls of the snapshot run, answered from here on replay.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_calls: Vec<HostCall>,
@@ -339,8 +339,8 @@ fn default_quarantine_ms() -> u64 {
     30_000
 }
 
-impl From<crate::policy::Limits> for LimitsRecord {
-    fn from(l: crate::policy::Limits) -> Self {
+impl From<crate::load::policy::Limits> for LimitsRecord {
+    fn from(l: crate::load::policy::Limits) -> Self {
         LimitsRecord {
             deadline_ms: l.deadline.as_millis() as u64,
             memory_bytes: l.memory_bytes,
@@ -353,9 +353,9 @@ impl From<crate::policy::Limits> for LimitsRecord {
     }
 }
 
-impl From<LimitsRecord> for crate::policy::Limits {
+impl From<LimitsRecord> for crate::load::policy::Limits {
     fn from(l: LimitsRecord) -> Self {
-        crate::policy::Limits {
+        crate::load::policy::Limits {
             deadline: std::time::Duration::from_millis(l.deadline_ms),
             memory_bytes: l.memory_bytes,
             max_findings_per_batch: l.max_findings_per_batch,
@@ -469,7 +469,7 @@ pub struct InvocationRecord {
     pub input: Option<FindingRecord>,
     /// For an enrichment: what the enricher returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enrichment: Option<crate::output::EnrichmentResult>,
+    pub enrichment: Option<crate::run::output::EnrichmentResult>,
     /// Every host call, in order (`log.emit` calls included).
     pub host_calls: Vec<HostCall>,
     /// Host calls refused unrun past the per-call recording limits.

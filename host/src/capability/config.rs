@@ -11,8 +11,8 @@ use serde_json::json;
 use wasmtime::component::{HasData, Linker};
 
 use super::{CallView, Capability, HostCapability, NoScope, Setup};
-use crate::audit::tape::Tape;
 use crate::bindings::vigil::plugin::config as wit;
+use crate::run::tape::Tape;
 
 /// Per-call config context.
 #[derive(Debug, Clone)]

@@ -12,8 +12,8 @@ use serde_json::json;
 use wasmtime::component::{HasData, Linker};
 
 use super::{CallView, Capability, HostCapability, NoScope, Setup, clamp};
-use crate::audit::tape::{RecordedError, Tape};
 use crate::bindings::vigil::plugin::log::{self as wit, Level};
+use crate::run::tape::{RecordedError, Tape};
 
 /// Longest message kept, in bytes.
 const MAX_MESSAGE_BYTES: usize = 4096;

@@ -33,8 +33,8 @@ use serde::de::DeserializeOwned;
 use wasmtime::component::Linker;
 
 use super::files::PackFiles;
-use crate::audit::tape::Tape;
-use crate::state_stores::StateStores;
+use crate::run::tape::Tape;
+use crate::state::stores::StateStores;
 
 /// Calls `$then!` with every capability of the host, one line each:
 /// `name: Variant => module::Marker`. The name is what `pack.toml`,

@@ -13,9 +13,9 @@ use serde_json::json;
 use wasmtime::component::{HasData, Linker};
 
 use super::{CallView, Capability, HostCapability, Setup, SetupMode};
-use crate::audit::tape::{RecordedError, Refusal, Tape};
 use crate::bindings::vigil::plugin::state as wit;
-use crate::state_store::{StateQuota, StateStore, StateStoreError};
+use crate::run::tape::{RecordedError, Refusal, Tape};
+use crate::state::store::{StateQuota, StateStore, StateStoreError};
 
 /// Scope of a `state` grant, as the operator writes it and the audit log
 /// records it.
@@ -233,7 +233,7 @@ impl HostCapability for StateData {
 mod tests {
     use super::*;
     use crate::bindings::vigil::plugin::state::Host;
-    use crate::state_store::StateQuota;
+    use crate::state::store::StateQuota;
 
     fn ctx(prefixes: &[&str]) -> (tempfile::TempDir, StateCtx) {
         ctx_with_quota(prefixes, StateQuota::default())

@@ -21,7 +21,7 @@
 //! and stderr are memory pipes, stdin is closed, there are no files and no
 //! sockets. Host-side waits of Vigil's own capabilities bound themselves
 //! (`http`, its DNS lookup included, by the remaining deadline), and
-//! `crate::watchdog` reports any call that runs past its deadline anyway.
+//! `crate::run::watchdog` reports any call that runs past its deadline anyway.
 
 use std::future::Future;
 use std::time::{Duration, Instant};

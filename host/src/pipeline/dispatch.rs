@@ -20,16 +20,16 @@ use crate::audit::record::{CallStatus, HostCall, Position};
 use crate::audit::redact::Scrub;
 use crate::audit::{AuditError, Auditor, BatchUnit, PluginCall};
 use crate::capability::log::{LogLevel, LogSource};
-use crate::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
-use crate::pack::{Generation, PackSlot};
-use crate::plugin::{
+use crate::load::pack::{Generation, PackSlot};
+use crate::load::policy::EnrichmentConfig;
+use crate::revocation::Revocations;
+use crate::run::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
+use crate::run::plugin::{
     Admission, CallError, CallOutcome, Detect, LoadedPlugin, QuarantineChange, Ticket,
 };
-use crate::plugin_text::{self, PluginText};
-use crate::policy::EnrichmentConfig;
-use crate::revocation::Revocations;
-use crate::state_recovery::log_id;
-use crate::state_store::Applied;
+use crate::run::plugin_text::{self, PluginText};
+use crate::state::recovery::log_id;
+use crate::state::store::Applied;
 
 /// Counters of one run, printed as the summary line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

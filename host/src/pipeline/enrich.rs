@@ -20,11 +20,11 @@ use std::time::Instant;
 
 use crate::audit::redact::Scrub;
 use crate::bindings::vigil::plugin::types::Enrichment;
-use crate::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
-use crate::pack::Generation;
-use crate::plugin::{Admission, CallOutcome, Enrich, LoadedPlugin};
-use crate::plugin_text::PluginText;
-use crate::policy::EnrichmentConfig;
+use crate::load::pack::Generation;
+use crate::load::policy::EnrichmentConfig;
+use crate::run::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
+use crate::run::plugin::{Admission, CallOutcome, Enrich, LoadedPlugin};
+use crate::run::plugin_text::PluginText;
 
 /// A finding waiting for enrichment.
 pub struct Job {

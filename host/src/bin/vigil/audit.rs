@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use vigil::audit::{query, verify};
-use vigil::plugin_text::PluginText;
+use vigil::run::plugin_text::PluginText;
 
 use super::settings::audit_dir;
 use super::{AuditCommand, HostArgs};
@@ -119,7 +119,7 @@ pub(crate) fn replay_command(
     host: &HostArgs,
 ) -> Result<ExitCode> {
     let dir = audit_dir(audit, host)?;
-    let engine = vigil::engine::build_engine().map_err(anyhow::Error::from)?;
+    let engine = vigil::load::engine::build_engine().map_err(anyhow::Error::from)?;
     let selection = vigil::replay::Selection {
         record,
         plugin,

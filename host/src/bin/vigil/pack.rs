@@ -4,8 +4,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use vigil::plugin_text::PluginText;
-use vigil::preinit::InitMode;
+use vigil::load::preinit::InitMode;
+use vigil::run::plugin_text::PluginText;
 
 use super::HostArgs;
 use super::settings::{pack_source, runtime};
@@ -76,8 +76,8 @@ pub(crate) fn check_command(pack: Option<&Path>, host: &HostArgs) -> Result<Exit
 /// `vigil inspect`: what a component declares, without running it.
 pub(crate) fn inspect_command(file: &Path, json: bool) -> Result<ExitCode> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let engine = vigil::engine::build_engine().map_err(anyhow::Error::from)?;
-    let inspection = vigil::inspect::inspect(&engine, &bytes)
+    let engine = vigil::load::engine::build_engine().map_err(anyhow::Error::from)?;
+    let inspection = vigil::load::inspect::inspect(&engine, &bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a valid Wasm component: {e:#}", file.display()))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&inspection)?);

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use vigil::artifacts;
 use vigil::host::{Host, HostOptions};
-use vigil::pack::PackSource;
+use vigil::load::pack::PackSource;
 use vigil::pipeline::sink::JsonLines;
 use vigil::pipeline::source::{self, EventSource, Lines};
 

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use vigil::artifacts;
-use vigil::pack::PackSource;
-use vigil::policy::Policy;
-use vigil::runtime::Runtime;
+use vigil::load::pack::PackSource;
+use vigil::load::policy::Policy;
+use vigil::load::runtime::Runtime;
 
 use super::HostArgs;
 

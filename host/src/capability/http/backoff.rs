@@ -19,8 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use url::Url;
 
-use crate::audit::tape::Refusal;
 use crate::bindings::vigil::plugin::http as wit;
+use crate::run::tape::Refusal;
 
 /// Longest one `Retry-After` may block a plugin. Peer-controlled: clamp.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10 * 60);

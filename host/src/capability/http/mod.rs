@@ -57,8 +57,8 @@ pub use self::policy::{HttpGrant, HttpHeaderGrant, HttpPolicy};
 use self::record::RecordedBody;
 pub use self::secrets::SecretSource;
 use super::{CallView, Capability, HostCapability, Setup, SetupMode};
-use crate::audit::tape::{RecordedError, Refusal, Tape};
 use crate::bindings::vigil::plugin::http as wit;
+use crate::run::tape::{RecordedError, Refusal, Tape};
 
 /// Default largest request body.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 10;

@@ -9,8 +9,8 @@ use url::Url;
 
 use super::policy::HttpPolicy;
 use super::{denied, invalid};
-use crate::audit::tape::Refusal;
 use crate::bindings::vigil::plugin::http as wit;
+use crate::run::tape::Refusal;
 
 /// A granted origin.
 #[derive(Debug, Clone, PartialEq, Eq)]

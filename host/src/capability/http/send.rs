@@ -10,8 +10,8 @@ use super::origin::checked_addresses;
 use super::policy::is_token;
 use super::record::{RecordedBody, RecordedResponse};
 use super::{HOST_SET, HttpCtx, MAX_HEADER_BYTES, MAX_HEADERS, MAX_REDIRECTS, denied, invalid};
-use crate::audit::tape::Refusal;
 use crate::bindings::vigil::plugin::http as wit;
+use crate::run::tape::Refusal;
 
 /// The live request: checks, then the exchange with redirects.
 pub(super) fn send(

@@ -70,8 +70,8 @@ use serde::Deserialize;
 
 use crate::capability::registry::for_each_capability;
 use crate::capability::{Capability, HostCapability};
-use crate::engine::MAX_PLUGIN_MEMORY_BYTES;
-use crate::manifest::World;
+use crate::load::engine::MAX_PLUGIN_MEMORY_BYTES;
+use crate::load::manifest::World;
 
 /// A parsed `vigil.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -588,7 +588,7 @@ limits = { memory_mb = 16 }
 
     #[test]
     fn a_state_grant_sets_the_quota_over_the_defaults() {
-        use crate::state_store::StateQuota;
+        use crate::state::store::StateQuota;
         let policy = Policy::parse(
             "vigil.toml",
             &POLICY.replace(

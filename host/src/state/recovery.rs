@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crate::audit::query;
 use crate::audit::record::{CallStatus, Record};
-use crate::state_store::{Applied, RecordedWrite, StateStore, StateStoreError};
+use crate::state::store::{Applied, RecordedWrite, StateStore, StateStoreError};
 
 /// The audit log at `dir` as a store's mark names it: its canonical path.
 pub fn log_id(audit: &crate::audit::Auditor) -> String {

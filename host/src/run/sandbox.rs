@@ -13,11 +13,11 @@ use wasmtime::component::Linker;
 use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::{WasiCtxView, WasiView};
 
-use crate::audit::tape::Tape;
 use crate::capability::registry::for_each_capability;
 use crate::capability::wasi::{WasiSandbox, WasiSandboxView};
 use crate::capability::{self, CallView, Capability, HostCapability, Setup};
 use crate::revocation::RevocationScope;
+use crate::run::tape::Tape;
 
 /// Bytes one table element is counted as (a function reference).
 const TABLE_ELEMENT_BYTES: usize = 16;
@@ -316,7 +316,7 @@ mod tests {
             CallState::new(&template, Tape::default(), [0; 32], deadline),
         );
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(crate::engine::deadline_ticks(Duration::from_secs(5)));
+        store.set_epoch_deadline(crate::load::engine::deadline_ticks(Duration::from_secs(5)));
         let component = Component::new(engine, wat).expect("valid component");
         let linker = linker_for(engine, &[]).expect("linker");
         let ok = linker.instantiate(&mut store, &component).is_ok();
@@ -326,7 +326,7 @@ mod tests {
     #[test]
     fn the_memory_cap_bounds_all_memories_of_an_instance_together() {
         let cap = 64 << 20;
-        let engine = crate::engine::build_engine_for(cap as u64).expect("engine");
+        let engine = crate::load::engine::build_engine_for(cap as u64).expect("engine");
         // Three memories of 20 MiB fit under 64 MiB together ...
         let (ok, limiter) = instantiate(&engine, &multi_memory_component(3), cap);
         assert!(ok && !limiter.memory_exceeded);
@@ -341,7 +341,7 @@ mod tests {
     fn the_pool_follows_the_policy_memory_cap() {
         // One memory of 20 MiB under an engine sized for 16 MiB instances
         // fails even when the call's own limiter would allow it.
-        let engine = crate::engine::build_engine_for(16 << 20).expect("engine");
+        let engine = crate::load::engine::build_engine_for(16 << 20).expect("engine");
         let (ok, _) = instantiate(&engine, &multi_memory_component(1), 1 << 30);
         assert!(!ok);
     }

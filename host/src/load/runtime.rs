@@ -10,11 +10,11 @@ use std::time::Instant;
 
 use wasmtime::Engine;
 
-use crate::engine::{ComponentCache, build_engine_for};
-use crate::pack::{Generation, LoadContext, LoadErrors, PackSource};
-use crate::policy::Policy;
+use crate::load::engine::{ComponentCache, build_engine_for};
+use crate::load::pack::{Generation, LoadContext, LoadErrors, PackSource};
+use crate::load::policy::Policy;
 use crate::revocation::Revocations;
-use crate::state_stores::StateStores;
+use crate::state::stores::StateStores;
 
 /// Engine, cache and policy: everything needed to load packs.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::record::{CallStatus, HostCall};
+use crate::audit::record::{CallStatus, HostCall};
 use crate::capability::Capability;
 use crate::revocation::RevocationScope;
 
@@ -45,7 +45,7 @@ pub const MAX_DETAIL_BYTES: usize = 1024;
 #[macro_export]
 macro_rules! access_denied_only_error {
     ($error:ty) => {
-        impl $crate::audit::tape::RecordedError for $error {
+        impl $crate::run::tape::RecordedError for $error {
             fn code(&self) -> String {
                 "access-denied".into()
             }
@@ -221,7 +221,7 @@ impl Tape {
                 };
                 // The detail is host text that may quote guest input (a
                 // refused path): clamped and counted like the rest.
-                let detail = detail.map(|d| crate::plugin_text::clamp(d, MAX_DETAIL_BYTES));
+                let detail = detail.map(|d| crate::run::plugin_text::clamp(d, MAX_DETAIL_BYTES));
                 recorder.bytes +=
                     size + value_bytes(&recorded) + detail.as_ref().map_or(0, String::len);
                 recorder.calls.push(HostCall {

@@ -22,14 +22,14 @@ use crate::bindings::DetectorPre;
 use crate::bindings::enricher::EnricherPre;
 use crate::capability::files::PackFiles;
 use crate::capability::{Capability, ImportKind, Setup, SetupMode, classify_import};
-use crate::engine::{ComponentCache, sha256_hex};
-use crate::manifest::{ManifestError, PackManifest, PluginManifest, World};
-use crate::plugin::{LoadedPlugin, PluginPre};
-use crate::policy::{EnrichmentConfig, Policy};
-use crate::preinit::{InitMode, InitRun, Preinitialised};
+use crate::load::engine::{ComponentCache, sha256_hex};
+use crate::load::manifest::{ManifestError, PackManifest, PluginManifest, World};
+use crate::load::policy::{EnrichmentConfig, Policy};
+use crate::load::preinit::{InitMode, InitRun, Preinitialised};
 use crate::revocation::{RevocationScope, Revocations};
-use crate::sandbox::{CallTemplate, SharedGrants, linker_for};
-use crate::state_stores::StateStores;
+use crate::run::plugin::{LoadedPlugin, PluginPre};
+use crate::run::sandbox::{CallTemplate, SharedGrants, linker_for};
+use crate::state::stores::StateStores;
 
 /// Where a pack's files come from.
 #[derive(Debug, Clone)]

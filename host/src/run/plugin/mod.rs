@@ -29,20 +29,20 @@ pub use self::quarantine::{Admission, MAX_QUARANTINE, Quarantine, QuarantineChan
 pub use self::world::{Declared, Detect, Enrich, WorldCall};
 
 use crate::audit::record::HostCall;
-use crate::audit::tape::Tape;
 use crate::bindings::enricher::EnricherPre;
 use crate::bindings::vigil::plugin::types::{Finding, PluginError};
 use crate::bindings::{Detector, DetectorPre};
 use crate::capability::Capability;
 use crate::capability::log::{LogLevel, LogRecord, LogSource};
 use crate::capability::wasi::{BlockedPastDeadline, fresh_seed};
-use crate::engine::deadline_ticks;
-use crate::plugin_text::{self, MAX_ERROR_BYTES};
-use crate::policy::Limits;
-use crate::preinit::InitMode;
-use crate::sandbox::{CallState, CallTemplate};
-use crate::state_store::StateStore;
-use crate::watchdog;
+use crate::load::engine::deadline_ticks;
+use crate::load::policy::Limits;
+use crate::load::preinit::InitMode;
+use crate::run::plugin_text::{self, MAX_ERROR_BYTES};
+use crate::run::sandbox::{CallState, CallTemplate};
+use crate::run::tape::Tape;
+use crate::run::watchdog;
+use crate::state::store::StateStore;
 
 /// Why one call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

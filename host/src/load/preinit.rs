@@ -37,13 +37,13 @@ use wasmtime::{Engine, Store};
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
 use crate::audit::record::HostCall;
-use crate::audit::tape::Tape;
 use crate::capability::{self, Capability};
-use crate::engine::{ComponentCache, deadline_ticks};
-use crate::manifest::World;
-use crate::plugin::{Declared, Detect, Enrich, WorldCall, check_declared};
-use crate::plugin_text::{self, MAX_ERROR_BYTES};
-use crate::sandbox::{self, CallState, CallTemplate};
+use crate::load::engine::{ComponentCache, deadline_ticks};
+use crate::load::manifest::World;
+use crate::run::plugin::{Declared, Detect, Enrich, WorldCall, check_declared};
+use crate::run::plugin_text::{self, MAX_ERROR_BYTES};
+use crate::run::sandbox::{self, CallState, CallTemplate};
+use crate::run::tape::Tape;
 
 /// How a plugin's instances start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

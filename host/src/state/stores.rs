@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::state_store::{StateQuota, StateStore, StateStoreError};
+use crate::state::store::{StateQuota, StateStore, StateStoreError};
 
 /// The state stores open under one state directory.
 #[derive(Debug)]

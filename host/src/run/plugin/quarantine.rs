@@ -1,6 +1,6 @@
 //! Quarantine: a plugin whose code misbehaves call after call gets no
 //! calls for a growing back-off, then one probe (see the module doc of
-//! [`crate::plugin`] for the rules). Decided here and only here: the call
+//! [`crate::run::plugin`] for the rules). Decided here and only here: the call
 //! path asks [`LoadedPlugin::admit`] before a call and reports each
 //! result to [`LoadedPlugin::record_health`] after it.
 
