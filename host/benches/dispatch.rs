@@ -307,7 +307,7 @@ fn audited_starter(
         .expect("loads");
     let mut auditor =
         Auditor::open(&AuditConfig::default(), &state.join("audit")).expect("opens the audit log");
-    auditor.pack_load(&generation).expect("records the load");
+    vigil::pipeline::record::pack_load(&mut auditor, &generation).expect("records the load");
     (generation, auditor)
 }
 

@@ -16,12 +16,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::audit::record::{Lifecycle, Position};
+use crate::audit::record::Lifecycle;
 use crate::audit::{self, AuditError, Auditor, resume};
 use crate::load::pack::{LoadErrors, PackSlot, PackSource};
 use crate::load::policy::Policy;
 use crate::load::runtime::Runtime;
 use crate::pipeline::dispatch::{Pipeline, RunError, RunStats};
+use crate::pipeline::position::Position;
+use crate::pipeline::record;
 use crate::pipeline::sink::FindingSink;
 use crate::pipeline::source::{DEFAULT_LINGER, EventSource};
 use crate::revocation;
@@ -127,7 +129,7 @@ impl Host {
                 auditor.close("two packs of one name")?;
                 return Err(HostError::DuplicatePack(name));
             }
-            auditor.pack_load(&generation)?;
+            record::pack_load(&mut auditor, &generation)?;
             slots.push(Arc::new(PackSlot::new(generation)));
         }
         // Detectors' state the log holds and their stores lack (a host

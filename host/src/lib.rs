@@ -9,8 +9,9 @@
 //!   a self-contained unit, and the registry that lists them;
 //! - [`run`]: one call into a plugin: the per-call sandbox
 //!   ([`run::sandbox`]), the generic call path per world ([`run::plugin`]),
-//!   the host-call tape, quarantine, the deadline watchdog, and the checked
-//!   finding records ([`run::output`]);
+//!   quarantine, the deadline watchdog;
+//! - [`finding`]: what a detector's output becomes: the finding record the
+//!   sinks write and the audit log holds;
 //! - [`state`]: plugins' persistent key-value stores, one per plugin
 //!   identity, and bringing them forward from the audit log;
 //! - [`pipeline`]: events in (sources), batches through every pack's
@@ -21,6 +22,8 @@
 //! - [`revocation`]: `vigil revoke`/`restore`, their live effect and audit trail;
 //! - [`replay`]: `vigil replay`, re-running recorded invocations;
 //! - [`pack_test`]: the `vigil test` command;
+//! - [`plugin_text`]: what a plugin says, escaped and clamped for terminals
+//!   and logs;
 //! - [`artifacts`]: components built from this workspace, the starter pack.
 
 pub mod artifacts;
@@ -28,10 +31,12 @@ pub mod atomic_file;
 pub mod audit;
 pub mod bindings;
 pub mod capability;
+pub mod finding;
 pub mod host;
 pub mod load;
 pub mod pack_test;
 pub mod pipeline;
+pub mod plugin_text;
 pub mod replay;
 pub mod revocation;
 pub mod run;

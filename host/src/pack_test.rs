@@ -9,7 +9,7 @@
 //! [{"plugin": "brute-force", "rule_id": "vigil.auth.brute-force-success", "event": 14}]
 //! ```
 
-use crate::run::plugin_text::PluginText;
+use crate::plugin_text::PluginText;
 use std::collections::BTreeMap;
 use std::fmt;
 

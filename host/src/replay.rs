@@ -16,20 +16,20 @@ use std::time::{Instant, SystemTime};
 
 use wasmtime::Engine;
 
-use crate::audit::outcome_of;
 use crate::audit::query::{self, Entry};
 use crate::audit::record::{
     BatchRecord, InitRecord, InvocationRecord, Lifecycle, Outcome, PluginLoad, Record,
 };
+use crate::capability::tape::Tape;
 use crate::capability::{Setup, SetupMode};
+use crate::finding::{EnrichmentResult, FindingRecord};
 use crate::load::engine::{ComponentCache, sha256_hex};
 use crate::load::manifest::World;
 use crate::load::pack::link_plugin;
 use crate::load::preinit::{InitMode, InitRun};
-use crate::run::output::{EnrichmentResult, FindingRecord};
+use crate::pipeline::record::outcome_of;
 use crate::run::plugin::{Detect, Enrich, LoadedPlugin};
 use crate::run::sandbox::{CallTemplate, SharedGrants};
-use crate::run::tape::Tape;
 use vigil_event::Batch;
 
 /// Which invocations to replay.

@@ -72,6 +72,7 @@ use crate::atomic_file::{self, Durability};
 use crate::audit::record::Lifecycle;
 use crate::audit::{AuditError, Auditor};
 use crate::capability::Capability;
+use crate::capability::tape::RevocationCheck;
 use crate::load::policy::AuditConfig;
 
 /// File name of the revocation list in the state directory.
@@ -82,21 +83,9 @@ pub const EDIT_LOCK: &str = "revocations.lock";
 /// changes: a running host, or a `vigil revoke`/`restore` for a moment.
 pub const RECORDER_LOCK: &str = "grant-recorder.lock";
 
-/// One revocation in force.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Revocation {
-    /// `plugin-id` (any pack) or `pack/plugin-id`.
-    pub plugin: String,
-    /// The revoked capability; `None` revokes every capability.
-    pub capability: Option<Capability>,
-    /// Why, as given to `vigil revoke --reason`.
-    pub reason: String,
-    /// Who asked (the OS user running `vigil revoke`).
-    pub by: String,
-    /// When it was asked, RFC 3339.
-    pub at: String,
-}
+/// One revocation in force (defined with the audit record that lists
+/// them: the audit log does not import this module).
+pub use crate::audit::record::Revocation;
 
 /// Whether `spec` (`plugin-id` or `pack/plugin-id`) names `pack/plugin`.
 fn names(spec: &str, pack: &str, plugin: &str) -> bool {
@@ -690,6 +679,16 @@ pub struct RevocationScope {
     revocations: Arc<Revocations>,
     pack: Arc<str>,
     plugin: Arc<str>,
+}
+
+impl RevocationCheck for RevocationScope {
+    fn revoked(&self, capability: Capability) -> Option<String> {
+        self.check(capability)
+    }
+
+    fn restored_since(&self, seen: &mut usize) -> Option<String> {
+        RevocationScope::restored_since(self, seen)
+    }
 }
 
 impl RevocationScope {

@@ -95,7 +95,7 @@ fn run_once(starter: &Path, events: &str, enricher: Option<&(String, String)>) -
     let generation = runtime.load(PackSource::Dir(pack)).expect("pack loads");
     let mut auditor =
         Auditor::open(&runtime.policy.audit, &dir.path().join("audit")).expect("audit");
-    auditor.pack_load(&generation).expect("recorded");
+    vigil::pipeline::record::pack_load(&mut auditor, &generation).expect("recorded");
     // `VIGIL_BENCH_AUDIT=off` runs without the audit log, to tell the
     // audit stage's share from the rest.
     let audited = std::env::var("VIGIL_BENCH_AUDIT").as_deref() != Ok("off");

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vigil::audit::Auditor;
+use vigil::finding::FindingRecord;
 use vigil::load::pack::{Generation, LoadErrors, PackSource};
 use vigil::load::policy::Policy;
 use vigil::load::runtime::Runtime;
 use vigil::pipeline::dispatch::RunStats;
 use vigil::pipeline::input::BatchReader;
-use vigil::run::output::FindingRecord;
 
 /// A pack written to a temporary directory, with its own state directory.
 pub struct TestPack {
@@ -102,7 +102,7 @@ impl TestPack {
     pub fn audited_run(&self, policy: &str, audit_dir: &Path, jsonl: &str) -> Vec<u8> {
         let (runtime, generation) = self.load(policy).expect("pack loads");
         let mut auditor = Auditor::open(&runtime.policy.audit, audit_dir).expect("audit opens");
-        auditor.pack_load(&generation).expect("recorded");
+        vigil::pipeline::record::pack_load(&mut auditor, &generation).expect("recorded");
         let mut out = Vec::new();
         vigil::pipeline::dispatch::run_audited(
             &generation,

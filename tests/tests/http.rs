@@ -13,10 +13,10 @@ use vigil::audit::Auditor;
 use vigil::audit::query;
 use vigil::audit::record::{CallStatus, Lifecycle, Record};
 use vigil::capability::Capability;
+use vigil::finding::{EnrichmentResult, FindingRecord};
 use vigil::pipeline::input::BatchReader;
 use vigil::replay::{Selection, Verdict, replay};
 use vigil::revocation::{self, Action, ChangeRequest, Recorded, RevocationList};
-use vigil::run::output::{EnrichmentResult, FindingRecord};
 use vigil_tests::ai_server::{AiServer, SUMMARY};
 use vigil_tests::{PluginSpec, TestPack, events, parse_findings};
 
@@ -351,7 +351,7 @@ fn piped_run(
 ) -> Vec<FindingRecord> {
     let (runtime, generation) = pack.load(policy).expect("pack loads");
     let mut auditor = Auditor::open(&runtime.policy.audit, audit).expect("audit opens");
-    auditor.pack_load(&generation).expect("recorded");
+    vigil::pipeline::record::pack_load(&mut auditor, &generation).expect("recorded");
     let (reader, mut writer) = std::io::pipe().expect("pipe");
     let output = Shared::default();
     // Complete lines only: a finding is written in pieces.
@@ -537,7 +537,7 @@ fn revoking_http_mid_run_denies_the_next_call_within_a_second_and_persists() {
     let file = pack.state_dir.join(revocation::FILE);
     let _watcher = revocation::watch(&file, runtime.revocations.clone()).expect("watch");
     let mut auditor = Auditor::open(&runtime.policy.audit, &audit).expect("audit opens");
-    auditor.pack_load(&generation).expect("recorded");
+    vigil::pipeline::record::pack_load(&mut auditor, &generation).expect("recorded");
 
     let (reader, mut feed) = std::io::pipe().expect("pipe");
     let output = Shared::default();
@@ -748,7 +748,7 @@ fn a_restore_on_a_running_host_brings_enrichment_back_and_each_change_is_recorde
     let file = pack.state_dir.join(revocation::FILE);
     let _watcher = revocation::watch(&file, runtime.revocations.clone()).expect("watch");
     let mut auditor = Auditor::open(&runtime.policy.audit, &audit).expect("audit opens");
-    auditor.pack_load(&generation).expect("recorded");
+    vigil::pipeline::record::pack_load(&mut auditor, &generation).expect("recorded");
     let (reader, mut feed) = std::io::pipe().expect("pipe");
     let output = Shared::default();
     let lines = || parse_findings(&output.0.lock().expect("lock"));

@@ -382,7 +382,7 @@ fn a_finding_with_an_evidence_flood_is_refused() {
         Err(vigil::run::plugin::CallError::TooManyEntries {
             what: "evidence entries",
             count: 500_000,
-            max: vigil::run::output::MAX_EVIDENCE_PER_FINDING,
+            max: vigil::finding::MAX_EVIDENCE_PER_FINDING,
         })
     );
 }
@@ -489,7 +489,7 @@ fn a_trapping_detector_is_quarantined_skipped_probed_requarantined_for_twice_as_
         .expect("loads");
     let audit = pack.dir.path().join("audit");
     let mut auditor = vigil::audit::Auditor::open(&runtime.policy.audit, &audit).expect("opens");
-    auditor.pack_load(&generation).expect("recorded");
+    vigil::pipeline::record::pack_load(&mut auditor, &generation).expect("recorded");
     let mut reader = UntilLifted {
         plugin: &generation.detectors[0],
         started: std::time::Instant::now(),

@@ -15,6 +15,8 @@
 //! and each finding's enrichment records before the enriched finding is.
 
 pub mod chain;
+pub mod config;
+pub mod error;
 pub mod query;
 pub mod record;
 pub mod redact;
@@ -24,27 +26,17 @@ pub mod verify;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use self::record::{
-    BatchRecord, InvocationRecord, Lifecycle, LogLine, MalformedRecord, Outcome, PluginLoad,
-    Position, Record,
-};
+use self::config::{AuditConfig, InputMode};
+use self::record::{BatchRecord, InvocationRecord, Lifecycle, MalformedRecord, Position, Record};
 use self::redact::{Redaction, Scrub};
 use self::writer::{AuditLog, WriterOptions};
-use crate::bindings::vigil::plugin::types::Enrichment;
-use crate::capability::log::LogSource;
-use crate::load::pack::Generation;
-use crate::load::policy::{AuditConfig, InputMode};
-use crate::pipeline::input::MalformedLine;
-use crate::run::output::{EnrichmentResult, FindingRecord};
-use crate::run::plugin::{CallError, CallOutcome, LoadedPlugin, QuarantineChange};
 
-pub use self::writer::AuditError;
+pub use self::error::AuditError;
 
 /// Turns what the host does into audit records.
 #[derive(Debug)]
@@ -55,15 +47,16 @@ pub struct Auditor {
     json: Vec<u8>,
 }
 
-/// One plugin call of a batch, as the dispatcher hands it over.
+/// One plugin call as records: its invocation and the quarantine changes
+/// around it (`pipeline/record.rs` builds them from a call's outcome).
 #[derive(Debug)]
-pub struct PluginCall {
-    /// The plugin.
-    pub plugin: Arc<LoadedPlugin>,
-    /// What happened.
-    pub outcome: CallOutcome,
-    /// Its findings with provenance (empty unless the call succeeded).
-    pub findings: Vec<FindingRecord>,
+pub struct CallRecords {
+    /// Quarantine changes before the call (a probe starts, a restore lifts).
+    pub before: Vec<Lifecycle>,
+    /// The invocation; the writer sets its `batch`.
+    pub invocation: InvocationRecord,
+    /// Quarantine changes the call caused.
+    pub after: Vec<Lifecycle>,
 }
 
 /// A batch and the calls made on it: one unit of the log.
@@ -78,9 +71,9 @@ pub struct BatchUnit<'a> {
     /// `(event id, original line)` of every event.
     pub events: &'a [(u64, &'a [u8])],
     /// Lines of this range that were not events.
-    pub malformed: &'a [MalformedLine],
+    pub malformed: Vec<MalformedRecord>,
     /// Every plugin call on the batch.
-    pub calls: &'a [PluginCall],
+    pub calls: Vec<CallRecords>,
 }
 
 impl Auditor {
@@ -131,41 +124,17 @@ impl Auditor {
         self.log.last_grant_change()
     }
 
-    /// Record a loaded generation: every plugin's component (stored by
-    /// digest for replay) and effective grants.
-    pub fn pack_load(&mut self, generation: &Generation) -> Result<(), AuditError> {
-        let mut plugins = Vec::new();
-        for report in &generation.reports {
-            self.log
-                .store_component(&report.digest, report.component.bytes())?;
-            plugins.push(PluginLoad {
-                id: report.id.clone(),
-                world: report.world,
-                component: report.digest.clone(),
-                grants: report.grants_digest.clone(),
-                grant_set: report.grants.clone(),
-                init: report.init.clone(),
-            });
-        }
-        self.lifecycle(Lifecycle::PackLoad {
-            pack: generation.manifest.name.clone(),
-            version: generation.manifest.version.clone(),
-            generation: generation.number,
-            source: generation.source.display(""),
-            plugins,
-        })?;
-        let revocations = generation.revocations.in_force();
-        if !revocations.is_empty() {
-            self.lifecycle(Lifecycle::RevocationsInForce { revocations })?;
-        }
-        Ok(())
+    /// Keep a plugin's component in the log's store (by digest, for
+    /// replay), before the pack-load record that names it.
+    pub fn store_component(&mut self, digest: &str, bytes: &[u8]) -> Result<(), AuditError> {
+        self.log.store_component(digest, bytes)
     }
 
     /// Write a batch unit (batch record, then one invocation record per
     /// call) and commit it. Call before emitting any of its findings.
     /// Returns the batch record's sequence number and the redaction
     /// replacements of its events, which enrichments of its findings reuse.
-    pub fn batch_unit(&mut self, unit: &BatchUnit<'_>) -> Result<(u64, Scrub), AuditError> {
+    pub fn batch_unit(&mut self, unit: BatchUnit<'_>) -> Result<(u64, Scrub), AuditError> {
         let mut scrub = Scrub::default();
         let events = self.event_inputs(unit.events, &mut scrub);
         let batch = BatchRecord {
@@ -173,14 +142,7 @@ impl Auditor {
             start: unit.start,
             end: unit.end,
             invocations: unit.calls.len() as u32,
-            malformed: unit
-                .malformed
-                .iter()
-                .map(|m| MalformedRecord {
-                    line: m.line,
-                    reason: m.reason.clone(),
-                })
-                .collect(),
+            malformed: unit.malformed,
             events: Vec::new(),
         };
         self.json.clear();
@@ -198,64 +160,45 @@ impl Auditor {
         self.json.extend_from_slice(b"]}");
         let batch_seq = self.log.append_json(&self.json);
 
-        for call in unit.calls {
-            let record = Record::Invocation(invocation(
-                batch_seq,
-                &call.plugin,
-                &call.outcome,
-                call.findings.clone(),
-            ));
-            self.quarantine_changes(&call.plugin, &call.outcome.before, &scrub)?;
-            self.json.clear();
-            self.write_record(&record, &scrub)?;
-            self.log.append_json(&self.json);
-            self.quarantine_changes(&call.plugin, &call.outcome.after, &scrub)?;
+        for mut call in unit.calls {
+            call.invocation.batch = batch_seq;
+            self.call(call, Record::Invocation, &scrub)?;
         }
         self.log.commit()?;
         Ok((batch_seq, scrub))
     }
 
-    /// Append the quarantine changes of a call (before or after its
-    /// invocation record; part of the same unit).
-    fn quarantine_changes<'c>(
+    /// Append one call's records: the quarantine changes before it, its
+    /// invocation (as `kind`), the changes after it.
+    fn call(
         &mut self,
-        plugin: &LoadedPlugin,
-        changes: impl IntoIterator<Item = &'c QuarantineChange>,
+        call: CallRecords,
+        kind: fn(InvocationRecord) -> Record,
         scrub: &Scrub,
     ) -> Result<(), AuditError> {
-        for change in changes {
+        let records = (call.before.into_iter().map(Record::Lifecycle))
+            .chain([kind(call.invocation)])
+            .chain(call.after.into_iter().map(Record::Lifecycle));
+        for record in records {
             self.json.clear();
-            let record = Record::Lifecycle(change.record(&plugin.pack, &plugin.id));
             self.write_record(&record, scrub)?;
             self.log.append_json(&self.json);
         }
         Ok(())
     }
 
-    /// Write and commit one `enrichment` record per enricher call on
-    /// `finding` (from the unit `batch`, redacted with its `scrub`). Call
-    /// before emitting the enriched finding.
+    /// Write and commit one `enrichment` record per enricher call on a
+    /// finding of the unit `batch` (redacted with that unit's `scrub`).
+    /// Call before emitting the enriched finding.
     pub fn enrichments(
         &mut self,
         batch: u64,
         scrub: &Scrub,
-        finding: &FindingRecord,
-        calls: &[(Arc<LoadedPlugin>, CallOutcome<Enrichment>)],
+        calls: Vec<CallRecords>,
     ) -> Result<(), AuditError> {
-        for (plugin, outcome) in calls {
-            let mut record = invocation(batch, plugin, outcome, Vec::new());
-            record.input = Some(finding.clone());
-            record.enrichment = outcome
-                .result
-                .as_ref()
-                .ok()
-                .cloned()
-                .map(EnrichmentResult::enriched);
-            self.quarantine_changes(plugin, &outcome.before, scrub)?;
-            self.json.clear();
-            self.write_record(&Record::Enrichment(record), scrub)?;
-            self.log.append_json(&self.json);
-            self.quarantine_changes(plugin, &outcome.after, scrub)?;
+        for mut call in calls {
+            call.invocation.batch = batch;
+            self.call(call, Record::Enrichment, scrub)?;
         }
         self.log.commit()
     }
@@ -371,72 +314,8 @@ fn write_event(out: &mut Vec<u8>, event: &RecordedEvent<'_>) {
     out.push(b'}');
 }
 
-/// The invocation record of one call.
-fn invocation<T>(
-    batch: u64,
-    plugin: &LoadedPlugin,
-    outcome: &CallOutcome<T>,
-    findings: Vec<FindingRecord>,
-) -> InvocationRecord {
-    let (kind, error) = match &outcome.result {
-        Ok(_) => (Outcome::Ok, None),
-        Err(e) => (outcome_of(e), Some(e.to_string())),
-    };
-    InvocationRecord {
-        batch,
-        pack: plugin.pack.to_string(),
-        version: plugin.pack_version.to_string(),
-        generation: plugin.generation,
-        plugin: plugin.id.to_string(),
-        component: plugin.digest.clone(),
-        grants: plugin.grants_digest.clone(),
-        random_seed: hex::encode(outcome.random_seed),
-        outcome: kind,
-        error,
-        findings,
-        input: None,
-        enrichment: None,
-        host_calls: outcome.host_calls.clone(),
-        host_calls_refused: outcome.host_calls_refused,
-        logs: outcome
-            .logs
-            .iter()
-            .filter(|l| l.source != LogSource::Plugin)
-            .map(|l| LogLine {
-                stream: match l.source {
-                    LogSource::Plugin => "log",
-                    LogSource::Stdout => "stdout",
-                    LogSource::Stderr => "stderr",
-                }
-                .to_owned(),
-                level: l.level.name().to_owned(),
-                message: l.message.clone(),
-                fields: l.fields.clone(),
-            })
-            .collect(),
-        duration_us: outcome.elapsed.as_micros() as u64,
-        quarantined: outcome.quarantined_now(),
-        probe: outcome.probe,
-    }
-}
-
 /// The audit directory's store of what plugins read through `files`
 /// (one file per SHA-256), beside `components/`.
 pub fn files_store(dir: &Path) -> PathBuf {
     dir.join("files")
-}
-
-/// The recorded outcome of a failed call.
-pub fn outcome_of(e: &CallError) -> Outcome {
-    match e {
-        CallError::Deadline(_) => Outcome::Deadline,
-        CallError::MemoryLimit(_) | CallError::Trap(_) | CallError::Instantiate(_) => Outcome::Trap,
-        _ => Outcome::Error,
-    }
-}
-
-/// SHA-256 of a grant set's JSON: the digest invocations refer to.
-pub fn grants_digest(grants: &record::GrantSet) -> String {
-    let json = serde_json::to_vec(grants).expect("a grant set serializes");
-    hex::encode(Sha256::digest(json))
 }

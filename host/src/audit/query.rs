@@ -1,6 +1,6 @@
 //! `vigil audit show` and `vigil audit stats`: reading the log back.
 
-use crate::run::plugin_text::PluginText;
+use crate::plugin_text::PluginText;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::record::{CallStatus, Lifecycle, Outcome, Record};
 use super::segments;
-use super::writer::read_bounded;
+use super::segments::read_bounded;
 
 /// One parsed line.
 #[derive(Debug, Clone, Deserialize)]
@@ -322,7 +322,7 @@ pub fn describe(entry: &Entry) -> String {
                     out,
                     "\n    finding {} [{}] line {}: {}",
                     PluginText(&f.rule_id),
-                    PluginText(&f.severity),
+                    f.severity,
                     f.event.line,
                     PluginText(&f.title)
                 );
@@ -352,7 +352,7 @@ pub fn describe(entry: &Entry) -> String {
             }
             match (&inv.enrichment, &inv.error) {
                 (
-                    Some(crate::run::output::EnrichmentResult::Enriched {
+                    Some(crate::finding::EnrichmentResult::Enriched {
                         priority, summary, ..
                     }),
                     _,
@@ -437,7 +437,7 @@ pub fn stats(dir: &Path) -> std::io::Result<BTreeMap<String, PluginStats>> {
                 .or_default();
             if inv.input.is_some() {
                 match &inv.enrichment {
-                    Some(crate::run::output::EnrichmentResult::Enriched { .. }) => s.enriched += 1,
+                    Some(crate::finding::EnrichmentResult::Enriched { .. }) => s.enriched += 1,
                     _ => s.unavailable += 1,
                 }
             }

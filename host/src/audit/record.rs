@@ -16,14 +16,17 @@
 //! they are written together before any of the batch's findings leave the
 //! host, and a torn tail that cuts a unit short removes the whole unit.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::capability::Capability;
+pub use crate::capability::tape::{CallStatus, HostCall};
+use crate::finding::FindingRecord;
+pub use crate::load::grants::GrantSet;
 use crate::load::manifest::World;
-use crate::run::output::FindingRecord;
+pub use crate::pipeline::position::Position;
+pub use crate::run::init::InitRecord;
+pub use crate::run::limits::LimitsRecord;
 
 /// The body of one audit line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,7 +114,7 @@ pub enum Lifecycle {
     /// not a change: each was recorded as a `grant-change` when made).
     RevocationsInForce {
         /// Every revocation in force, oldest first.
-        revocations: Vec<crate::revocation::Revocation>,
+        revocations: Vec<Revocation>,
     },
     /// A plugin misbehaved `quarantine_after` times in a row (or on a
     /// probe) and gets no calls until `until`; then one call probes it.
@@ -188,6 +191,22 @@ pub enum Lifecycle {
     },
 }
 
+/// One revocation in force (`revocation.rs` keeps the list).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    /// `plugin-id` (any pack) or `pack/plugin-id`.
+    pub plugin: String,
+    /// The revoked capability; `None` revokes every capability.
+    pub capability: Option<Capability>,
+    /// Why, as given to `vigil revoke --reason`.
+    pub reason: String,
+    /// Who asked (the OS user running `vigil revoke`).
+    pub by: String,
+    /// When it was asked, RFC 3339.
+    pub at: String,
+}
+
 /// Whether a grant change revokes or restores (`revocation::Action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -232,149 +251,6 @@ pub struct PluginLoad {
     /// logs written before pre-initialisation: every instance ran `init`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<InitRecord>,
-}
-
-/// How a plugin's instances start, and the host calls its `init` made
-/// when it was snapshotted at load (`config`, `files`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InitRecord {
-    /// Snapshot or per-instance, and why.
-    #[serde(flatten)]
-    pub mode: crate::load::preinit::InitMode,
-    /// Host calls of the snapshot run, answered from here on replay.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub host_calls: Vec<HostCall>,
-}
-
-/// Everything a plugin was allowed, as one hashable value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(from = "GrantSetWire")]
-pub struct GrantSet {
-    /// Capabilities requested in `pack.toml`.
-    pub requested: Vec<Capability>,
-    /// Effective capabilities (requested ∩ granted); only these are linked.
-    pub effective: Vec<Capability>,
-    /// The plugin's config entries as `init` receives them.
-    pub config: Vec<(String, String)>,
-    /// Limits the plugin runs under.
-    pub limits: LimitsRecord,
-    /// The scope of each effective capability that has one, as its module
-    /// defines it (`capability/registry.rs`): state key prefixes and quota,
-    /// http origins and header templates (never secret values), files
-    /// directories. The grant in force is resolved from exactly this.
-    #[serde(default)]
-    pub scopes: BTreeMap<Capability, serde_json::Value>,
-}
-
-/// [`GrantSet`] as logs hold it: logs written before grants were recorded
-/// generically have `state_key_prefixes`, `http` and `files` fields
-/// instead of `scopes`; they read as the same scopes.
-#[derive(Deserialize)]
-struct GrantSetWire {
-    requested: Vec<Capability>,
-    effective: Vec<Capability>,
-    config: Vec<(String, String)>,
-    limits: LimitsRecord,
-    #[serde(default)]
-    scopes: BTreeMap<Capability, serde_json::Value>,
-    #[serde(default)]
-    state_key_prefixes: Option<Vec<String>>,
-    #[serde(default)]
-    http: Option<serde_json::Value>,
-    #[serde(default)]
-    files: Option<serde_json::Value>,
-}
-
-impl From<GrantSetWire> for GrantSet {
-    fn from(wire: GrantSetWire) -> GrantSet {
-        let mut scopes = wire.scopes;
-        let effective = |c: Capability| wire.effective.contains(&c);
-        if let Some(prefixes) = wire.state_key_prefixes
-            && effective(Capability::State)
-        {
-            scopes
-                .entry(Capability::State)
-                .or_insert_with(|| serde_json::json!({ "key_prefixes": prefixes }));
-        }
-        for (capability, scope) in [
-            (Capability::Http, wire.http),
-            (Capability::Files, wire.files),
-        ] {
-            if let Some(scope) = scope {
-                scopes.entry(capability).or_insert(scope);
-            }
-        }
-        GrantSet {
-            requested: wire.requested,
-            effective: wire.effective,
-            config: wire.config,
-            limits: wire.limits,
-            scopes,
-        }
-    }
-}
-
-/// The resolved limits of a plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LimitsRecord {
-    /// Wall-clock budget per call, milliseconds.
-    pub deadline_ms: u64,
-    /// Memory cap, bytes.
-    pub memory_bytes: u64,
-    /// Most findings per call.
-    pub max_findings_per_batch: usize,
-    /// Most bytes of finding text per call.
-    pub max_output_bytes: usize,
-    /// Consecutive misbehaving calls before quarantine.
-    pub quarantine_after: u32,
-    /// Back-off of a first quarantine, milliseconds (30 s in logs written
-    /// before it was configurable).
-    #[serde(default = "default_quarantine_ms")]
-    pub quarantine_ms: u64,
-    /// Log records per call.
-    pub log_records_per_call: usize,
-}
-
-fn default_quarantine_ms() -> u64 {
-    30_000
-}
-
-impl From<crate::load::policy::Limits> for LimitsRecord {
-    fn from(l: crate::load::policy::Limits) -> Self {
-        LimitsRecord {
-            deadline_ms: l.deadline.as_millis() as u64,
-            memory_bytes: l.memory_bytes,
-            max_findings_per_batch: l.max_findings_per_batch,
-            max_output_bytes: l.max_output_bytes,
-            quarantine_after: l.quarantine_after,
-            quarantine_ms: l.quarantine.as_millis() as u64,
-            log_records_per_call: l.log_records_per_call,
-        }
-    }
-}
-
-impl From<LimitsRecord> for crate::load::policy::Limits {
-    fn from(l: LimitsRecord) -> Self {
-        crate::load::policy::Limits {
-            deadline: std::time::Duration::from_millis(l.deadline_ms),
-            memory_bytes: l.memory_bytes,
-            max_findings_per_batch: l.max_findings_per_batch,
-            max_output_bytes: l.max_output_bytes,
-            quarantine_after: l.quarantine_after,
-            quarantine: std::time::Duration::from_millis(l.quarantine_ms),
-            log_records_per_call: l.log_records_per_call,
-        }
-    }
-}
-
-/// A position in an input: the byte offset and the number of lines
-/// consumed before it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    /// Bytes consumed.
-    pub offset: u64,
-    /// Lines consumed (the next line is `line + 1`).
-    pub line: u64,
 }
 
 /// The input of one batch.
@@ -469,7 +345,7 @@ pub struct InvocationRecord {
     pub input: Option<FindingRecord>,
     /// For an enrichment: what the enricher returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enrichment: Option<crate::run::output::EnrichmentResult>,
+    pub enrichment: Option<crate::finding::EnrichmentResult>,
     /// Every host call, in order (`log.emit` calls included).
     pub host_calls: Vec<HostCall>,
     /// Host calls refused unrun past the per-call recording limits.
@@ -490,37 +366,6 @@ pub struct InvocationRecord {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
-}
-
-/// One capability call made by a plugin.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HostCall {
-    /// Capability name, e.g. `state`.
-    pub interface: String,
-    /// Function, e.g. `get`.
-    pub function: String,
-    /// Arguments by name.
-    pub args: Value,
-    /// Whether the host allowed it.
-    pub status: CallStatus,
-    /// `{"ok": value}` or `{"error": code}`: what the guest received.
-    pub result: Value,
-    /// Why the host refused or failed, beyond the error code the guest
-    /// got (e.g. which origin was not granted, who revoked).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-/// Whether a host call was allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CallStatus {
-    /// Allowed and succeeded.
-    Allowed,
-    /// Refused by the grant (`access-denied`).
-    Denied,
-    /// Allowed but failed (quota, storage, rate limit).
-    Failed,
 }
 
 /// A log line of an invocation.
@@ -576,36 +421,5 @@ mod tests {
             assert_eq!(serde_json::from_str::<World>(text).expect("parses"), world);
             assert_eq!(serde_json::to_string(&world).expect("writes"), text);
         }
-    }
-
-    #[test]
-    fn grant_sets_of_older_logs_read_as_generic_scopes() {
-        let limits = r#"{"deadline_ms":250,"memory_bytes":67108864,"max_findings_per_batch":1,
-            "max_output_bytes":1,"quarantine_after":3,"log_records_per_call":100}"#;
-        let old = format!(
-            r#"{{"requested":["state","http","files"],"effective":["state","http","files"],
-               "state_key_prefixes":["fail/"],"config":[],"limits":{limits},
-               "http":{{"origins":["https://a.example"]}},"files":{{"dirs":["intel/"]}}}}"#
-        );
-        let read: GrantSet = serde_json::from_str(&old).expect("an older grant set reads");
-        assert_eq!(read.scopes[&Capability::State]["key_prefixes"][0], "fail/");
-        assert_eq!(
-            read.scopes[&Capability::Http]["origins"][0],
-            "https://a.example"
-        );
-        assert_eq!(read.scopes[&Capability::Files]["dirs"][0], "intel/");
-        // Written again, it has only `scopes`, and reads back the same.
-        let json = serde_json::to_value(&read).expect("serializes");
-        assert!(json.get("state_key_prefixes").is_none() && json.get("http").is_none());
-        assert_eq!(json["scopes"]["state"]["key_prefixes"][0], "fail/");
-        let again: GrantSet = serde_json::from_value(json).expect("reads");
-        assert_eq!(again, read);
-        // Prefixes of a plugin that did not have `state` are not a scope.
-        let unused = old.replace(
-            r#""effective":["state","http","files"]"#,
-            r#""effective":[]"#,
-        );
-        let read: GrantSet = serde_json::from_str(&unused).expect("reads");
-        assert!(!read.scopes.contains_key(&Capability::State));
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::record::Position;
 use super::segments;
-use super::writer::read_bounded;
+use super::segments::read_bounded;
 
 #[derive(Deserialize)]
 struct Peek {

@@ -1,12 +1,14 @@
 //! Segment files of an audit directory: naming, listing, reading lines,
 //! and finding where a torn tail starts.
 
+use std::fs::File;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::chain::{self, GENESIS};
-use super::writer::{AuditError, read_bounded};
+use super::error::AuditError;
 
 /// Path of segment `index` (`00000001.jsonl`, ...).
 pub fn path(dir: &Path, index: u64) -> PathBuf {
@@ -289,4 +291,14 @@ fn previous_end(
         }),
         None => previous_end(dir, prev, all),
     }
+}
+
+/// Read a file fully, but never more than its length when opened: a
+/// character device such as `/dev/full` reads as empty.
+pub(crate) fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::chain::{self, GENESIS};
+use super::segments::read_bounded;
 use super::segments::{self, Peek};
-use super::writer::read_bounded;
 
 /// A log that verified.
 #[derive(Debug, Clone, PartialEq, Eq)]

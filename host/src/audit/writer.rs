@@ -26,7 +26,7 @@
 //! that ended there.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -37,45 +37,7 @@ use super::record::{Checkpoint, Lifecycle, Record};
 use super::segments;
 use crate::atomic_file::{self, Durability};
 
-/// Why the audit log cannot be written. The host stops emitting when it
-/// sees one (fail closed).
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    /// An I/O operation on the log failed.
-    #[error("audit log {path}: {action}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// What the host was doing.
-        action: &'static str,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Another process has the log open for writing.
-    #[error(
-        "audit log {} is being written by another process (a running `vigil run`?); \
-         a log has one writer at a time: wait for it to finish or use another `--audit` directory",
-        path.display()
-    )]
-    Busy {
-        /// The audit directory.
-        path: PathBuf,
-    },
-    /// The existing log is damaged before its tail; appending would hide it.
-    #[error(
-        "audit log {path} is damaged at record {seq} ({why}); refusing to append. \
-         Run `vigil audit verify --audit {path}` and keep the log as evidence; \
-         point `--audit` at a new directory to continue"
-    )]
-    Damaged {
-        /// The audit directory.
-        path: PathBuf,
-        /// The first bad record.
-        seq: u64,
-        /// What is wrong.
-        why: String,
-    },
-}
+pub use super::error::AuditError;
 
 /// How the log is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -556,16 +518,6 @@ fn write_head(path: &Path, seq: u64, hash: &str) -> std::io::Result<()> {
 /// Make the directory's entries (a rename, a new segment) durable.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
-}
-
-/// Read a file fully, but never more than its length when opened: a
-/// character device such as `/dev/full` reads as empty.
-pub(crate) fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(len).read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use wasmtime::component::{HasData, Linker};
 
 use super::{CallView, Capability, HostCapability, NoScope, Setup};
 use crate::bindings::vigil::plugin::clock as wit;
-use crate::run::tape::Tape;
+use crate::capability::tape::Tape;
 
 /// Per-call clock context.
 #[derive(Debug, Clone)]

@@ -44,7 +44,7 @@ use wasmtime::component::{HasData, Linker};
 use super::{CallView, Capability, HostCapability, Setup, SetupMode};
 use crate::atomic_file::{self, Durability};
 use crate::bindings::vigil::plugin::files as wit;
-use crate::run::tape::{RecordedError, Refusal, Tape};
+use crate::capability::tape::{RecordedError, Refusal, Tape};
 
 /// Largest file a plugin may read when the grant sets no `max_file_bytes`.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 << 20;

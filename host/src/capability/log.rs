@@ -13,7 +13,7 @@ use wasmtime::component::{HasData, Linker};
 
 use super::{CallView, Capability, HostCapability, NoScope, Setup, clamp};
 use crate::bindings::vigil::plugin::log::{self as wit, Level};
-use crate::run::tape::{RecordedError, Tape};
+use crate::capability::tape::{RecordedError, Tape};
 
 /// Longest message kept, in bytes.
 const MAX_MESSAGE_BYTES: usize = 4096;

@@ -23,6 +23,7 @@ pub mod http;
 pub mod log;
 pub mod registry;
 pub mod state;
+pub mod tape;
 pub mod wasi;
 
 use std::fmt;

@@ -33,7 +33,7 @@ use serde::de::DeserializeOwned;
 use wasmtime::component::Linker;
 
 use super::files::PackFiles;
-use crate::run::tape::Tape;
+use crate::capability::tape::Tape;
 use crate::state::stores::StateStores;
 
 /// Calls `$then!` with every capability of the host, one line each:

@@ -14,7 +14,7 @@ use wasmtime::component::{HasData, Linker};
 
 use super::{CallView, Capability, HostCapability, Setup, SetupMode};
 use crate::bindings::vigil::plugin::state as wit;
-use crate::run::tape::{RecordedError, Refusal, Tape};
+use crate::capability::tape::{RecordedError, Refusal, Tape};
 use crate::state::store::{StateQuota, StateStore, StateStoreError};
 
 /// Scope of a `state` grant, as the operator writes it and the audit log

@@ -4,6 +4,7 @@
 //! - [`manifest`]: `pack.toml`, what a pack's plugins request;
 //! - [`policy`]: `vigil.toml`, what the operator grants and the limits;
 //! - [`engine`]: the wasmtime engine (pooling, epochs) and compile cache;
+//! - [`grants`]: what a plugin was allowed, as recorded at load;
 //! - [`runtime`]: the operator-scoped objects a load needs;
 //! - [`pack`]: loading a pack: compile, check imports against grants,
 //!   resolve grants, pre-link;
@@ -11,6 +12,7 @@
 //! - [`inspect`]: `vigil inspect`, what a component imports and exports.
 
 pub mod engine;
+pub mod grants;
 pub mod inspect;
 pub mod manifest;
 pub mod pack;

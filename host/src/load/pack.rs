@@ -16,17 +16,18 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
-use crate::audit::grants_digest;
-use crate::audit::record::{GrantSet, InitRecord, LimitsRecord};
 use crate::bindings::DetectorPre;
 use crate::bindings::enricher::EnricherPre;
 use crate::capability::files::PackFiles;
 use crate::capability::{Capability, ImportKind, Setup, SetupMode, classify_import};
 use crate::load::engine::{ComponentCache, sha256_hex};
+use crate::load::grants::GrantSet;
 use crate::load::manifest::{ManifestError, PackManifest, PluginManifest, World};
 use crate::load::policy::{EnrichmentConfig, Policy};
 use crate::load::preinit::{InitMode, InitRun, Preinitialised};
 use crate::revocation::{RevocationScope, Revocations};
+use crate::run::init::InitRecord;
+use crate::run::limits::LimitsRecord;
 use crate::run::plugin::{LoadedPlugin, PluginPre};
 use crate::run::sandbox::{CallTemplate, SharedGrants, linker_for};
 use crate::state::stores::StateStores;
@@ -458,7 +459,7 @@ fn load_plugin(
         effective: effective.clone(),
         imported,
         digest: sha256_hex(&bytes),
-        grants_digest: grants_digest(&grants),
+        grants_digest: grants.digest(),
         warnings,
         grants,
         component: ComponentBytes(Arc::from(&*bytes)),
@@ -507,11 +508,11 @@ fn load_plugin(
         memory_bytes: limits.memory_bytes as usize,
         config: Arc::new(config),
         grants: shared,
-        revocations: Some(RevocationScope::new(
+        revocations: Some(Arc::new(RevocationScope::new(
             ctx.revocations.clone(),
             Arc::from(pack),
             Arc::from(id),
-        )),
+        ))),
     };
     // Run `init` once now and start every instance from its snapshot, or
     // say why not (`preinit.rs`).

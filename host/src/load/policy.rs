@@ -68,10 +68,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::audit::config::{AuditConfig, InputMode, RedactConfig};
 use crate::capability::registry::for_each_capability;
 use crate::capability::{Capability, HostCapability};
 use crate::load::engine::MAX_PLUGIN_MEMORY_BYTES;
 use crate::load::manifest::World;
+pub use crate::run::limits::Limits;
 
 /// A parsed `vigil.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -231,88 +233,6 @@ impl EnrichmentConfig {
     /// Longest wait of a finding for its enrichments.
     pub fn wait(&self) -> Duration {
         Duration::from_millis(self.wait_ms.unwrap_or(20_000).max(1))
-    }
-}
-
-/// `[audit]`: where and how the audit log is written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditConfig {
-    /// Audit directory (default `<state_dir>/audit`).
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// How batch events are recorded (default `full`).
-    #[serde(default)]
-    pub inputs: InputMode,
-    /// Longest wait for `fdatasync` after a commit, ms (default 10; 0 syncs
-    /// on every commit).
-    #[serde(default)]
-    pub fsync_interval_ms: Option<u64>,
-    /// Segment size in MiB before rotation (default 64).
-    #[serde(default)]
-    pub segment_mb: Option<u64>,
-    /// Records between checkpoint records (default 10000).
-    #[serde(default)]
-    pub checkpoint_every: Option<u64>,
-    /// Event fields removed or hashed before anything is written.
-    #[serde(default)]
-    pub redact: RedactConfig,
-}
-
-/// How events are recorded in batch records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum InputMode {
-    /// The event itself (after redaction) and its SHA-256: replayable.
-    #[default]
-    Full,
-    /// Only the SHA-256 of each event line: not replayable.
-    Digest,
-}
-
-/// `[audit.redact]`: dotted event paths.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedactConfig {
-    /// Fields removed from recorded events; their values are replaced by
-    /// `[redacted]` wherever else they appear.
-    #[serde(default)]
-    pub drop: Vec<String>,
-    /// Fields replaced by `sha256:<16 hex>` of their value, everywhere.
-    #[serde(default)]
-    pub hash: Vec<String>,
-}
-
-/// Resolved limits for one plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Wall-clock budget per call.
-    pub deadline: Duration,
-    /// Linear memory cap per instance, in bytes.
-    pub memory_bytes: u64,
-    /// Most findings one call may return.
-    pub max_findings_per_batch: usize,
-    /// Most bytes one call's findings (or one enrichment) may take as emitted JSON.
-    pub max_output_bytes: usize,
-    /// Consecutive misbehaving calls before quarantine.
-    pub quarantine_after: u32,
-    /// Back-off of a first quarantine (doubled per failed probe).
-    pub quarantine: Duration,
-    /// Log records allowed per call.
-    pub log_records_per_call: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            deadline: Duration::from_millis(250),
-            memory_bytes: 64 << 20,
-            max_findings_per_batch: 10_000,
-            max_output_bytes: 4 << 20,
-            quarantine_after: 3,
-            quarantine: Duration::from_secs(30),
-            log_records_per_call: 100,
-        }
     }
 }
 

@@ -31,47 +31,19 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Instance, Lift, Linker, WasmList};
 use wasmtime::{Engine, Store};
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
-use crate::audit::record::HostCall;
+use crate::capability::tape::HostCall;
+use crate::capability::tape::Tape;
 use crate::capability::{self, Capability};
 use crate::load::engine::{ComponentCache, deadline_ticks};
 use crate::load::manifest::World;
+use crate::plugin_text::{self, MAX_ERROR_BYTES};
+pub use crate::run::init::InitMode;
 use crate::run::plugin::{Declared, Detect, Enrich, WorldCall, check_declared};
-use crate::run::plugin_text::{self, MAX_ERROR_BYTES};
 use crate::run::sandbox::{self, CallState, CallTemplate};
-use crate::run::tape::Tape;
-
-/// How a plugin's instances start.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "mode", rename_all = "kebab-case")]
-pub enum InitMode {
-    /// From a snapshot taken after `init` at load; `init` is not called per
-    /// instance. `fields` is what `init` declared (detectors).
-    Snapshot {
-        /// Event fields the detector declared (`None`: whole events).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        fields: Option<Vec<String>>,
-    },
-    /// `init(config)` runs on every fresh instance.
-    PerInstance {
-        /// Why no snapshot was taken.
-        why: String,
-    },
-}
-
-impl InitMode {
-    /// `snapshot` or `per-instance`, for reports.
-    pub fn name(&self) -> &'static str {
-        match self {
-            InitMode::Snapshot { .. } => "snapshot",
-            InitMode::PerInstance { .. } => "per-instance",
-        }
-    }
-}
 
 /// The outcome of pre-initialising one plugin.
 pub(crate) struct Preinitialised {

@@ -13,21 +13,23 @@ use std::time::{Duration, Instant};
 use vigil_event::Batch;
 
 use super::enrich::{self, Enriched};
+use super::host_log::{forward_logs, log_quarantine_changes};
 use super::input::{BatchReader, MalformedLine, RawEvents};
+use super::position::Position;
+use super::record::{self, PluginCall};
 use super::sink::{FindingSink, JsonLines};
 use super::source::{DEFAULT_LINGER, EventSource, Lines};
-use crate::audit::record::{CallStatus, HostCall, Position};
 use crate::audit::redact::Scrub;
-use crate::audit::{AuditError, Auditor, BatchUnit, PluginCall};
-use crate::capability::log::{LogLevel, LogSource};
+use crate::audit::{AuditError, Auditor, BatchUnit};
+use crate::capability::tape::{CallStatus, HostCall};
+use crate::finding::{EnrichmentRecord, EnrichmentResult, FindingRecord};
 use crate::load::pack::{Generation, PackSlot};
 use crate::load::policy::EnrichmentConfig;
+use crate::plugin_text::{self, PluginText};
 use crate::revocation::Revocations;
-use crate::run::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
 use crate::run::plugin::{
     Admission, CallError, CallOutcome, Detect, LoadedPlugin, QuarantineChange, Ticket,
 };
-use crate::run::plugin_text::{self, PluginText};
 use crate::state::recovery::log_id;
 use crate::state::store::Applied;
 
@@ -583,13 +585,13 @@ impl Emitter<'_> {
                     start: unit.start,
                     end: unit.end,
                     events: &raw,
-                    malformed: &unit.malformed,
-                    calls: &unit.calls,
+                    malformed: record::malformed_records(&unit.malformed),
+                    calls: unit.calls.iter().map(PluginCall::records).collect(),
                 };
                 // Write-ahead: nothing of this batch is emitted or counted
                 // unless its unit is in the log.
                 audit
-                    .batch_unit(&batch_unit)
+                    .batch_unit(batch_unit)
                     .map_err(|error| RunError::Audit {
                         error,
                         source_name: source.to_owned(),
@@ -689,7 +691,11 @@ impl Emitter<'_> {
     fn enriched(&mut self, done: Enriched) -> Result<(), RunError> {
         if let Some(audit) = self.audit.as_deref_mut() {
             audit
-                .enrichments(done.batch, &done.scrub, &done.finding, &done.calls)
+                .enrichments(
+                    done.batch,
+                    &done.scrub,
+                    record::enrichment_records(&done.finding, &done.calls),
+                )
                 .map_err(|error| RunError::AuditEnrichment {
                     error,
                     source_name: self.source.to_owned(),
@@ -772,62 +778,6 @@ fn unavailable_everywhere(generation: &Generation, reason: &str) -> Vec<Enrichme
             },
         })
         .collect()
-}
-
-/// Say on the host log what a call changed about the plugin's quarantine.
-pub(crate) fn log_quarantine_changes<T>(plugin: &LoadedPlugin, outcome: &CallOutcome<T>) {
-    let label = plugin.label();
-    for change in outcome.before.iter().chain(&outcome.after) {
-        match change {
-            QuarantineChange::Quarantined {
-                reason,
-                until,
-                backoff,
-            } => tracing::error!(
-                "plugin {label} QUARANTINED for {} (until {}) after {}; then one call probes it",
-                humantime::format_duration(*backoff),
-                humantime::format_rfc3339_seconds(*until),
-                PluginText(reason)
-            ),
-            QuarantineChange::Probe { .. } => {
-                tracing::warn!("plugin {label}: quarantine back-off over; probing it with one call")
-            }
-            QuarantineChange::Lifted { reason } => {
-                tracing::warn!("plugin {label}: quarantine lifted: {}", PluginText(reason))
-            }
-        }
-    }
-}
-
-/// Forward a call's plugin logs and captured stdio to the host log.
-pub(crate) fn forward_logs<T>(plugin: &LoadedPlugin, outcome: &CallOutcome<T>) {
-    let label = plugin.label();
-    for log in &outcome.logs {
-        let stream = match log.source {
-            LogSource::Plugin => "log",
-            LogSource::Stdout => "stdout",
-            LogSource::Stderr => "stderr",
-        };
-        // Guest-controlled: escaped, so a message cannot start a line of
-        // its own that passes for the host's.
-        let fields = (log.fields.iter())
-            .map(|(k, v)| format!(" {}=\"{}\"", PluginText(k), PluginText(v)))
-            .collect::<String>();
-        let message = PluginText(&log.message);
-        match log.level {
-            LogLevel::Trace => tracing::trace!("[{label} {stream}] {message}{fields}"),
-            LogLevel::Debug => tracing::debug!("[{label} {stream}] {message}{fields}"),
-            LogLevel::Info => tracing::info!("[{label} {stream}] {message}{fields}"),
-            LogLevel::Warn => tracing::warn!("[{label} {stream}] {message}{fields}"),
-            LogLevel::Error => tracing::error!("[{label} {stream}] {message}{fields}"),
-        }
-    }
-    if outcome.logs_dropped > 0 {
-        tracing::warn!(
-            "[{label}] dropped {} log records over the per-call budget",
-            outcome.logs_dropped
-        );
-    }
 }
 
 /// Call one plugin on `batch` and report what it did to the host log.

@@ -20,11 +20,11 @@ use std::time::Instant;
 
 use crate::audit::redact::Scrub;
 use crate::bindings::vigil::plugin::types::Enrichment;
+use crate::finding::{EnrichmentRecord, EnrichmentResult, FindingRecord};
 use crate::load::pack::Generation;
 use crate::load::policy::EnrichmentConfig;
-use crate::run::output::{EnrichmentRecord, EnrichmentResult, FindingRecord};
+use crate::plugin_text::PluginText;
 use crate::run::plugin::{Admission, CallOutcome, Enrich, LoadedPlugin};
-use crate::run::plugin_text::PluginText;
 
 /// A finding waiting for enrichment.
 pub struct Job {
@@ -133,8 +133,8 @@ fn enrich_one(job: Job) -> Enriched {
             }
         };
         let outcome = plugin.call::<Enrich>(ticket, &input);
-        super::dispatch::forward_logs(plugin, &outcome);
-        super::dispatch::log_quarantine_changes(plugin, &outcome);
+        super::host_log::forward_logs(plugin, &outcome);
+        super::host_log::log_quarantine_changes(plugin, &outcome);
         if let Err(e) = &outcome.result {
             tracing::warn!(
                 "enricher {} {} (finding {} at {}:{}); the finding is emitted without it",

@@ -7,7 +7,7 @@
 
 use std::io::{self, BufRead, Read};
 
-use crate::audit::record::Position;
+use super::position::Position;
 use vigil_event::Batch;
 
 /// Longest accepted event line, in bytes.

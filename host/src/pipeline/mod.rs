@@ -1,10 +1,14 @@
 //! Events in, findings out: a [`source::EventSource`] feeds batches to
 //! [`dispatch`], which runs them through every pack's detectors, records
 //! them in the audit log and emits findings (after [`enrich`]ment, when a
-//! pack has enrichers) to a [`sink::FindingSink`].
+//! pack has enrichers) to a [`sink::FindingSink`]; [`record`] turns what it
+//! handles into the audit log's records.
 
 pub mod dispatch;
 pub mod enrich;
+pub mod host_log;
 pub mod input;
+pub mod position;
+pub mod record;
 pub mod sink;
 pub mod source;

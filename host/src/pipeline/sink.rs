@@ -8,8 +8,8 @@
 
 use std::io::{self, Write};
 
-use crate::run::output::FindingRecord;
-use crate::run::plugin_text;
+use crate::finding::FindingRecord;
+use crate::plugin_text;
 
 /// A destination for findings.
 pub trait FindingSink: Send {

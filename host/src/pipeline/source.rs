@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use vigil_event::Batch;
 
 use super::input::{BatchReader, MalformedLine, RawEvents};
-use crate::audit::record::Position;
+pub use super::position::Position;
 
 /// How long a live source's batch waits for more events after its first,
 /// unless the policy says otherwise (`batch_linger_ms`).

@@ -2,16 +2,14 @@
 //!
 //! - [`sandbox`]: the per-call store data (memory cap, deny-all WASI, each
 //!   granted capability's context) and the per-plugin linker;
+//! - [`init`]: how a plugin's instances start (snapshot or per instance);
+//! - [`limits`]: what a call runs under, and how the log records it;
 //! - [`plugin`]: the loaded plugin and its one generic call path per world
 //!   (fresh instance, deadline, output checks, quarantine);
-//! - [`tape`]: every host call recorded live or answered on replay;
-//! - [`output`]: the finding records a call's output becomes;
-//! - [`watchdog`]: proof that no call outlives its deadline;
-//! - [`plugin_text`]: what a plugin says, made safe to show.
+//! - [`watchdog`]: proof that no call outlives its deadline.
 
-pub mod output;
+pub mod init;
+pub mod limits;
 pub mod plugin;
-pub mod plugin_text;
 pub mod sandbox;
-pub mod tape;
 pub mod watchdog;

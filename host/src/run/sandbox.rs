@@ -14,10 +14,9 @@ use wasmtime::{Engine, ResourceLimiter};
 use wasmtime_wasi::{WasiCtxView, WasiView};
 
 use crate::capability::registry::for_each_capability;
+use crate::capability::tape::{RevocationCheck, Tape};
 use crate::capability::wasi::{WasiSandbox, WasiSandboxView};
 use crate::capability::{self, CallView, Capability, HostCapability, Setup};
-use crate::revocation::RevocationScope;
-use crate::run::tape::Tape;
 
 /// Bytes one table element is counted as (a function reference).
 const TABLE_ELEMENT_BYTES: usize = 16;
@@ -218,7 +217,7 @@ pub struct CallTemplate {
     /// The effective capabilities' grants, in force.
     pub grants: SharedGrants,
     /// Revocations checked on every host call (`None` in replay).
-    pub revocations: Option<RevocationScope>,
+    pub revocations: Option<Arc<dyn RevocationCheck>>,
 }
 
 impl CallTemplate {

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use vigil::audit::{query, verify};
-use vigil::run::plugin_text::PluginText;
+use vigil::plugin_text::PluginText;
 
 use super::settings::audit_dir;
 use super::{AuditCommand, HostArgs};

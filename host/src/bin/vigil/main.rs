@@ -14,8 +14,8 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use vigil::plugin_text::PluginLines;
 use vigil::revocation::Action;
-use vigil::run::plugin_text::PluginLines;
 
 /// Host for sandboxed WebAssembly detection plugins.
 ///

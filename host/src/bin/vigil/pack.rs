@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use vigil::load::preinit::InitMode;
-use vigil::run::plugin_text::PluginText;
+use vigil::plugin_text::PluginText;
 
 use super::HostArgs;
 use super::settings::{pack_source, runtime};

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use url::Url;
 
 use crate::bindings::vigil::plugin::http as wit;
-use crate::run::tape::Refusal;
+use crate::capability::tape::Refusal;
 
 /// Longest one `Retry-After` may block a plugin. Peer-controlled: clamp.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10 * 60);

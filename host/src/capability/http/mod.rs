@@ -58,7 +58,7 @@ use self::record::RecordedBody;
 pub use self::secrets::SecretSource;
 use super::{CallView, Capability, HostCapability, Setup, SetupMode};
 use crate::bindings::vigil::plugin::http as wit;
-use crate::run::tape::{RecordedError, Refusal, Tape};
+use crate::capability::tape::{RecordedError, Refusal, Tape};
 
 /// Default largest request body.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 10;

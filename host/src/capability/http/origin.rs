@@ -7,10 +7,9 @@ use std::time::Instant;
 
 use url::Url;
 
-use super::policy::HttpPolicy;
 use super::{denied, invalid};
 use crate::bindings::vigil::plugin::http as wit;
-use crate::run::tape::Refusal;
+use crate::capability::tape::Refusal;
 
 /// A granted origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,14 +186,15 @@ pub(super) fn resolve_until(
     }
 }
 
-/// Check the URL against the grant and resolve it (by `until`) to
-/// addresses the grant allows; the connection goes to exactly these.
+/// Check the URL against the grant (`origin`: the granted origin it
+/// matches, if any) and resolve it (by `until`) to addresses the grant
+/// allows; the connection goes to exactly these.
 pub(super) fn checked_addresses(
-    policy: &HttpPolicy,
+    origin: Option<&Origin>,
     url: &Url,
     until: Instant,
 ) -> Result<Vec<SocketAddr>, Refusal<wit::Error>> {
-    let origin = policy.origin_of(url).ok_or_else(|| {
+    let origin = origin.ok_or_else(|| {
         denied(format!(
             "origin {} is not granted",
             url.origin().ascii_serialization()

@@ -11,7 +11,7 @@ use super::policy::is_token;
 use super::record::{RecordedBody, RecordedResponse};
 use super::{HOST_SET, HttpCtx, MAX_HEADER_BYTES, MAX_HEADERS, MAX_REDIRECTS, denied, invalid};
 use crate::bindings::vigil::plugin::http as wit;
-use crate::run::tape::Refusal;
+use crate::capability::tape::Refusal;
 
 /// The live request: checks, then the exchange with redirects.
 pub(super) fn send(
@@ -55,7 +55,7 @@ pub(super) fn send(
     // Checked before the rate limit is spent: a refused request costs nothing.
     policy.backoff.check(&url)?;
     let resolve_by = ctx.deadline.min(Instant::now() + policy.timeout);
-    let mut first_hop = Some(checked_addresses(policy, &url, resolve_by)?);
+    let mut first_hop = Some(checked_addresses(policy.origin_of(&url), &url, resolve_by)?);
     if request.body.len() > policy.max_request_bytes {
         return Err(Refusal {
             error: wit::Error::RequestTooLarge,
@@ -98,7 +98,7 @@ pub(super) fn send(
         }
         let addrs = match first_hop.take() {
             Some(addrs) => addrs,
-            None => checked_addresses(policy, &url, Instant::now() + remaining)?,
+            None => checked_addresses(policy.origin_of(&url), &url, Instant::now() + remaining)?,
         };
         // The resolver hands ureq the addresses checked above, so what is
         // connected to is what was checked (no second lookup to rebind).

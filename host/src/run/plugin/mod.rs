@@ -28,19 +28,19 @@ pub(crate) use self::quarantine::Health;
 pub use self::quarantine::{Admission, MAX_QUARANTINE, Quarantine, QuarantineChange, Ticket};
 pub use self::world::{Declared, Detect, Enrich, WorldCall};
 
-use crate::audit::record::HostCall;
 use crate::bindings::enricher::EnricherPre;
 use crate::bindings::vigil::plugin::types::{Finding, PluginError};
 use crate::bindings::{Detector, DetectorPre};
 use crate::capability::Capability;
 use crate::capability::log::{LogLevel, LogRecord, LogSource};
+use crate::capability::tape::HostCall;
+use crate::capability::tape::Tape;
 use crate::capability::wasi::{BlockedPastDeadline, fresh_seed};
 use crate::load::engine::deadline_ticks;
-use crate::load::policy::Limits;
-use crate::load::preinit::InitMode;
-use crate::run::plugin_text::{self, MAX_ERROR_BYTES};
+use crate::plugin_text::{self, MAX_ERROR_BYTES};
+use crate::run::init::InitMode;
+use crate::run::limits::Limits;
 use crate::run::sandbox::{CallState, CallTemplate};
-use crate::run::tape::Tape;
 use crate::run::watchdog;
 use crate::state::store::StateStore;
 
@@ -195,7 +195,7 @@ pub struct LoadedPlugin {
     pub id: Arc<str>,
     /// SHA-256 of the component bytes.
     pub digest: String,
-    /// SHA-256 of its grant set (see `audit::record::GrantSet`).
+    /// SHA-256 of its grant set (see `load::grants::GrantSet`).
     pub grants_digest: String,
     /// Effective capabilities (requested ∩ granted), the only ones linked.
     pub effective: Vec<Capability>,
@@ -457,7 +457,7 @@ impl LoadedPlugin {
             return None;
         };
         let revoked = (self.template.revocations.as_ref()).is_some_and(|scope| {
-            (self.effective.iter()).any(|c| c.spec().preinit && scope.check(*c).is_some())
+            (self.effective.iter()).any(|c| c.spec().preinit && scope.revoked(*c).is_some())
         });
         (!revoked).then_some(fields)
     }

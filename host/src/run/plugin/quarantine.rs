@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{CallError, LoadedPlugin};
-use crate::audit::record::Lifecycle;
 
 /// The longest quarantine back-off (unless `quarantine_ms` alone is longer).
 pub const MAX_QUARANTINE: Duration = Duration::from_secs(600);
@@ -36,36 +35,6 @@ pub enum QuarantineChange {
         /// value), or `restored by <who>`.
         reason: String,
     },
-}
-
-impl QuarantineChange {
-    /// The audit record of this change for `pack/plugin`.
-    pub fn record(&self, pack: &str, plugin: &str) -> Lifecycle {
-        let (pack, plugin) = (pack.to_owned(), plugin.to_owned());
-        match self {
-            QuarantineChange::Quarantined {
-                reason,
-                until,
-                backoff,
-            } => Lifecycle::Quarantine {
-                pack,
-                plugin,
-                reason: reason.clone(),
-                until: Some(humantime::format_rfc3339_millis(*until).to_string()),
-                backoff_ms: Some(backoff.as_millis() as u64),
-            },
-            QuarantineChange::Probe { reason } => Lifecycle::QuarantineProbe {
-                pack,
-                plugin,
-                reason: reason.clone(),
-            },
-            QuarantineChange::Lifted { reason } => Lifecycle::QuarantineLifted {
-                pack,
-                plugin,
-                reason: reason.clone(),
-            },
-        }
-    }
 }
 
 /// A plugin's quarantine in force.
@@ -122,7 +91,7 @@ pub(crate) struct Health {
     /// others skip until it ends).
     probing: bool,
     /// Restores already looked at (see
-    /// [`crate::revocation::RevocationScope::restored_since`]).
+    /// [`crate::capability::tape::RevocationCheck::restored_since`]).
     restores_seen: usize,
 }
 

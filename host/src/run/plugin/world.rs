@@ -16,10 +16,8 @@ use super::{CallError, LoadedPlugin, PluginPre, plugin_error_text};
 use crate::bindings::Detector;
 use crate::bindings::enricher::Enricher;
 use crate::bindings::vigil::plugin::types::{ConfigEntries, Enrichment, Finding, PluginError};
+use crate::finding::{MAX_EVIDENCE_PER_FINDING, MAX_TECHNIQUES, emitted_bytes, enrichment_bytes};
 use crate::load::manifest::World;
-use crate::run::output::{
-    MAX_EVIDENCE_PER_FINDING, MAX_TECHNIQUES, emitted_bytes, enrichment_bytes,
-};
 use crate::run::sandbox::CallState;
 
 /// What `init` returns, world-independent: the event fields a detector

@@ -10,7 +10,7 @@
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::bindings::vigil::plugin::types::{Enrichment, Evidence, Finding, Priority, Severity};
+use crate::bindings::vigil::plugin::types::{self as wit, Enrichment, Evidence, Finding, Priority};
 
 /// A finding with its provenance, as written to the output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,8 +23,8 @@ pub struct FindingRecord {
     pub rule_id: String,
     /// Title.
     pub title: String,
-    /// `info`, `low`, `medium`, `high` or `critical`.
-    pub severity: String,
+    /// How bad: `info`, `low`, `medium`, `high` or `critical`.
+    pub severity: Severity,
     /// ATT&CK technique ids.
     pub techniques: Vec<String>,
     /// Evidence in the plugin's order.
@@ -149,14 +149,62 @@ pub struct EventPosition {
     pub line: u64,
 }
 
-/// Lower-case name of a severity.
-pub fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Info => "info",
-        Severity::Low => "low",
-        Severity::Medium => "medium",
-        Severity::High => "high",
-        Severity::Critical => "critical",
+/// How bad a finding is, as the log and the output write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+    /// Critical.
+    Critical,
+}
+
+impl Severity {
+    /// Lower-case name, as written.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<wit::Severity> for Severity {
+    fn from(s: wit::Severity) -> Self {
+        match s {
+            wit::Severity::Info => Severity::Info,
+            wit::Severity::Low => Severity::Low,
+            wit::Severity::Medium => Severity::Medium,
+            wit::Severity::High => Severity::High,
+            wit::Severity::Critical => Severity::Critical,
+        }
+    }
+}
+
+impl From<Severity> for wit::Severity {
+    fn from(s: Severity) -> Self {
+        match s {
+            Severity::Info => wit::Severity::Info,
+            Severity::Low => wit::Severity::Low,
+            Severity::Medium => wit::Severity::Medium,
+            Severity::High => wit::Severity::High,
+            Severity::Critical => wit::Severity::Critical,
+        }
     }
 }
 
@@ -168,7 +216,7 @@ impl FindingRecord {
             plugin: plugin.to_owned(),
             rule_id: f.rule_id,
             title: f.title,
-            severity: severity_name(f.severity).to_owned(),
+            severity: f.severity.into(),
             techniques: f.techniques,
             evidence: f.evidence.into_iter().map(|e| (e.key, e.value)).collect(),
             event: EventPosition {
@@ -181,18 +229,11 @@ impl FindingRecord {
 
     /// The finding as an enricher receives it (`event-id` is the line).
     pub fn to_wit(&self) -> Finding {
-        let severity = match self.severity.as_str() {
-            "info" => Severity::Info,
-            "low" => Severity::Low,
-            "medium" => Severity::Medium,
-            "high" => Severity::High,
-            _ => Severity::Critical,
-        };
         Finding {
             event_id: self.event.line,
             rule_id: self.rule_id.clone(),
             title: self.title.clone(),
-            severity,
+            severity: self.severity.into(),
             techniques: self.techniques.clone(),
             evidence: (self.evidence.iter())
                 .map(|(key, value)| Evidence {

@@ -3,13 +3,57 @@
 //! recorded results are played back instead of asking the host again, so a
 //! decision that depended on the clock or on state is reproduced exactly.
 
-use serde::Serialize;
+use std::fmt::Debug;
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::audit::record::{CallStatus, HostCall};
 use crate::capability::Capability;
-use crate::revocation::RevocationScope;
+
+/// One capability call made by a plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostCall {
+    /// Capability name, e.g. `state`.
+    pub interface: String,
+    /// Function, e.g. `get`.
+    pub function: String,
+    /// Arguments by name.
+    pub args: Value,
+    /// Whether the host allowed it.
+    pub status: CallStatus,
+    /// `{"ok": value}` or `{"error": code}`: what the guest received.
+    pub result: Value,
+    /// Why the host refused or failed, beyond the error code the guest
+    /// got (e.g. which origin was not granted, who revoked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Whether a host call was allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallStatus {
+    /// Allowed and succeeded.
+    Allowed,
+    /// Refused by the grant (`access-denied`).
+    Denied,
+    /// Allowed but failed (quota, storage, rate limit).
+    Failed,
+}
+
+/// One plugin's view of the operator's revocations, asked before every
+/// live host call. Implemented by `revocation::RevocationScope`; a trait so
+/// that capabilities and the call path, below the revocation list and its
+/// audit trail, do not depend on them.
+pub trait RevocationCheck: Debug + Send + Sync {
+    /// Why `capability` is revoked for this plugin, if it is.
+    fn revoked(&self, capability: Capability) -> Option<String>;
+    /// Who restored a capability of this plugin since the first `*seen`
+    /// restores the host observed, if anyone did; advances `*seen`.
+    fn restored_since(&self, seen: &mut usize) -> Option<String>;
+}
 
 /// An error variant of a capability interface, in the form the audit log
 /// records it.
@@ -45,7 +89,7 @@ pub const MAX_DETAIL_BYTES: usize = 1024;
 #[macro_export]
 macro_rules! access_denied_only_error {
     ($error:ty) => {
-        impl $crate::run::tape::RecordedError for $error {
+        impl $crate::capability::tape::RecordedError for $error {
             fn code(&self) -> String {
                 "access-denied".into()
             }
@@ -81,7 +125,7 @@ pub struct Recorder {
     bytes: usize,
     refused: u64,
     /// Revocations checked before every call (`None`: nothing can be revoked).
-    revocations: Option<RevocationScope>,
+    revocations: Option<Arc<dyn RevocationCheck>>,
 }
 
 /// A refused or failed host call: the error the guest gets and, for the
@@ -115,7 +159,7 @@ pub struct Replayer {
 
 impl Tape {
     /// A live tape that refuses calls to capabilities revoked in `scope`.
-    pub fn recording(scope: RevocationScope) -> Self {
+    pub fn recording(scope: Arc<dyn RevocationCheck>) -> Self {
         Tape::Record(Recorder {
             revocations: Some(scope),
             ..Recorder::default()
@@ -203,7 +247,7 @@ impl Tape {
                 // Revocation is checked here, on every call of every
                 // capability, so a revoked grant needs no help from the
                 // capability's own code.
-                let revoked = (recorder.revocations.as_ref()).and_then(|s| s.check(interface));
+                let revoked = (recorder.revocations.as_ref()).and_then(|s| s.revoked(interface));
                 let result = match revoked {
                     Some(why) => Err(Refusal {
                         error: E::access_denied(),
@@ -221,7 +265,7 @@ impl Tape {
                 };
                 // The detail is host text that may quote guest input (a
                 // refused path): clamped and counted like the rest.
-                let detail = detail.map(|d| crate::run::plugin_text::clamp(d, MAX_DETAIL_BYTES));
+                let detail = detail.map(|d| crate::plugin_text::clamp(d, MAX_DETAIL_BYTES));
                 recorder.bytes +=
                     size + value_bytes(&recorded) + detail.as_ref().map_or(0, String::len);
                 recorder.calls.push(HostCall {
