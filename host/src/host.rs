@@ -90,7 +90,7 @@ pub struct Host {
     revocations_file: PathBuf,
     /// Keeps the revocation list watched while the host lives: without it
     /// a run would go on with the grants it started with.
-    _watcher: notify::RecommendedWatcher,
+    _watcher: revocation::Watcher,
 }
 
 impl Host {

@@ -64,8 +64,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic_file::{self, Durability};
@@ -723,26 +724,37 @@ impl RevocationScope {
     }
 }
 
+/// How long the watcher lets a burst of events on the list settle before
+/// reloading it once: `save` writes a temp file and renames it over the
+/// list, several events; well inside the second a revocation may take.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// The watcher of the revocation list; changes apply while it lives.
+pub type Watcher = Debouncer<notify::RecommendedWatcher, RecommendedCache>;
+
 /// Watch `path` and reload `revocations` whenever it changes. Keep the
 /// returned watcher alive for as long as changes should apply.
-pub fn watch(
-    path: &Path,
-    revocations: Arc<Revocations>,
-) -> Result<notify::RecommendedWatcher, notify::Error> {
-    use notify::Watcher;
+pub fn watch(path: &Path, revocations: Arc<Revocations>) -> Result<Watcher, notify::Error> {
     let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
     std::fs::create_dir_all(&dir).map_err(notify::Error::io)?;
     let file = path.to_owned();
     let name = path.file_name().map(|n| n.to_owned());
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        match event {
+    let mut watcher = new_debouncer(SETTLE, None, move |events: DebounceEventResult| {
+        match events {
             // `save` renames a temp file over the list; react to anything
             // that touches the list's name.
-            Ok(event) if event.paths.iter().any(|p| p.file_name() == name.as_deref()) => {
+            Ok(events)
+                if (events.iter().flat_map(|e| &e.paths))
+                    .any(|p| p.file_name() == name.as_deref()) =>
+            {
                 revocations.reload(&file);
             }
             Ok(_) => {}
-            Err(e) => tracing::error!("watching {}: {e}", file.display()),
+            Err(errors) => {
+                for e in errors {
+                    tracing::error!("watching {}: {e}", file.display());
+                }
+            }
         }
     })?;
     // The directory, not the file: the file is replaced, not edited.

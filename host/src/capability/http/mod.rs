@@ -263,6 +263,11 @@ mod tests {
         let ip = Origin::parse("http://127.0.0.1:8080").expect("valid");
         assert!(ip.matches(&url("http://127.0.0.1:8080/x")));
         assert_eq!(ip.ip(), Some("127.0.0.1".parse().expect("ip")));
+        // Compared in the form `url` gives request URLs: IDNA, case, IPv6.
+        let idn = Origin::parse("https://BÜCHER.example").expect("valid");
+        assert!(idn.matches(&url("https://xn--bcher-kva.example/")));
+        let v6 = Origin::parse("http://[0:0::1]:8080").expect("valid");
+        assert!(v6.matches(&url("http://[::1]:8080/")));
     }
 
     #[test]
@@ -273,6 +278,9 @@ mod tests {
             ("https://x.org/path", "no path"),
             ("https://x.*.org", "wildcard"),
             ("https://x.org:99999", "port"),
+            ("https://x.org?q=1", "no path"),
+            ("https://user@x.org", "no path"),
+            ("https://*.[::1]", "wildcard"),
         ] {
             let err = Origin::parse(bad).unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");
@@ -293,10 +301,25 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "198.18.0.1",
+            "192.0.2.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:a00:1::",
+            "2001:db8::1",
+            "2001::1",
+            "ff02::1",
         ] {
             assert!(non_public(ip.parse().expect("ip")).is_some(), "{ip}");
         }
-        for ip in ["93.184.216.34", "2606:4700::1111"] {
+        for ip in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "2001:4860:4860::8888",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(non_public(ip.parse().expect("ip")).is_none(), "{ip}");
         }
     }

@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Instant;
 
+use ipnet::IpNet;
 use url::Url;
 
 use super::{denied, invalid};
@@ -35,53 +36,58 @@ impl Origin {
     /// address or a bracketed IPv6 address).
     pub fn parse(text: &str) -> Result<Origin, String> {
         let shape = || format!("origin `{text}` must look like `https://api.example.com[:port]`");
+        let wildcard = || format!("origin `{text}`: only a leading `*.` wildcard is allowed");
+        // The `url` crate normalises the rest exactly as it will normalise
+        // request URLs (case, IDNA, default ports, IPv6 forms), so a granted
+        // origin and a request are compared in one form. A leading `*.`
+        // stands for one or more labels; it is parsed as a placeholder label.
+        const ANY: &str = "vigil-any-subdomain";
         let (scheme, rest) = text.split_once("://").ok_or_else(shape)?;
-        let scheme = scheme.to_ascii_lowercase();
-        let default_port = match scheme.as_str() {
-            "http" => 80,
-            "https" => 443,
-            _ => return Err(format!("origin `{text}`: scheme must be http or https")),
+        let (subdomains, rest) = match rest.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, rest),
         };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        if rest.contains('*') {
+            return Err(wildcard());
+        }
+        let prefix = if subdomains {
+            format!("{ANY}.")
+        } else {
+            String::new()
+        };
+        let url = Url::parse(&format!("{scheme}://{prefix}{rest}")).map_err(|e| match e {
+            url::ParseError::InvalidPort => {
+                format!("origin `{text}`: the port is not a port number (1-65535)")
+            }
+            _ if subdomains => format!("{}, before a domain name ({e})", wildcard()),
+            _ => format!("{}: {e}", shape()),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("origin `{text}`: scheme must be http or https"));
+        }
+        if url.path() != "/"
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
             return Err(format!("{}; an origin has no path, query or user", shape()));
         }
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (addr, after) = v6.split_once(']').ok_or_else(shape)?;
-            (format!("[{addr}]"), after.strip_prefix(':'))
-        } else {
-            match rest.rsplit_once(':') {
-                Some((h, p)) => (h.to_owned(), Some(p)),
-                None => (rest.to_owned(), None),
+        let host = match url.host() {
+            Some(url::Host::Domain(name)) if subdomains => {
+                let suffix = name.strip_prefix(&format!("{ANY}.")).ok_or_else(wildcard)?;
+                HostPattern::Subdomains(suffix.to_owned())
             }
-        };
-        let port = match port {
-            Some(p) => p
-                .parse()
-                .map_err(|_| format!("origin `{text}`: `{p}` is not a port"))?,
-            None => default_port,
-        };
-        let host = host.to_ascii_lowercase();
-        let pattern = if let Some(suffix) = host.strip_prefix("*.") {
-            if suffix.is_empty() || suffix.contains('*') {
-                return Err(format!(
-                    "origin `{text}`: only a leading `*.` wildcard is allowed"
-                ));
-            }
-            HostPattern::Subdomains(suffix.to_owned())
-        } else if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
-            HostPattern::Ip(ip)
-        } else if host.is_empty() || host.contains('*') {
-            return Err(format!(
-                "origin `{text}`: only a leading `*.` wildcard is allowed"
-            ));
-        } else {
-            HostPattern::Name(host)
+            Some(url::Host::Domain(name)) => HostPattern::Name(name.to_owned()),
+            Some(_) if subdomains => return Err(wildcard()),
+            Some(url::Host::Ipv4(v4)) => HostPattern::Ip(IpAddr::V4(v4)),
+            Some(url::Host::Ipv6(v6)) => HostPattern::Ip(IpAddr::V6(v6)),
+            None => return Err(shape()),
         };
         Ok(Origin {
-            scheme,
-            host: pattern,
-            port,
+            scheme: url.scheme().to_owned(),
+            host,
+            port: url.port_or_known_default().ok_or_else(shape)?,
         })
     }
 
@@ -110,46 +116,60 @@ impl Origin {
     }
 }
 
+/// Address blocks a request may not reach unless its origin names the
+/// address itself: IANA's special-purpose registries for IPv4 and IPv6
+/// (RFC 6890 and its updates), with why each is not public. IPv4-mapped
+/// IPv6 addresses are checked as the IPv4 address they carry.
+const NON_PUBLIC: &[(&str, &str)] = &[
+    ("0.0.0.0/8", "unspecified (\"this network\")"),
+    ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "shared (carrier-grade NAT)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.88.99.0/24", "6to4 relay anycast"),
+    ("192.168.0.0/16", "private"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved (and broadcast)"),
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    (
+        "64:ff9b::/96",
+        "IPv4/IPv6 translation (reaches IPv4 addresses)",
+    ),
+    ("64:ff9b:1::/48", "IPv4/IPv6 translation (local use)"),
+    ("100::/64", "discard-only"),
+    ("2001::/23", "IETF protocol assignments (Teredo included)"),
+    ("2001:db8::/32", "documentation"),
+    ("2002::/16", "6to4 (reaches IPv4 addresses)"),
+    ("fc00::/7", "private (unique local)"),
+    ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"),
+];
+
+/// [`NON_PUBLIC`], parsed once.
+static NON_PUBLIC_NETS: std::sync::LazyLock<Vec<(IpNet, &'static str)>> =
+    std::sync::LazyLock::new(|| {
+        (NON_PUBLIC.iter())
+            .map(|(net, why)| (net.parse().expect("a valid network in NON_PUBLIC"), *why))
+            .collect()
+    });
+
 /// Why `ip` is not a public address, if it is not.
 pub(super) fn non_public(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            if v4.is_loopback() {
-                Some("loopback")
-            } else if v4.is_private() {
-                Some("private")
-            } else if v4.is_link_local() {
-                Some("link-local")
-            } else if v4.is_unspecified() || v4.is_broadcast() || a == 0 {
-                Some("unspecified or broadcast")
-            } else if a == 100 && (64..128).contains(&b) {
-                Some("shared (carrier-grade NAT)")
-            } else if v4.is_multicast() || a >= 240 {
-                Some("multicast or reserved")
-            } else {
-                None
-            }
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                non_public(IpAddr::V4(v4))
-            } else if v6.is_loopback() {
-                Some("loopback")
-            } else if v6.is_unspecified() {
-                Some("unspecified")
-            } else if first & 0xfe00 == 0xfc00 {
-                Some("private (unique local)")
-            } else if first & 0xffc0 == 0xfe80 {
-                Some("link-local")
-            } else if v6.is_multicast() {
-                Some("multicast")
-            } else {
-                None
-            }
-        }
+    if let IpAddr::V6(v6) = ip
+        && let Some(v4) = v6.to_ipv4_mapped()
+    {
+        return non_public(IpAddr::V4(v4));
     }
+    (NON_PUBLIC_NETS.iter())
+        .find(|(net, _)| net.contains(&ip))
+        .map(|(_, why)| *why)
 }
 
 /// Resolve `name`, giving up at `until`. The system resolver blocks with
