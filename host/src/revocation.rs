@@ -66,6 +66,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use jiff::Timestamp;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use serde::{Deserialize, Serialize};
 
@@ -135,8 +136,8 @@ pub struct GrantChange {
     pub reason: String,
     /// Who asked.
     pub by: String,
-    /// When it was asked, RFC 3339.
-    pub at: String,
+    /// When it was asked.
+    pub at: Timestamp,
     /// For a restore: the revocations it ended, for the record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ends: Vec<String>,
@@ -148,10 +149,10 @@ impl GrantChange {
         Lifecycle::GrantChange {
             action: self.action,
             plugin: self.plugin.clone(),
-            capability: self.capability.map(|c| c.to_string()),
+            capability: self.capability,
             reason: self.reason.clone(),
             by: self.by.clone(),
-            requested_at: self.at.clone(),
+            requested_at: self.at,
             note: (!self.ends.is_empty()).then(|| format!("ends {}", self.ends.join("; "))),
             change: Some(self.id),
         }
@@ -171,8 +172,8 @@ pub struct ChangeRequest {
     pub reason: String,
     /// Who asks (the CLI uses [`current_user`]).
     pub by: String,
-    /// When, RFC 3339 (the CLI uses the current time).
-    pub at: String,
+    /// When (the CLI uses the current time).
+    pub at: Timestamp,
 }
 
 /// Where a change's `grant-change` record went.
@@ -314,7 +315,7 @@ impl RevocationList {
                     capability: request.capability,
                     reason: request.reason.clone(),
                     by: request.by.clone(),
-                    at: request.at.clone(),
+                    at: request.at,
                 });
                 Vec::new()
             }
@@ -790,7 +791,7 @@ mod tests {
             capability,
             reason: "test".into(),
             by: "alice".into(),
-            at: "2026-11-22T00:00:00Z".into(),
+            at: "2026-11-22T00:00:00Z".parse().expect("a time"),
         }
     }
 
@@ -801,7 +802,9 @@ mod tests {
             capability,
             reason: format!("{} because", action.name()),
             by: by.into(),
-            at: format!("2026-11-22T0{}:00:00Z", by.len()),
+            at: format!("2026-11-22T0{}:00:00Z", by.len())
+                .parse()
+                .expect("a time"),
         }
     }
 
@@ -817,7 +820,12 @@ mod tests {
                 ..
             }) = entry.record
             {
-                out.push((action.name().to_owned(), by, reason, requested_at));
+                out.push((
+                    action.name().to_owned(),
+                    by,
+                    reason,
+                    requested_at.to_string(),
+                ));
             }
         })
         .expect("log reads");

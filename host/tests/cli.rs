@@ -337,10 +337,10 @@ fn grant_changes(audit: &Path) -> Vec<(String, String, String, String, String)> 
         {
             out.push((
                 action.to_string(),
-                capability.unwrap_or_default(),
+                capability.map(|c| c.to_string()).unwrap_or_default(),
                 by,
                 reason,
-                requested_at,
+                requested_at.to_string(),
             ));
         }
     })

@@ -226,7 +226,7 @@ fn a_grant_change_that_cannot_be_recorded_stops_the_run_and_says_so() {
         capability: None,
         reason: "test".into(),
         by: "tester".into(),
-        at: "2026-11-22T00:00:00Z".into(),
+        at: "2026-11-22T00:00:00Z".parse().expect("a time"),
     })
     .expect("revokes");
     generation.revocations.replace(list);
@@ -272,7 +272,7 @@ fn revokes_and_restores_made_while_no_host_runs_are_one_record_each_and_a_later_
                 capability,
                 reason: reason.into(),
                 by: by.into(),
-                at: format!("2026-11-22T1{i}:00:00Z"),
+                at: format!("2026-11-22T1{i}:00:00Z").parse().expect("a time"),
             },
         )
         .expect("applies");
@@ -294,7 +294,7 @@ fn revokes_and_restores_made_while_no_host_runs_are_one_record_each_and_a_later_
             ..
         }) => grant_changes.push(format!(
             "{action} {} of {plugin} by {by} at {requested_at}: {reason}",
-            capability.as_deref().unwrap_or("all")
+            capability.map_or("all", |c| c.name())
         )),
         Record::Lifecycle(Lifecycle::RevocationsInForce { revocations }) => {
             in_force.extend(revocations.into_iter().map(|r| r.plugin));

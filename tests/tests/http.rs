@@ -673,7 +673,7 @@ fn change(action: Action, by: &str, reason: &str, at: &str) -> ChangeRequest {
         capability: Some(Capability::Http),
         reason: reason.into(),
         by: by.into(),
-        at: at.into(),
+        at: at.parse().expect("a time"),
     }
 }
 

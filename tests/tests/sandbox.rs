@@ -604,7 +604,7 @@ fn a_restore_of_any_capability_lifts_the_quarantine_of_the_plugin_at_once() {
         capability: (action == Action::Revoke).then_some(Capability::Clock),
         reason: "test".into(),
         by: by.into(),
-        at: "2026-11-22T00:00:00Z".into(),
+        at: "2026-11-22T00:00:00Z".parse().expect("a time"),
     };
     let mut list = RevocationList::default();
     list.change(request(Action::Revoke, "alice"))
@@ -773,7 +773,7 @@ fn revoking_what_init_read_at_load_reaches_snapshotted_instances() {
         capability: Some(Capability::Files),
         reason: "test".into(),
         by: "alice".into(),
-        at: "2026-12-02T12:00:00Z".into(),
+        at: "2026-12-02T12:00:00Z".parse().expect("a time"),
     };
     let change = |action| {
         revocation::apply(

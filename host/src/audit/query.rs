@@ -221,10 +221,10 @@ pub fn describe(entry: &Entry) -> String {
                     out,
                     "GRANT {} {} of {} by {} (asked {}): {}{}{}",
                     action.name().to_uppercase(),
-                    capability.as_deref().unwrap_or("every capability"),
+                    capability.map_or("every capability", |c| c.name()),
                     PluginText(plugin),
                     PluginText(by),
-                    PluginText(requested_at),
+                    requested_at,
                     PluginText(reason),
                     note.as_deref()
                         .map(|n| format!(" [{}]", PluginText(n)))
@@ -240,7 +240,7 @@ pub fn describe(entry: &Entry) -> String {
                             r.what(),
                             PluginText(&r.plugin),
                             PluginText(&r.by),
-                            PluginText(&r.at),
+                            r.at,
                             PluginText(&r.reason)
                         );
                     }

@@ -16,6 +16,7 @@
 //! they are written together before any of the batch's findings leave the
 //! host, and a torn tail that cuts a unit short removes the whole unit.
 
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -95,13 +96,13 @@ pub enum Lifecycle {
         plugin: String,
         /// The capability; absent for every capability.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        capability: Option<String>,
+        capability: Option<Capability>,
         /// Why, as given by the operator.
         reason: String,
         /// Who asked.
         by: String,
         /// When it was asked.
-        requested_at: String,
+        requested_at: Timestamp,
         /// e.g. which revocations a restore ended.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
@@ -125,9 +126,9 @@ pub enum Lifecycle {
         plugin: String,
         /// Why (plugin-controlled text inside: the call's error).
         reason: String,
-        /// When the back-off ends, RFC 3339.
+        /// When the back-off ends.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        until: Option<String>,
+        until: Option<Timestamp>,
         /// The back-off, milliseconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         backoff_ms: Option<u64>,
@@ -203,8 +204,8 @@ pub struct Revocation {
     pub reason: String,
     /// Who asked (the OS user running `vigil revoke`).
     pub by: String,
-    /// When it was asked, RFC 3339.
-    pub at: String,
+    /// When it was asked.
+    pub at: Timestamp,
 }
 
 /// Whether a grant change revokes or restores (`revocation::Action`).

@@ -578,7 +578,7 @@ mod tests {
                 capability: None,
                 reason: "r".into(),
                 by: "alice".into(),
-                requested_at: "2026-11-22T00:00:00Z".into(),
+                requested_at: "2026-11-22T00:00:00Z".parse().expect("a time"),
                 note: None,
                 change: Some(id),
             })

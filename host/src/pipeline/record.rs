@@ -170,7 +170,7 @@ fn quarantine_record(change: &QuarantineChange, pack: &str, plugin: &str) -> Lif
             pack,
             plugin,
             reason: reason.clone(),
-            until: Some(humantime::format_rfc3339_millis(*until).to_string()),
+            until: jiff::Timestamp::try_from(*until).ok(),
             backoff_ms: Some(backoff.as_millis() as u64),
         },
         QuarantineChange::Probe { reason } => Lifecycle::QuarantineProbe {

@@ -1,7 +1,6 @@
 //! `vigil revoke` and `vigil restore`.
 
 use std::process::ExitCode;
-use std::time::SystemTime;
 
 use anyhow::Result;
 use vigil::revocation::{self, Action, ChangeRequest, Recorded};
@@ -27,7 +26,7 @@ pub(crate) fn change_grant(
         capability,
         reason,
         by: revocation::current_user(),
-        at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        at: jiff::Timestamp::now(),
     };
     let applied = revocation::apply(&state_dir, &policy.audit, &audit_dir, request)?;
     let change = &applied.change;
