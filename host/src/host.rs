@@ -3,14 +3,17 @@
 //!
 //! A [`Host`] owns the engine and policy ([`Runtime`]), the audit writer,
 //! the revocation watcher, the plugin state stores (through the runtime)
-//! and the packs, each behind a [`PackSlot`] holding its current
-//! generation. [`Host::run`] sends one event source through every pack's
-//! current generation into one sink ([`Pipeline`]).
+//! and the packs, whose current generations sit behind one atomic pointer
+//! ([`PackSet`]). [`Host::run`] sends one event source through every
+//! pack's current generation into one sink ([`Pipeline`]). A reload
+//! (`control::reload`) loads beside the running generation, posts its
+//! records on the host's [`NoticeBoard`] and swaps the set.
 //!
 //! Order of the audit log, kept from the single-run host it replaces:
 //! `host-start`, every pack's load (or its refusal, which stops the host),
 //! grant changes made while no host ran, then per run `run-start`, its
-//! batches, `run-end`, and `host-stop` when the host closes.
+//! batches (and, in order with them, reloads' generation changes),
+//! `run-end`, and `host-stop` when the host closes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,10 +21,12 @@ use std::time::Duration;
 
 use crate::audit::record::Lifecycle;
 use crate::audit::{self, AuditError, Auditor, resume};
-use crate::load::pack::{LoadErrors, PackSlot, PackSource};
+use crate::load::pack::{Generation, LoadErrors, PackSet, PackSource};
 use crate::load::policy::Policy;
 use crate::load::runtime::Runtime;
 use crate::pipeline::dispatch::{Pipeline, RunError, RunStats};
+use crate::pipeline::notice::NoticeBoard;
+use crate::pipeline::observe::Observer;
 use crate::pipeline::position::Position;
 use crate::pipeline::record;
 use crate::pipeline::sink::FindingSink;
@@ -86,7 +91,13 @@ pub struct HostOptions {
 pub struct Host {
     runtime: Runtime,
     auditor: Auditor,
-    packs: Vec<Arc<PackSlot>>,
+    packs: Arc<PackSet>,
+    /// Where reloads post their records (see [`Host::notice_board`]).
+    notices: Arc<NoticeBoard>,
+    /// Set once someone holds the board: packs may change during a run.
+    reloadable: bool,
+    /// Told about every recorded batch and emitted finding.
+    observer: Option<Arc<dyn Observer>>,
     revocations_file: PathBuf,
     /// Keeps the revocation list watched while the host lives: without it
     /// a run would go on with the grants it started with.
@@ -110,7 +121,7 @@ impl Host {
             pid: std::process::id(),
             command: options.command,
         })?;
-        let mut slots: Vec<Arc<PackSlot>> = Vec::new();
+        let mut generations: Vec<Arc<Generation>> = Vec::new();
         for source in packs {
             let generation = match runtime.load(source.clone()) {
                 Ok(generation) => generation,
@@ -124,17 +135,16 @@ impl Host {
                 }
             };
             let name = &generation.manifest.name;
-            if slots.iter().any(|s| &s.current().manifest.name == name) {
+            if generations.iter().any(|g| &g.manifest.name == name) {
                 let name = name.clone();
                 auditor.close("two packs of one name")?;
                 return Err(HostError::DuplicatePack(name));
             }
             record::pack_load(&mut auditor, &generation)?;
-            slots.push(Arc::new(PackSlot::new(generation)));
+            generations.push(generation);
         }
         // Detectors' state the log holds and their stores lack (a host
         // killed between the two).
-        let generations: Vec<_> = slots.iter().map(|s| s.current()).collect();
         let gated: Vec<Gated<'_>> = (generations.iter())
             .flat_map(|g| &g.detectors)
             .filter_map(|p| {
@@ -164,7 +174,10 @@ impl Host {
         Ok(Host {
             runtime,
             auditor,
-            packs: slots,
+            packs: Arc::new(PackSet::new(generations)),
+            notices: Arc::default(),
+            reloadable: false,
+            observer: None,
             revocations_file,
             _watcher: watcher,
         })
@@ -176,8 +189,29 @@ impl Host {
     }
 
     /// The packs, each with its current generation.
-    pub fn packs(&self) -> &[Arc<PackSlot>] {
+    pub fn packs(&self) -> &Arc<PackSet> {
         &self.packs
+    }
+
+    /// Where a reload posts its records (`pipeline::notice`): in order with
+    /// the batches of a run, or written before the next run or at close.
+    /// A host whose board is taken may see its packs change during a run.
+    pub fn notice_board(&mut self) -> Arc<NoticeBoard> {
+        self.reloadable = true;
+        self.notices.clone()
+    }
+
+    /// Tell `observer` about every batch recorded and finding emitted.
+    pub fn observe(&mut self, observer: Arc<dyn Observer>) {
+        self.observer = Some(observer);
+    }
+
+    /// Write the notices posted while no run was attached.
+    fn write_pending_notices(&mut self) -> Result<(), HostError> {
+        for notice in self.notices.take_pending() {
+            record::notice(&mut self.auditor, notice)?;
+        }
+        Ok(())
     }
 
     /// The audit log's directory.
@@ -207,6 +241,7 @@ impl Host {
         batch_size: usize,
     ) -> Result<RunStats, HostError> {
         let name = source.name().to_owned();
+        self.write_pending_notices()?;
         self.auditor.lifecycle(Lifecycle::RunStart {
             source: name.clone(),
             from: resumed_from.unwrap_or_default(),
@@ -215,6 +250,8 @@ impl Host {
         let policy = &self.runtime.policy;
         let stats = Pipeline {
             packs: &self.packs,
+            notices: self.reloadable.then_some(&*self.notices),
+            observer: self.observer.as_deref(),
             audit: Some(&mut self.auditor),
             revocations: self.runtime.revocations.clone(),
             batch_size,
@@ -222,6 +259,7 @@ impl Host {
             enrichment: policy.enrichment.clone(),
         }
         .run(source, sink)?;
+        self.write_pending_notices()?;
         // Changes made since the audit stage last looked.
         self.runtime.revocations.reload(&self.revocations_file);
         self.runtime.revocations.record(&mut self.auditor)?;
@@ -237,7 +275,8 @@ impl Host {
 
     /// Stop: a final `host-stop` record saying why, the log synced and
     /// closed.
-    pub fn close(self, reason: &str) -> Result<(), HostError> {
+    pub fn close(mut self, reason: &str) -> Result<(), HostError> {
+        self.write_pending_notices()?;
         Ok(self.auditor.close(reason)?)
     }
 }

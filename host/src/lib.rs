@@ -19,6 +19,8 @@
 //! - [`audit`]: the hash-chained audit log, its reader and verifier: the
 //!   sink of everything the stages above produce;
 //! - [`host`]: the library host every running command goes through;
+//! - [`control`]: the control plane of a long-running host: packs
+//!   reloaded by generations when their directory changes, status;
 //! - [`revocation`]: `vigil revoke`/`restore`, their live effect and audit trail;
 //! - [`replay`]: `vigil replay`, re-running recorded invocations;
 //! - [`pack_test`]: the `vigil test` command;
@@ -31,6 +33,7 @@ pub mod atomic_file;
 pub mod audit;
 pub mod bindings;
 pub mod capability;
+pub mod control;
 pub mod finding;
 pub mod host;
 pub mod load;

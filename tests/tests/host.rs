@@ -8,12 +8,12 @@ use std::time::Duration;
 use vigil::audit::record::Position;
 use vigil::audit::resume;
 use vigil::host::{Host, HostOptions};
-use vigil::load::pack::{PackSlot, PackSource};
+use vigil::load::pack::{PackSet, PackSource};
 use vigil::load::policy::Policy;
 use vigil::pipeline::dispatch::Pipeline;
 use vigil::pipeline::input::{MalformedLine, RawEvents};
 use vigil::pipeline::sink::Memory;
-use vigil::pipeline::source::{DEFAULT_LINGER, EventSource, Lines};
+use vigil::pipeline::source::{Acknowledge, DEFAULT_LINGER, EventSource, Lines};
 use vigil_event::Batch;
 use vigil_tests::{PluginSpec, TestPack, events};
 
@@ -45,7 +45,7 @@ struct Observed<'a> {
     fills: u64,
     on_fill: Box<dyn FnMut(u64) + 'a>,
     acks: Arc<Mutex<Vec<Position>>>,
-    on_ack: Box<dyn FnMut(Position) + 'a>,
+    on_ack: Option<Box<dyn FnMut(Position) + Send>>,
 }
 
 impl<'a> Observed<'a> {
@@ -55,7 +55,7 @@ impl<'a> Observed<'a> {
             fills: 0,
             on_fill: Box::new(|_| {}),
             acks: Arc::default(),
-            on_ack: Box::new(|_| {}),
+            on_ack: None,
         }
     }
 }
@@ -85,9 +85,13 @@ impl EventSource for Observed<'_> {
         self.inner.take_raw(spare)
     }
 
-    fn ack(&mut self, through: Position) {
-        (self.on_ack)(through);
-        self.acks.lock().expect("acks").push(through);
+    fn acknowledger(&mut self) -> Box<dyn Acknowledge> {
+        let acks = self.acks.clone();
+        let mut on_ack = self.on_ack.take().unwrap_or_else(|| Box::new(|_| {}));
+        Box::new(move |through: Position| {
+            on_ack(through);
+            acks.lock().expect("acks").push(through);
+        })
     }
 }
 
@@ -99,22 +103,23 @@ fn a_reload_mid_run_leaves_batches_in_flight_on_their_generation() {
     let new = runtime
         .load(PackSource::Dir(new_pack.path().to_owned()))
         .expect("loads");
-    let slot = Arc::new(PackSlot::new(old.clone()));
+    let packs = Arc::new(PackSet::new(vec![old.clone()]));
     let jsonl = events(10);
     let mut source = Observed::new(&jsonl);
     // Before the third batch is read, the pack is swapped.
-    let swapper = slot.clone();
+    let swapper = packs.clone();
     let mut replacement = Some(new.clone());
     source.on_fill = Box::new(move |fill| {
         if fill == 3 {
-            let replaced = swapper.swap(replacement.take().expect("one swap"));
-            assert_eq!(&*replaced.detectors[0].id, "old");
+            let replaced = swapper.put(replacement.take().expect("one swap"));
+            assert_eq!(&*replaced.expect("replaces").detectors[0].id, "old");
         }
     });
     let mut sink = Memory::default();
-    let packs = [slot.clone()];
     let stats = Pipeline {
         packs: &packs,
+        notices: None,
+        observer: None,
         audit: None,
         revocations: runtime.revocations.clone(),
         batch_size: 2,
@@ -131,14 +136,13 @@ fn a_reload_mid_run_leaves_batches_in_flight_on_their_generation() {
         .map(|line| (line, if line <= 4 { "old" } else { "new" }))
         .collect();
     assert_eq!(by_plugin, expected);
-    // The run let go of the old generation; the slot holds the new one.
-    drop(packs);
+    // The run let go of the old generation; the set holds the new one.
     assert_eq!(
         Arc::strong_count(&old),
         1,
         "only the test holds the old generation"
     );
-    assert!(Arc::ptr_eq(&slot.current(), &new));
+    assert!(Arc::ptr_eq(&packs.get("t").expect("pack t"), &new));
 }
 
 #[test]
@@ -158,7 +162,7 @@ fn a_source_is_acknowledged_only_once_its_batch_is_in_the_audit_log() {
     let mut source = Observed::new(&jsonl);
     let name = source.name().to_owned();
     let log = audit_dir.clone();
-    source.on_ack = Box::new(move |through| {
+    source.on_ack = Some(Box::new(move |through| {
         // The log, read as a resumed run would, already covers the batch.
         let recorded = resume::interrupted_position(&log, &name)
             .expect("log readable")
@@ -167,7 +171,7 @@ fn a_source_is_acknowledged_only_once_its_batch_is_in_the_audit_log() {
             recorded.offset >= through.offset,
             "acknowledged {through:?} before the log held it (log at {recorded:?})"
         );
-    });
+    }));
     let acks = source.acks.clone();
     let stats = (host.run(&mut source, &mut Memory::default(), None, 3)).expect("run");
     host.close("test done").expect("closes");

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-use super::record::{CallStatus, Lifecycle, Outcome, Record};
+use super::record::{CallStatus, ChangeKind, GenerationRef, Lifecycle, Outcome, Record};
 use super::segments;
 use super::segments::read_bounded;
 
@@ -161,6 +161,60 @@ pub fn describe(entry: &Entry) -> String {
                         PluginText(&reasons.join("; "))
                     )
                 }
+                Lifecycle::GenerationChange {
+                    pack,
+                    trigger,
+                    from,
+                    to,
+                    plugins,
+                } => {
+                    let name = |g: &Option<GenerationRef>| {
+                        g.as_ref().map_or("none".to_owned(), |g| {
+                            format!("generation {} ({})", g.generation, PluginText(&g.version))
+                        })
+                    };
+                    let changes: Vec<String> = (plugins.iter())
+                        .filter(|p| p.change != ChangeKind::Unchanged)
+                        .map(|p| {
+                            let mut text = format!("{} {}", PluginText(&p.plugin), p.change.name());
+                            for c in &p.capabilities_added {
+                                let _ = write!(text, " +{c}");
+                            }
+                            for c in &p.capabilities_removed {
+                                let _ = write!(text, " -{c}");
+                            }
+                            text
+                        })
+                        .collect();
+                    write!(
+                        out,
+                        "generation change: {pack} {} -> {} ({}): {}",
+                        name(from),
+                        name(to),
+                        PluginText(trigger),
+                        if changes.is_empty() {
+                            "no plugin changed".to_owned()
+                        } else {
+                            changes.join(", ")
+                        }
+                    )
+                }
+                Lifecycle::ReloadRefused {
+                    source,
+                    trigger,
+                    kept,
+                    reasons,
+                    ..
+                } => write!(
+                    out,
+                    "reload refused: {source} ({}), {} stays current: {}",
+                    PluginText(trigger),
+                    kept.as_ref().map_or("nothing".to_owned(), |g| format!(
+                        "generation {}",
+                        g.generation
+                    )),
+                    PluginText(&reasons.join("; "))
+                ),
                 Lifecycle::Quarantine {
                     pack,
                     plugin,

@@ -3,7 +3,8 @@
 //!
 //! Kinds (the `kind` field of each line):
 //! - `lifecycle`: host start/stop, pack load (with every plugin's effective
-//!   grants, limits, config and component digest) or refusal, revocations
+//!   grants, limits, config and component digest) or refusal, a reload's
+//!   generation change or refusal, revocations
 //!   in force at load, grant changes (`vigil revoke`/`restore`), quarantine,
 //!   quarantine probe and lift, run start/end, torn-tail repair;
 //! - `batch`: the events of one batch (full, redacted or digests only),
@@ -82,6 +83,40 @@ pub enum Lifecycle {
     PackRefused {
         /// Where the pack came from.
         source: String,
+        /// Every problem found.
+        reasons: Vec<String>,
+    },
+    /// A reload changed a pack's current generation: a new one replaced
+    /// it (written after the new generation's `pack-load` and before any
+    /// call on it), a new pack was added, or a pack was removed.
+    GenerationChange {
+        /// Pack name.
+        pack: String,
+        /// What set the reload off: `watch: <paths>`, `SIGHUP`,
+        /// `admin: POST /reload`.
+        trigger: String,
+        /// The generation replaced; absent for a pack new to the host.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<GenerationRef>,
+        /// The generation now current; absent when the pack was removed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<GenerationRef>,
+        /// Per plugin id of either generation: what changed.
+        plugins: Vec<PluginChange>,
+    },
+    /// A reload was refused (the pack does not load, or its own test cases
+    /// fail): nothing of it runs, and the generation in force keeps running.
+    ReloadRefused {
+        /// The pack directory.
+        source: String,
+        /// The pack's name, when its manifest could be read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pack: Option<String>,
+        /// What set the reload off.
+        trigger: String,
+        /// The generation that stays current, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kept: Option<GenerationRef>,
         /// Every problem found.
         reasons: Vec<String>,
     },
@@ -190,6 +225,67 @@ pub enum Lifecycle {
         /// What was wrong.
         reason: String,
     },
+}
+
+/// A generation as a reload record names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationRef {
+    /// Generation number within the host process.
+    pub generation: u64,
+    /// The pack's version (`pack.toml`).
+    pub version: String,
+}
+
+/// How one plugin differs between two generations of its pack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginChange {
+    /// Plugin id.
+    pub plugin: String,
+    /// What happened to it.
+    pub change: ChangeKind,
+    /// SHA-256 of its component before (absent when added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_component: Option<String>,
+    /// SHA-256 of its component after (absent when removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_component: Option<String>,
+    /// Effective capabilities it gained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities_added: Vec<Capability>,
+    /// Effective capabilities it lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities_removed: Vec<Capability>,
+    /// Whether anything it is allowed changed (capabilities, scopes,
+    /// config, limits: the grant set's digest differs).
+    pub grants_changed: bool,
+}
+
+/// What happened to a plugin in a generation change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeKind {
+    /// New in this generation.
+    Added,
+    /// Gone from this generation.
+    Removed,
+    /// Its component or grants differ.
+    Changed,
+    /// Same component, same grants.
+    Unchanged,
+}
+
+impl ChangeKind {
+    /// The name the record uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Removed => "removed",
+            ChangeKind::Changed => "changed",
+            ChangeKind::Unchanged => "unchanged",
+        }
+    }
 }
 
 /// One revocation in force (`revocation.rs` keeps the list).

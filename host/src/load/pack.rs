@@ -245,34 +245,66 @@ pub struct Generation {
     pub enrichment: EnrichmentConfig,
 }
 
-/// A pack's current generation, swapped whole by a reload.
+/// The current generation of every pack a host runs, behind one atomic
+/// pointer: a reload swaps in a new list with one pack replaced, added or
+/// removed.
 ///
-/// Readers take an `Arc` of the generation ([`PackSlot::current`]) per
+/// Readers take an `Arc` of the whole list ([`PackSet::current`]) per
 /// batch and keep it until the batch and its enrichments are done, so
-/// in-flight work finishes on the generation it started with while new
-/// batches get the new one. No lock: a swap never waits for readers.
+/// in-flight work finishes on the generations it started with while new
+/// batches get the new ones. No lock: a swap never waits for readers.
+/// Pack names are distinct within a set (findings, state and the audit log
+/// name a plugin by pack and id).
 #[derive(Debug)]
-pub struct PackSlot {
-    current: arc_swap::ArcSwap<Generation>,
+pub struct PackSet {
+    current: arc_swap::ArcSwap<Vec<Arc<Generation>>>,
 }
 
-impl PackSlot {
-    /// A slot holding `generation`.
-    pub fn new(generation: Arc<Generation>) -> Self {
-        PackSlot {
-            current: arc_swap::ArcSwap::new(generation),
+impl PackSet {
+    /// A set holding `generations` (distinct pack names; the host checks).
+    pub fn new(generations: Vec<Arc<Generation>>) -> Self {
+        PackSet {
+            current: arc_swap::ArcSwap::from_pointee(generations),
         }
     }
 
-    /// The generation new work runs on.
-    pub fn current(&self) -> Arc<Generation> {
+    /// The generations new work runs on, one per pack.
+    pub fn current(&self) -> Arc<Vec<Arc<Generation>>> {
         self.current.load_full()
     }
 
-    /// Make `generation` current; returns the one it replaces (which lives
-    /// on until the last batch using it is done).
-    pub fn swap(&self, generation: Arc<Generation>) -> Arc<Generation> {
-        self.current.swap(generation)
+    /// The current generation of the pack named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Generation>> {
+        (self.current.load().iter())
+            .find(|g| g.manifest.name == name)
+            .cloned()
+    }
+
+    /// Make `generation` its pack's current one (adding the pack if it is
+    /// new); returns the generation it replaces, which lives on until the
+    /// last batch using it is done.
+    pub fn put(&self, generation: Arc<Generation>) -> Option<Arc<Generation>> {
+        let name = generation.manifest.name.clone();
+        let previous = self.current.rcu(|list| {
+            let mut list: Vec<Arc<Generation>> = (**list).clone();
+            match list.iter_mut().find(|g| g.manifest.name == name) {
+                Some(slot) => *slot = generation.clone(),
+                None => list.push(generation.clone()),
+            }
+            list
+        });
+        previous.iter().find(|g| g.manifest.name == name).cloned()
+    }
+
+    /// Stop running the pack named `name`; returns its last generation.
+    pub fn remove(&self, name: &str) -> Option<Arc<Generation>> {
+        let previous = self.current.rcu(|list| {
+            (list.iter())
+                .filter(|g| g.manifest.name != name)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        previous.iter().find(|g| g.manifest.name == name).cloned()
     }
 }
 

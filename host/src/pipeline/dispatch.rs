@@ -15,15 +15,17 @@ use vigil_event::Batch;
 use super::enrich::{self, Enriched};
 use super::host_log::{forward_logs, log_quarantine_changes};
 use super::input::{BatchReader, MalformedLine, RawEvents};
+use super::notice::{Notice, NoticeBoard};
+use super::observe::{BatchSeen, Observer};
 use super::position::Position;
 use super::record::{self, PluginCall};
 use super::sink::{FindingSink, JsonLines};
-use super::source::{DEFAULT_LINGER, EventSource, Lines};
+use super::source::{Acknowledge, DEFAULT_LINGER, EventSource, Lines};
 use crate::audit::redact::Scrub;
 use crate::audit::{AuditError, Auditor, BatchUnit};
 use crate::capability::tape::{CallStatus, HostCall};
 use crate::finding::{EnrichmentRecord, EnrichmentResult, FindingRecord};
-use crate::load::pack::{Generation, PackSlot};
+use crate::load::pack::{Generation, PackSet};
 use crate::load::policy::EnrichmentConfig;
 use crate::plugin_text::{self, PluginText};
 use crate::revocation::Revocations;
@@ -144,6 +146,17 @@ pub enum RunError {
         /// What failed.
         error: AuditError,
     },
+    /// A reload's record (a new generation, a refused reload) could not be
+    /// written: the run stops, since batches after it would run on a
+    /// generation the log does not show.
+    #[error(
+        "{error}; stopped while recording a pack reload (findings not yet recorded were not \
+         emitted; a resumed run continues after the last recorded batch)"
+    )]
+    AuditNotice {
+        /// What failed.
+        error: AuditError,
+    },
 }
 
 /// What happens to the lines a stopped run did not emit.
@@ -205,9 +218,11 @@ pub fn run_one(
     batch_size: usize,
     audit: Option<&mut Auditor>,
 ) -> Result<RunStats, RunError> {
-    let packs = [Arc::new(PackSlot::new(generation.clone()))];
+    let packs = PackSet::new(vec![generation.clone()]);
     let pipeline = Pipeline {
         packs: &packs,
+        notices: None,
+        observer: None,
         audit,
         revocations: generation.revocations.clone(),
         batch_size,
@@ -244,6 +259,8 @@ enum Message {
     /// Enrichment results are waiting (sent only when there is room, so a
     /// worker never blocks: a busy emitter drains them after each message).
     EnrichmentReady,
+    /// A record from outside the run (a reload), in order with batches.
+    Notice(Box<Notice>),
     /// The dispatcher has read everything.
     DispatchDone,
 }
@@ -260,7 +277,7 @@ struct Dispatched {
     /// The generation of each pack this batch ran on: the emitter sends
     /// its findings to those generations' enrichers, even if a pack was
     /// reloaded meanwhile.
-    generations: Vec<Arc<Generation>>,
+    generations: Arc<Vec<Arc<Generation>>>,
     calls: Vec<PluginCall>,
 }
 
@@ -279,12 +296,18 @@ struct Dispatched {
 /// [`RunError::Audit`].
 ///
 /// Each batch takes every pack's current generation when it is read
-/// ([`PackSlot::current`]) and keeps it to the end, enrichment included: a
-/// reload swaps the slot and the next batch runs on the new generation.
+/// ([`PackSet::current`]) and keeps it to the end, enrichment included: a
+/// reload swaps the set and the next batch runs on the new generation.
 pub struct Pipeline<'a> {
     /// The packs, each with its current generation. Pack names are
     /// distinct (the host refuses a second pack of the same name).
-    pub packs: &'a [Arc<PackSlot>],
+    pub packs: &'a PackSet,
+    /// Where reloads post their records while this run goes on. With a
+    /// board, packs may change during the run, so the enrichment workers
+    /// start even if no current pack has an enricher.
+    pub notices: Option<&'a NoticeBoard>,
+    /// Told about every recorded batch and emitted finding (metrics).
+    pub observer: Option<&'a dyn Observer>,
     /// Where batch units, enrichments and grant changes are recorded.
     pub audit: Option<&'a mut Auditor>,
     /// The revocations whose changes the audit stage records.
@@ -307,6 +330,8 @@ impl Pipeline<'_> {
         let started = Instant::now();
         let Pipeline {
             packs,
+            notices,
+            observer,
             audit,
             revocations,
             batch_size,
@@ -318,8 +343,8 @@ impl Pipeline<'_> {
         let (stats, detection) = std::thread::scope(|scope| {
             let (to_emitter, inbox) = mpsc::sync_channel::<Message>(PIPELINE_DEPTH);
             let (enriched_tx, enriched) = mpsc::channel::<Enriched>();
-            let any_enrichers = packs.iter().any(|p| !p.current().enrichers.is_empty());
-            let pool = any_enrichers.then(|| {
+            let any_enrichers = packs.current().iter().any(|g| !g.enrichers.is_empty());
+            let pool = (any_enrichers || notices.is_some()).then(|| {
                 let to_emitter = to_emitter.clone();
                 enrich::start(scope, &enrichment, move |done| {
                     let delivered = enriched_tx.send(done).is_ok();
@@ -330,8 +355,17 @@ impl Pipeline<'_> {
             });
             // Emitted batches' line buffers come back for reuse.
             let (recycle, recycled) = mpsc::channel::<RawEvents>();
-            // Batches durable in the log, for the source's `ack`.
-            let (acked, acks) = mpsc::channel::<Position>();
+            // Told on the audit stage's thread, as each batch is durable.
+            let acked = source.acknowledger();
+            if let Some(board) = notices {
+                let inbox = to_emitter.clone();
+                board.attach(Box::new(move |notice| {
+                    inbox.send(Message::Notice(notice)).map_err(|e| match e.0 {
+                        Message::Notice(notice) => notice,
+                        _ => unreachable!("only notices are sent here"),
+                    })
+                }));
+            }
             // Named, so profiles and `top -H` tell the audit stage apart.
             let emitter = std::thread::Builder::new().name("vigil-audit".into());
             let emitter = emitter.spawn_scoped(scope, {
@@ -345,6 +379,7 @@ impl Pipeline<'_> {
                         audit,
                         revocations,
                         enrichment,
+                        observer,
                         pool,
                         waiting: BTreeMap::new(),
                         next_token: 0,
@@ -357,9 +392,6 @@ impl Pipeline<'_> {
             });
             let emitter = emitter.expect("spawning the audit stage thread");
             let read = loop {
-                while let Ok(through) = acks.try_recv() {
-                    source.ack(through);
-                }
                 let start = source.position();
                 let mut malformed = Vec::new();
                 match source.fill(&mut batch, batch_size, linger, &mut malformed) {
@@ -377,7 +409,7 @@ impl Pipeline<'_> {
                 }
                 // This batch's generations, whatever reloads happen while
                 // it is in flight.
-                let generations: Vec<Arc<Generation>> = packs.iter().map(|p| p.current()).collect();
+                let generations = packs.current();
                 let mut calls = Vec::new();
                 let epoch = next_epoch();
                 if !batch.is_empty() {
@@ -414,20 +446,20 @@ impl Pipeline<'_> {
                     break Ok(());
                 }
             };
+            // Notices from here on wait on the board for the host to write
+            // (one being delivered now is in the inbox before the end).
+            if let Some(board) = notices {
+                board.detach();
+            }
             // Ignored when the emitter already stopped on an error.
             let _ = to_emitter.send(Message::DispatchDone);
             let detection = started.elapsed();
             drop(to_emitter);
             let emitted = emitter.join().expect("the emit stage does not panic");
-            // The last batches' acknowledgements.
-            for through in acks.try_iter() {
-                source.ack(through);
-            }
             // A run stopped early leaves writes of batches the log does not
             // hold: a later run must neither read nor commit them. The
             // rest is committed now rather than at the next group commit.
-            let generations: Vec<Arc<Generation>> = packs.iter().map(|p| p.current()).collect();
-            for plugin in generations.iter().flat_map(|g| &g.detectors) {
+            for plugin in packs.current().iter().flat_map(|g| &g.detectors) {
                 if let Some(store) = plugin.state_store() {
                     store.discard_unlogged();
                     // What the log holds, committed and durable as the run ends.
@@ -456,13 +488,14 @@ struct Emitter<'r> {
     audit: Option<&'r mut Auditor>,
     revocations: Arc<Revocations>,
     enrichment: &'r EnrichmentConfig,
+    observer: Option<&'r dyn Observer>,
     pool: Option<enrich::Pool>,
     /// Findings out for enrichment and not emitted yet, by token: each
     /// leaves by its `due` time, enriched or not.
     waiting: BTreeMap<u64, Waiting>,
     next_token: u64,
     recycle: mpsc::Sender<RawEvents>,
-    acked: mpsc::Sender<Position>,
+    acked: Box<dyn Acknowledge>,
     stats: RunStats,
 }
 
@@ -510,6 +543,7 @@ impl Emitter<'_> {
             match message {
                 Message::Batch(unit) => outstanding += self.batch(unit)?,
                 Message::EnrichmentReady => {}
+                Message::Notice(notice) => self.notice(*notice)?,
                 Message::DispatchDone => dispatch_done = true,
             }
             while let Ok(done) = enriched.try_recv() {
@@ -563,6 +597,17 @@ impl Emitter<'_> {
         }
     }
 
+    /// Record a notice from outside the run (without an audit log there is
+    /// nothing to record).
+    fn notice(&mut self, notice: Notice) -> Result<(), RunError> {
+        match self.audit.as_deref_mut() {
+            Some(audit) => {
+                record::notice(audit, notice).map_err(|error| RunError::AuditNotice { error })
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Count a quarantine in the run's summary.
     fn note_quarantine<T>(&mut self, plugin: &LoadedPlugin, outcome: &CallOutcome<T>) {
         if let Some(QuarantineChange::Quarantined { reason, .. }) = &outcome.after {
@@ -577,6 +622,7 @@ impl Emitter<'_> {
     /// enrichment. Returns how many went to enrichment.
     fn batch(&mut self, unit: Dispatched) -> Result<usize, RunError> {
         let source = self.source;
+        let written = Instant::now();
         let (batch_seq, scrub) = match self.audit.as_deref_mut() {
             Some(audit) => {
                 let raw = unit.raw.events();
@@ -601,7 +647,16 @@ impl Emitter<'_> {
             }
             None => (0, Scrub::default()),
         };
+        let audit_write = written.elapsed();
         self.commit_state(&unit, batch_seq);
+        if let Some(observer) = self.observer {
+            observer.batch(&BatchSeen {
+                events: unit.raw.len() as u64,
+                malformed: unit.malformed.len() as u64,
+                calls: &unit.calls,
+                audit_write,
+            });
+        }
         self.stats.malformed += unit.malformed.len() as u64;
         self.stats.events += unit.raw.len() as u64;
         let mut records = Vec::new();
@@ -659,9 +714,8 @@ impl Emitter<'_> {
         }
         self.sink.flush().map_err(RunError::Output)?;
         // Durable in the log and emitted (or waiting for enrichment, which
-        // is recorded on its own): the source may commit past it. The
-        // dispatcher may have finished already; then nobody needs it.
-        let _ = self.acked.send(unit.end);
+        // is recorded on its own): the source may commit past it.
+        self.acked.ack(unit.end);
         // The dispatcher may have finished already; then the buffer just drops.
         let _ = self.recycle.send(unit.raw);
         Ok(sent)
@@ -738,6 +792,9 @@ impl Emitter<'_> {
 
     fn write_finding(&mut self, record: &FindingRecord) -> Result<(), RunError> {
         self.sink.emit(record).map_err(RunError::Output)?;
+        if let Some(observer) = self.observer {
+            observer.finding(record);
+        }
         self.stats.findings += 1;
         Ok(())
     }

@@ -16,6 +16,7 @@ use crate::load::pack::Generation;
 use crate::run::plugin::{CallError, CallOutcome, LoadedPlugin, QuarantineChange};
 
 use super::input::MalformedLine;
+use super::notice::Notice;
 
 /// One detector call of a batch, as the dispatcher hands it to the audit
 /// stage.
@@ -63,6 +64,17 @@ pub fn pack_load(auditor: &mut Auditor, generation: &Generation) -> Result<(), A
         auditor.lifecycle(Lifecycle::RevocationsInForce { revocations })?;
     }
     Ok(())
+}
+
+/// Record a notice posted from outside the pipeline (`notice.rs`).
+pub fn notice(auditor: &mut Auditor, notice: Notice) -> Result<(), AuditError> {
+    match notice {
+        Notice::Generation { generation, change } => {
+            pack_load(auditor, &generation)?;
+            auditor.lifecycle(change).map(drop)
+        }
+        Notice::Lifecycle(lifecycle) => auditor.lifecycle(lifecycle).map(drop),
+    }
 }
 
 /// The records of enricher `calls` on `finding`.

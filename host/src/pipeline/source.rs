@@ -3,11 +3,12 @@
 //!
 //! The pipeline treats a source's [`Position`] as opaque: it takes one
 //! before and after each batch, records both in the audit log and hands
-//! the end back through [`EventSource::ack`] once the batch unit is durable
+//! the end to the source's [`Acknowledge`] once the batch unit is durable
 //! there. A source whose position lives elsewhere (a Kafka offset, a
-//! followed file's cursor) commits it in `ack`, so nothing acknowledged
-//! upstream is missing from the log. Files and stdin need no `ack`: a
-//! resumed run finds its place in the audit log (`audit::resume`).
+//! followed file's cursor, an HTTP request waiting for its answer) commits
+//! it there, so nothing acknowledged upstream is missing from the log.
+//! Files and stdin need no acknowledgement: a resumed run finds its place
+//! in the audit log (`audit::resume`).
 //!
 //! A batch closes when it holds `size` events or, on a live source, when
 //! `linger` has passed since its first event and no further line is ready,
@@ -54,12 +55,27 @@ pub trait EventSource {
     /// [`BatchReader::take_raw`]).
     fn take_raw(&mut self, spare: RawEvents) -> RawEvents;
 
-    /// Everything up to `through` is in the audit log (written to the
-    /// kernel, so a killed host keeps it; `fdatasync` follows within
-    /// `[audit] fsync_interval_ms`) or, in a run without one, emitted.
-    /// Called in order, at most once per batch.
+    /// Who is told when batches are durable. Taken once when a run starts
+    /// and called on the audit stage's thread as soon as each batch is in
+    /// the log, so an acknowledgement never waits for the source's next
+    /// event. The default tells nobody.
+    fn acknowledger(&mut self) -> Box<dyn Acknowledge> {
+        Box::new(|_: Position| {})
+    }
+}
+
+/// Told that everything up to `through` is in the audit log (written to
+/// the kernel, so a killed host keeps it; `fdatasync` follows within
+/// `[audit] fsync_interval_ms`) or, in a run without one, emitted. Called
+/// in order, at most once per batch.
+pub trait Acknowledge: Send {
+    /// Everything up to `through` is durable.
+    fn ack(&mut self, through: Position);
+}
+
+impl<F: FnMut(Position) + Send> Acknowledge for F {
     fn ack(&mut self, through: Position) {
-        let _ = through;
+        self(through)
     }
 }
 
@@ -100,10 +116,16 @@ impl Lines<Chunks> {
     pub fn live(name: impl Into<String>, reader: impl Read + Send + 'static) -> io::Result<Self> {
         let name = name.into();
         let chunks = Chunks::spawn(&name, reader)?;
-        Ok(Lines {
+        Ok(Lines::from_chunks(name, chunks))
+    }
+
+    /// Bytes a producer of the host's own sends as `chunks`, batched as
+    /// a live source (closing after the linger time).
+    pub fn from_chunks(name: impl Into<String>, chunks: Chunks) -> Self {
+        Lines {
             ready_by: Some(Chunks::ready_by),
             ..Lines::new(name, chunks)
-        })
+        }
     }
 
     /// Standard input.
@@ -196,6 +218,18 @@ const CHUNK_BYTES: usize = 64 * 1024;
 const CHUNKS_AHEAD: usize = 16;
 
 impl Chunks {
+    /// Bytes sent on `incoming` by a producer of the host's own (HTTP
+    /// ingest); the source ends when every sender is dropped.
+    pub fn from_channel(incoming: mpsc::Receiver<io::Result<Vec<u8>>>) -> Self {
+        Chunks {
+            incoming,
+            current: Vec::new(),
+            consumed: 0,
+            ended: false,
+            pending_error: None,
+        }
+    }
+
     fn spawn(name: &str, mut reader: impl Read + Send + 'static) -> io::Result<Self> {
         let (send, incoming) = mpsc::sync_channel(CHUNKS_AHEAD);
         std::thread::Builder::new()
@@ -221,13 +255,7 @@ impl Chunks {
                     }
                 }
             })?;
-        Ok(Chunks {
-            incoming,
-            current: Vec::new(),
-            consumed: 0,
-            ended: false,
-            pending_error: None,
-        })
+        Ok(Chunks::from_channel(incoming))
     }
 
     /// Whether a whole line is buffered or arrives (or the input ends)
