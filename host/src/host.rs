@@ -25,7 +25,7 @@ use crate::load::pack::{Generation, LoadErrors, PackSet, PackSource};
 use crate::load::policy::Policy;
 use crate::load::runtime::Runtime;
 use crate::pipeline::dispatch::{Pipeline, RunError, RunStats};
-use crate::pipeline::notice::NoticeBoard;
+use crate::pipeline::notice::{Notice, NoticeBoard};
 use crate::pipeline::observe::Observer;
 use crate::pipeline::position::Position;
 use crate::pipeline::record;
@@ -143,21 +143,7 @@ impl Host {
             record::pack_load(&mut auditor, &generation)?;
             generations.push(generation);
         }
-        // Detectors' state the log holds and their stores lack (a host
-        // killed between the two).
-        let gated: Vec<Gated<'_>> = (generations.iter())
-            .flat_map(|g| &g.detectors)
-            .filter_map(|p| {
-                Some(Gated {
-                    pack: &p.pack,
-                    plugin: &p.id,
-                    store: p.state_store()?,
-                })
-            })
-            .collect();
-        let redact = &runtime.policy.audit.redact;
-        let redacting = !(redact.drop.is_empty() && redact.hash.is_empty());
-        recovery::bring_forward(&auditor, redacting, &gated)?;
+        bring_state_forward(&auditor, &runtime.policy, &generations)?;
         let revocations_file = runtime.state_dir.join(revocation::FILE);
         let watcher = revocation::watch(&revocations_file, runtime.revocations.clone()).map_err(
             |source| HostError::Watch {
@@ -206,11 +192,19 @@ impl Host {
         self.observer = Some(observer);
     }
 
-    /// Write the notices posted while no run was attached.
+    /// Write the notices posted while no run was attached. Generations
+    /// loaded that way (a service's packs at start) have had no call yet:
+    /// their detectors' state is brought forward from the log first, as
+    /// [`Host::open`] does for its packs.
     fn write_pending_notices(&mut self) -> Result<(), HostError> {
+        let mut loaded = Vec::new();
         for notice in self.notices.take_pending() {
+            if let Notice::Generation { generation, .. } = &notice {
+                loaded.push(generation.clone());
+            }
             record::notice(&mut self.auditor, notice)?;
         }
+        bring_state_forward(&self.auditor, &self.runtime.policy, &loaded)?;
         Ok(())
     }
 
@@ -279,4 +273,31 @@ impl Host {
         self.write_pending_notices()?;
         Ok(self.auditor.close(reason)?)
     }
+}
+
+/// Detectors' state the log holds and their stores lack (a host killed
+/// between the two), applied before any of `generations` is called
+/// (`state/recovery.rs`).
+fn bring_state_forward(
+    auditor: &Auditor,
+    policy: &Policy,
+    generations: &[Arc<Generation>],
+) -> Result<(), HostError> {
+    let gated: Vec<Gated<'_>> = (generations.iter())
+        .flat_map(|g| &g.detectors)
+        .filter_map(|p| {
+            Some(Gated {
+                pack: &p.pack,
+                plugin: &p.id,
+                store: p.state_store()?,
+            })
+        })
+        .collect();
+    if gated.is_empty() {
+        return Ok(());
+    }
+    let redact = &policy.audit.redact;
+    let redacting = !(redact.drop.is_empty() && redact.hash.is_empty());
+    recovery::bring_forward(auditor, redacting, &gated)?;
+    Ok(())
 }

@@ -21,6 +21,8 @@
 //! - [`host`]: the library host every running command goes through;
 //! - [`control`]: the control plane of a long-running host: packs
 //!   reloaded by generations when their directory changes, status;
+//! - [`serve`]: `vigil serve`, the host as a service: HTTP ingest, admin
+//!   API, Prometheus metrics, signals;
 //! - [`revocation`]: `vigil revoke`/`restore`, their live effect and audit trail;
 //! - [`replay`]: `vigil replay`, re-running recorded invocations;
 //! - [`pack_test`]: the `vigil test` command;
@@ -43,4 +45,5 @@ pub mod plugin_text;
 pub mod replay;
 pub mod revocation;
 pub mod run;
+pub mod serve;
 pub mod state;

@@ -86,7 +86,10 @@ impl fmt::Display for CaseResult {
 
 /// Run every test case of the pack at `source`.
 pub fn run_cases(runtime: &Runtime, source: &PackSource) -> Result<Vec<CaseResult>, String> {
-    let generation = runtime.load(source.clone()).map_err(|e| e.to_string())?;
+    // Scratch state: a running host's stores are not touched.
+    let scratch = tempfile::tempdir().map_err(|e| format!("temporary state dir: {e}"))?;
+    let generation =
+        (runtime.load_with_state_dir(source.clone(), scratch.path())).map_err(|e| e.to_string())?;
     let cases = generation.manifest.tests.clone();
     drop(generation);
     Ok(cases

@@ -28,12 +28,25 @@ pub fn watch_packs(
     mut on_change: impl FnMut(BTreeSet<PathBuf>) + Send + 'static,
 ) -> Result<PacksWatcher, notify::Error> {
     let root = packs_dir.to_owned();
+    // Events may name paths through the directory's canonical form; they
+    // are mapped back to `packs_dir`'s own entries.
+    let canonical = std::fs::canonicalize(packs_dir).map_err(notify::Error::io)?;
     let mut watcher = new_debouncer(
         settle,
         None,
         move |events: DebounceEventResult| match events {
             Ok(events) => {
-                let touched = pack_dirs_touched(&root, events.iter().flat_map(|e| &e.paths));
+                // Reads are not changes: a reload reads the pack's files,
+                // and counting those would reload it again, for ever.
+                let changes =
+                    (events.iter()).filter(|e| !matches!(e.kind, notify::EventKind::Access(_)));
+                let paths: Vec<PathBuf> = (changes.flat_map(|e| &e.paths))
+                    .map(|p| match p.strip_prefix(&canonical) {
+                        Ok(rel) => root.join(rel),
+                        Err(_) => p.clone(),
+                    })
+                    .collect();
+                let touched = pack_dirs_touched(&root, paths.iter());
                 if !touched.is_empty() {
                     on_change(touched);
                 }

@@ -3,6 +3,7 @@
 //!
 //! - [`manifest`]: `pack.toml`, what a pack's plugins request;
 //! - [`policy`]: `vigil.toml`, what the operator grants and the limits;
+//! - [`service`]: its `[serve]` table, how `vigil serve` runs;
 //! - [`engine`]: the wasmtime engine (pooling, epochs) and compile cache;
 //! - [`grants`]: what a plugin was allowed, as recorded at load;
 //! - [`runtime`]: the operator-scoped objects a load needs;
@@ -19,3 +20,4 @@ pub mod pack;
 pub mod policy;
 pub mod preinit;
 pub mod runtime;
+pub mod service;

@@ -57,6 +57,9 @@
 //! requests_per_minute = 60
 //! headers = [{ origin = "https://api.openai.com", name = "Authorization", value = "Bearer ${AI_API_KEY}" }]
 //!
+//! [serve]                       # `vigil serve` only: packs directory, ingest, admin
+//! packs_dir = "packs"           # (every field: `service.rs`)
+//!
 //! [packs.starter.plugins.ioc-match]
 //! capabilities = ["files"]
 //! files = { dirs = ["intel/"], max_file_bytes = 16777216 } # pack directories it may read below
@@ -73,6 +76,7 @@ use crate::capability::registry::for_each_capability;
 use crate::capability::{Capability, HostCapability};
 use crate::load::engine::MAX_PLUGIN_MEMORY_BYTES;
 use crate::load::manifest::World;
+pub use crate::load::service::ServeConfig;
 pub use crate::run::limits::Limits;
 
 /// A parsed `vigil.toml`.
@@ -110,6 +114,9 @@ pub struct Policy {
     /// Grants by pack name.
     #[serde(default)]
     pub packs: BTreeMap<String, PackGrants>,
+    /// How `vigil serve` runs (`service.rs`); other commands ignore it.
+    #[serde(default)]
+    pub serve: Option<ServeConfig>,
 }
 
 /// Grants for one pack.
@@ -299,6 +306,11 @@ impl Policy {
             return err(format!(
                 "[enrichment] wait_ms must be between 1 and {MAX_POLICY_WAIT_MS} (a day)"
             ));
+        }
+        if let Some(serve) = &self.serve
+            && let Err(why) = serve.validate()
+        {
+            return err(why);
         }
         if self.batch_size == Some(0) {
             return err("`batch_size` must be at least 1".into());

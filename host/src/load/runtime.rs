@@ -68,24 +68,28 @@ impl Runtime {
 
     /// Load `source` with plugin state kept in this runtime's state dir.
     pub fn load(&self, source: PackSource) -> Result<Arc<Generation>, LoadErrors> {
-        self.load_into(source, &self.state_stores)
+        let number = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        self.load_into(source, &self.state_stores, number)
     }
 
     /// Load `source` keeping plugin state in `state_dir` instead (used by
     /// `vigil test`, which gives every case a fresh, empty state, and
-    /// `vigil check`, which must not touch a running host's stores).
+    /// `vigil check`, which must not touch a running host's stores). Such
+    /// a scratch generation is never current in a host, so it takes no
+    /// generation number: its `number` is 0.
     pub fn load_with_state_dir(
         &self,
         source: PackSource,
         state_dir: &Path,
     ) -> Result<Arc<Generation>, LoadErrors> {
-        self.load_into(source, &StateStores::new(state_dir))
+        self.load_into(source, &StateStores::new(state_dir), 0)
     }
 
     fn load_into(
         &self,
         source: PackSource,
         state_stores: &StateStores,
+        generation: u64,
     ) -> Result<Arc<Generation>, LoadErrors> {
         let ctx = LoadContext {
             engine: &self.engine,
@@ -94,7 +98,7 @@ impl Runtime {
             state_stores,
             clock_origin: self.clock_origin,
             revocations: &self.revocations,
-            generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
+            generation,
             file_store: self.file_store.clone(),
         };
         Generation::load(&ctx, source).map(Arc::new)

@@ -5,6 +5,7 @@ mod audit;
 mod grants;
 mod pack;
 mod run;
+mod serve;
 mod settings;
 
 use std::io::{self, IsTerminal};
@@ -126,6 +127,30 @@ enum Command {
         reason: String,
         #[command(flatten)]
         host: HostArgs,
+    },
+    /// Run as a service until SIGTERM/SIGINT: packs from `[serve] packs_dir`,
+    /// hot-reloaded when their files change (or on SIGHUP, or `POST /reload`),
+    /// HTTP ingest, admin API and Prometheus metrics (README "Run as a service").
+    Serve {
+        /// The config: the operator policy with a `[serve]` table.
+        #[arg(long, default_value = "vigil.toml")]
+        config: PathBuf,
+        /// Directory for plugin state and the compile cache (overrides `state_dir`).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Audit log directory (default: `[audit] path`, else STATE_DIR/audit).
+        #[arg(long)]
+        audit: Option<PathBuf>,
+    },
+    /// Print the status of a running `vigil serve` (packs, generations,
+    /// grants, quarantines, revocations, last reloads) from its admin API.
+    Status {
+        /// The config of the running service (its `[serve.admin]`).
+        #[arg(long, default_value = "vigil.toml")]
+        config: PathBuf,
+        /// Print the JSON `GET /status` returns.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a pack's test cases; exits non-zero with a diff on any mismatch.
     Test {
@@ -257,5 +282,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             host,
         } => grants::change_grant(&host, Action::Restore, plugin, capability, reason),
         Command::Test { pack, host } => pack::test_command(pack.as_deref(), &host),
+        Command::Serve {
+            config,
+            state_dir,
+            audit,
+        } => serve::serve_command(&config, state_dir, audit),
+        Command::Status { config, json } => serve::status_command(&config, json),
     }
 }
