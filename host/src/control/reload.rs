@@ -72,6 +72,10 @@ impl Outcome {
     }
 }
 
+/// "Reload every pack directory", as the service hands it to SIGHUP and
+/// `POST /reload`: the trigger names who asked.
+pub type ReloadAll = Arc<dyn Fn(&str) -> Vec<(PathBuf, Outcome)> + Send + Sync>;
+
 /// The last reload of one pack directory, for `/status`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DirStatus {

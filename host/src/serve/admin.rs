@@ -24,7 +24,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use crate::capability::Capability;
-use crate::control::reload::Outcome;
+use crate::control::reload::{Outcome, ReloadAll};
 use crate::control::status::HostStatus;
 use crate::load::policy::AuditConfig;
 use crate::load::service::AdminConfig;
@@ -39,7 +39,7 @@ pub struct Admin {
     /// The host's status now.
     pub status: Arc<dyn Fn() -> HostStatus + Send + Sync>,
     /// Reload every pack directory (`trigger` names who asked).
-    pub reload: Arc<dyn Fn(&str) -> Vec<(PathBuf, Outcome)> + Send + Sync>,
+    pub reload: ReloadAll,
     /// The service's metrics.
     pub metrics: Arc<Metrics>,
     /// The ingest queue (for its gauges).

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
-use crate::control::reload::{Outcome, Reloader};
+use crate::control::reload::{Outcome, ReloadAll, Reloader};
 use crate::control::status;
 use crate::control::watch::watch_packs;
 use crate::host::{Host, HostError, HostOptions};
@@ -151,13 +151,14 @@ pub fn serve(options: ServeOptions) -> Result<Served, ServeError> {
     let reload_all = {
         let (reloader, metrics, dir) =
             (reloader.clone(), metrics.clone(), config.packs_dir.clone());
-        Arc::new(move |trigger: &str| {
+        let reload_all: ReloadAll = Arc::new(move |trigger: &str| {
             let outcomes = reloader.reload_all(&dir, trigger);
             for (_, outcome) in &outcomes {
                 count(&metrics, outcome);
             }
             outcomes
-        })
+        });
+        reload_all
     };
     reload_all("start");
     let _watcher = {
@@ -189,7 +190,9 @@ pub fn serve(options: ServeOptions) -> Result<Served, ServeError> {
     let mut servers = Vec::new();
     if let Some(c) = &config.ingest {
         let listener = bind(&network, c.listen, "[serve.ingest]")?;
-        tracing::info!("ingest: POST http://{}/ingest", c.listen);
+        // The bound address (port 0 in the config picks a free one).
+        let addr = listener.local_addr().unwrap_or(c.listen);
+        tracing::info!("ingest: POST http://{addr}/ingest");
         servers.push(network.spawn(serve_router(listener, ingest.router(), stop_rx.clone())));
     }
     if let Some(c) = &config.admin {
@@ -210,7 +213,8 @@ pub fn serve(options: ServeOptions) -> Result<Served, ServeError> {
             token,
         };
         let listener = bind(&network, c.listen, "[serve.admin]")?;
-        tracing::info!("admin: http://{}/status", c.listen);
+        let addr = listener.local_addr().unwrap_or(c.listen);
+        tracing::info!("admin: http://{addr}/status");
         servers.push(network.spawn(serve_router(listener, admin.router(), stop_rx.clone())));
     }
     // Signals: the first SIGTERM or SIGINT stops; SIGHUP reloads.
@@ -321,8 +325,6 @@ async fn serve_router(
         tracing::error!("HTTP server: {e}");
     }
 }
-
-type ReloadAll = Arc<dyn Fn(&str) -> Vec<(PathBuf, Outcome)> + Send + Sync>;
 
 async fn signals(stop: watch::Sender<Option<String>>, reload: ReloadAll) {
     use tokio::signal::unix::{SignalKind, signal};

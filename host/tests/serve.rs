@@ -1,0 +1,611 @@
+//! `vigil serve` as an operator runs it: the real binary, real sockets on
+//! loopback, a real packs directory changed under it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use vigil::audit::query::{Entry, for_each};
+use vigil::audit::record::{BatchRecord, Lifecycle, Record};
+
+/// A copy of a directory tree.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+fn starter_dir() -> &'static Path {
+    Path::new(vigil::artifacts::STARTER_PACK_DIR)
+}
+
+/// A running `vigil serve` over a packs directory holding the starter pack.
+struct Service {
+    dir: tempfile::TempDir,
+    child: Child,
+    ingest: String,
+    admin: String,
+    /// Every stderr line so far, for failure messages.
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Service {
+    fn start(extra: &str) -> Service {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(starter_dir(), &dir.path().join("packs/starter"));
+        let policy =
+            std::fs::read_to_string(starter_dir().join("starter-policy.toml")).expect("policy");
+        let config = format!(
+            "{policy}\nstate_dir = \"state\"\n{extra}\n[serve]\npacks_dir = \"packs\"\n\
+             [serve.ingest]\nlisten = \"127.0.0.1:0\"\n[serve.admin]\nlisten = \"127.0.0.1:0\"\n\
+             [serve.output]\npath = \"findings.jsonl\"\n"
+        );
+        // `state_dir` must precede the tables; put it first.
+        let config = format!(
+            "state_dir = \"state\"\n{}",
+            config.replace("\nstate_dir = \"state\"\n", "\n")
+        );
+        std::fs::write(dir.path().join("vigil.toml"), config).expect("config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["serve", "--config", "vigil.toml"])
+            .current_dir(dir.path())
+            .env("VIGIL_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("vigil serve starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (addrs, found) = mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    for (prefix, what) in [
+                        ("ingest: POST http://", "ingest"),
+                        ("admin: http://", "admin"),
+                    ] {
+                        if let Some(rest) = line.split(prefix).nth(1) {
+                            let addr = rest.split('/').next().unwrap_or_default().to_owned();
+                            let _ = addrs.send((what, addr));
+                        }
+                    }
+                    log.lock().expect("log").push(line);
+                }
+            });
+        }
+        let mut ingest = None;
+        let mut admin = None;
+        while ingest.is_none() || admin.is_none() {
+            let (what, addr) = found
+                .recv_timeout(Duration::from_secs(120))
+                .unwrap_or_else(|_| panic!("vigil serve did not start: {:?}", log.lock()));
+            match what {
+                "ingest" => ingest = Some(addr),
+                _ => admin = Some(addr),
+            }
+        }
+        Service {
+            dir,
+            child,
+            ingest: format!("http://{}/ingest", ingest.expect("ingest")),
+            admin: format!("http://{}", admin.expect("admin")),
+            log,
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let body = ureq::get(&format!("{}/status", self.admin))
+            .call()
+            .expect("status answers")
+            .into_string()
+            .expect("status body");
+        serde_json::from_str(&body).expect("status is JSON")
+    }
+
+    /// The last reload of the starter pack's directory: (at, outcome).
+    fn last_reload(&self) -> Option<(String, String)> {
+        let status = self.status();
+        let reloads = status["reloads"].as_array()?;
+        let last = (reloads.iter()).find(|r| {
+            r["dir"]
+                .as_str()
+                .is_some_and(|d| d.ends_with("packs/starter"))
+        })?;
+        Some((
+            last["at"].as_str()?.to_owned(),
+            last["outcome"].as_str()?.to_owned(),
+        ))
+    }
+
+    fn current_version(&self) -> String {
+        self.status()["packs"][0]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) -> (tempfile::TempDir, Vec<String>) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let status = self.child.wait().expect("waits");
+        // The stderr reader has the last lines once the pipe closes.
+        std::thread::sleep(Duration::from_millis(50));
+        let log = self.log.lock().expect("log").clone();
+        assert!(
+            status.success(),
+            "vigil serve exited with {status}: {log:#?}"
+        );
+        (self.dir, log)
+    }
+}
+
+/// POST `body`; the accepted line count on 200, else the status code.
+fn post(url: &str, body: &[u8]) -> Result<u64, u16> {
+    match ureq::post(url).send_bytes(body) {
+        Ok(response) => {
+            let v: serde_json::Value =
+                serde_json::from_str(&response.into_string().expect("body")).expect("JSON");
+            Ok(v["accepted"].as_u64().expect("accepted"))
+        }
+        Err(ureq::Error::Status(code, _)) => Err(code),
+        // Refused or reset: the host has stopped listening.
+        Err(_) => Err(0),
+    }
+}
+
+/// A client posting the starter events in bodies of `lines` lines, `pause`
+/// apart, until `stop`; returns the events acknowledged with 200.
+fn load(
+    url: &str,
+    lines: usize,
+    pause: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    let url = url.to_owned();
+    let events = std::fs::read_to_string(starter_dir().join("events.jsonl")).expect("events");
+    std::thread::spawn(move || {
+        let all: Vec<&str> = events.lines().collect();
+        let mut acked = 0;
+        'outer: while !stop.load(Ordering::Relaxed) {
+            for chunk in all.chunks(lines) {
+                if stop.load(Ordering::Relaxed) {
+                    break 'outer;
+                }
+                let body = chunk.join("\n") + "\n";
+                match post(&url, body.as_bytes()) {
+                    Ok(n) => {
+                        acked += n;
+                        std::thread::sleep(pause);
+                    }
+                    Err(429) => std::thread::sleep(Duration::from_millis(50)),
+                    Err(_) => break 'outer,
+                }
+            }
+        }
+        acked
+    })
+}
+
+/// Every record of the audit log under `dir`.
+fn records(audit: &Path) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for_each(audit, |entry, _| out.push(entry)).expect("log readable");
+    out
+}
+
+/// The events of the ingest stream in order, as the batch records hold them.
+fn ingest_batches(entries: &[Entry]) -> Vec<(u64, &BatchRecord)> {
+    (entries.iter())
+        .filter_map(|e| match &e.record {
+            Record::Batch(b) if b.source == "http-ingest" => Some((e.seq, b)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn ingest_acknowledges_only_what_the_log_holds_and_sigterm_loses_nothing_acknowledged() {
+    let service = Service::start("");
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..3)
+        .map(|_| load(&service.ingest, 97, Duration::ZERO, stop.clone()))
+        .collect();
+    // Let some load through, then stop the host under it.
+    let started = Instant::now();
+    while service.status()["packs"][0]["generation"].is_null()
+        || started.elapsed() < Duration::from_secs(3)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let metrics = ureq::get(&format!("{}/metrics", service.admin))
+        .call()
+        .expect("metrics")
+        .into_string()
+        .expect("text");
+    assert!(metrics.contains("vigil_events_total"), "{metrics}");
+    let (dir, log) = service.stop();
+    stop.store(true, Ordering::Relaxed);
+    let acked: u64 = clients.into_iter().map(|c| c.join().expect("client")).sum();
+    assert!(acked > 0, "no event was acknowledged: {log:#?}");
+
+    let entries = records(&dir.path().join("state/audit"));
+    let batches = ingest_batches(&entries);
+    let recorded: u64 = batches.iter().map(|(_, b)| b.end.line - b.start.line).sum();
+    assert!(
+        recorded >= acked,
+        "{acked} events acknowledged but only {recorded} in the log"
+    );
+    // Every batch has one invocation per detector of the starter pack.
+    let mut per_batch: BTreeMap<u64, usize> = BTreeMap::new();
+    for e in &entries {
+        if let Record::Invocation(i) = &e.record {
+            *per_batch.entry(i.batch).or_default() += 1;
+        }
+    }
+    for (seq, _) in &batches {
+        assert_eq!(per_batch.get(seq), Some(&3), "batch record #{seq}");
+    }
+    let stopped = entries.iter().rev().find_map(|e| match &e.record {
+        Record::Lifecycle(Lifecycle::HostStop { reason }) => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(stopped.as_deref(), Some("serve stopped: SIGTERM"));
+    let verify = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["audit", "verify", "--audit", "state/audit"])
+        .current_dir(dir.path())
+        .output()
+        .expect("verify runs");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
+/// One way to replace the starter pack in the packs directory.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Replacement {
+    /// A new version, written in place the way editors save (temp file
+    /// renamed over `pack.toml`).
+    NewVersion,
+    /// A new version as a whole new directory renamed over the old one.
+    DirectorySwap,
+    /// A component that is not Wasm.
+    CorruptWasm,
+    /// A typo in `pack.toml`.
+    BrokenManifest,
+    /// A test case expecting a finding the pack does not produce.
+    FailingTest,
+    /// `pack.toml` present, a component not copied yet.
+    HalfCopied,
+}
+
+impl Replacement {
+    fn is_good(self) -> bool {
+        matches!(self, Replacement::NewVersion | Replacement::DirectorySwap)
+    }
+}
+
+/// Write `text` to `path` through a temp file renamed over it.
+fn save(path: &Path, text: &[u8]) {
+    let tmp = path.with_extension("swp");
+    std::fs::write(&tmp, text).expect("write temp");
+    std::fs::rename(&tmp, path).expect("rename over");
+}
+
+/// Put a good copy of the starter pack, version `version`, at `dir`.
+fn good_pack(dir: &Path, version: u32) {
+    copy_dir(starter_dir(), dir);
+    let manifest = std::fs::read_to_string(starter_dir().join("pack.toml")).expect("manifest");
+    let manifest = manifest.replacen(
+        "version = \"0.1.0\"",
+        &format!("version = \"0.{version}.0\""),
+        1,
+    );
+    assert!(
+        manifest.contains(&format!("0.{version}.0")),
+        "the starter pack is version 0.1.0"
+    );
+    save(&dir.join("pack.toml"), manifest.as_bytes());
+}
+
+fn apply(packs: &Path, replacement: Replacement, version: u32) {
+    let pack = packs.join("starter");
+    match replacement {
+        // Only ever after a good one: the one file that changes.
+        Replacement::NewVersion => {
+            let manifest = std::fs::read_to_string(pack.join("pack.toml")).expect("manifest");
+            let at = manifest.find("version = \"").expect("a version") + 11;
+            let end = at + manifest[at..].find('"').expect("quoted");
+            let manifest = format!("{}0.{version}.0{}", &manifest[..at], &manifest[end..]);
+            save(&pack.join("pack.toml"), manifest.as_bytes());
+        }
+        Replacement::DirectorySwap => {
+            // Staged under a hidden name (ignored by the watcher), then
+            // renamed in. The old copy is kept: a watch on a directory
+            // follows its inode, and deleting it could name the old path.
+            let staging = packs.join(format!(".starter.new.{version}"));
+            good_pack(&staging, version);
+            std::fs::rename(&pack, packs.join(format!(".starter.old.{version}")))
+                .expect("move old aside");
+            std::fs::rename(&staging, &pack).expect("swap in");
+        }
+        Replacement::CorruptWasm => save(&pack.join("brute_force.wasm"), b"\0asm garbage"),
+        Replacement::BrokenManifest => {
+            let manifest = std::fs::read_to_string(pack.join("pack.toml")).expect("manifest");
+            save(
+                &pack.join("pack.toml"),
+                manifest.replacen("name =", "nmae =", 1).as_bytes(),
+            );
+        }
+        Replacement::FailingTest => {
+            save(
+                &pack.join("cases/brute-force/expected.json"),
+                br#"[{"plugin": "brute-force", "rule_id": "vigil.never", "event": 1}]"#,
+            );
+        }
+        Replacement::HalfCopied => {
+            std::fs::remove_file(pack.join("ioc_match.wasm")).expect("remove a component");
+        }
+    }
+}
+
+#[test]
+fn a_reload_storm_under_load_never_activates_a_bad_generation_and_loses_no_event() {
+    let service = Service::start("");
+    let packs = service.path("packs");
+    let stop = Arc::new(AtomicBool::new(false));
+    // A steady stream (about 600 events/s) rather than a flood: the point
+    // is events in flight at every reload, and the stream is run again
+    // without reloads at the end.
+    let clients = vec![load(
+        &service.ingest,
+        61,
+        Duration::from_millis(100),
+        stop.clone(),
+    )];
+    use Replacement::*;
+    let bad = [CorruptWasm, BrokenManifest, FailingTest, HalfCopied];
+    // 50 replacements: each bad one is repaired by a whole new directory
+    // swapped in, then a version bump saved in place.
+    let plan: Vec<Replacement> = (0..17)
+        .flat_map(|i| [bad[i % bad.len()], DirectorySwap, NewVersion])
+        .take(50)
+        .collect();
+    let bad_count = plan.iter().filter(|r| !r.is_good()).count();
+    let mut version = 1;
+    let mut good_versions = BTreeSet::from(["0.1.0".to_owned()]);
+    for replacement in plan {
+        if replacement.is_good() {
+            version += 1;
+            good_versions.insert(format!("0.{version}.0"));
+        }
+        let before = service.current_version();
+        let before_reload = service.last_reload();
+        apply(&packs, replacement, version);
+        // Wait for the watcher to reload it: a good one becomes current; a
+        // bad one is refused (a burst of events may be seen as two
+        // reloads; each must hold).
+        let waited = Instant::now();
+        loop {
+            let done = if replacement.is_good() {
+                service.current_version() == format!("0.{version}.0")
+            } else {
+                let now = service.last_reload();
+                now != before_reload && now.is_some_and(|(_, outcome)| outcome == "refused")
+            };
+            if done {
+                break;
+            }
+            assert!(
+                waited.elapsed() < Duration::from_secs(60),
+                "no reload after {replacement:?}: {:#?}",
+                service.status()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !replacement.is_good() {
+            assert_eq!(
+                service.current_version(),
+                before,
+                "{replacement:?} kept the last good"
+            );
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (dir, log) = service.stop();
+    stop.store(true, Ordering::Relaxed);
+    let acked: u64 = clients.into_iter().map(|c| c.join().expect("client")).sum();
+    assert!(acked > 0, "{log:#?}");
+
+    let entries = records(&dir.path().join("state/audit"));
+    // Generations that became current, and the versions they carry.
+    let mut active: BTreeMap<u64, String> = BTreeMap::new();
+    let mut refused = 0;
+    for e in &entries {
+        match &e.record {
+            Record::Lifecycle(Lifecycle::GenerationChange { to: Some(to), .. }) => {
+                active.insert(to.generation, to.version.clone());
+            }
+            Record::Lifecycle(Lifecycle::ReloadRefused { .. }) => refused += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        refused >= bad_count,
+        "every bad replacement is recorded as refused ({refused} of {bad_count})"
+    );
+    let versions: BTreeSet<String> = active.values().cloned().collect();
+    assert_eq!(
+        versions, good_versions,
+        "every good version became current, and nothing else did"
+    );
+    // Every recorded batch: one invocation per detector, all on one
+    // generation that was made current, and never a refused one.
+    let batches = ingest_batches(&entries);
+    let mut calls: BTreeMap<u64, Vec<(String, u64)>> = BTreeMap::new();
+    for e in &entries {
+        if let Record::Invocation(i) = &e.record {
+            calls
+                .entry(i.batch)
+                .or_default()
+                .push((i.plugin.clone(), i.generation));
+        }
+    }
+    for (seq, _) in &batches {
+        let batch_calls = calls.get(seq).cloned().unwrap_or_default();
+        let plugins: BTreeSet<&str> = batch_calls.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(batch_calls.len(), 3, "batch #{seq}: {batch_calls:?}");
+        assert_eq!(plugins.len(), 3, "batch #{seq}: {batch_calls:?}");
+        let generations: BTreeSet<u64> = batch_calls.iter().map(|(_, g)| *g).collect();
+        assert_eq!(generations.len(), 1, "batch #{seq} ran on one generation");
+        let generation = generations.into_iter().next().expect("one");
+        assert!(
+            active.contains_key(&generation),
+            "batch #{seq} ran on generation {generation}"
+        );
+    }
+    let recorded: u64 = batches.iter().map(|(_, b)| b.end.line - b.start.line).sum();
+    assert!(
+        recorded >= acked,
+        "{acked} acknowledged, {recorded} recorded"
+    );
+
+    // Findings equal a run without reloads over the same events: the
+    // stream rebuilt from the log, run once by `vigil run` on the pack.
+    let mut stream = String::new();
+    for (_, b) in &batches {
+        for event in &b.events {
+            let event = event.event.as_ref().expect("inputs recorded in full");
+            stream.push_str(&serde_json::to_string(event).expect("event"));
+            stream.push('\n');
+        }
+    }
+    std::fs::write(dir.path().join("stream.jsonl"), &stream).expect("stream");
+    let run = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "run",
+            "--pack",
+            "packs/starter",
+            "--policy",
+            "vigil.toml",
+            "--state-dir",
+            "rerun",
+            "--input",
+            "stream.jsonl",
+        ])
+        .current_dir(dir.path())
+        .env("VIGIL_LOG", "warn")
+        .output()
+        .expect("vigil run");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let key = |line: &str| {
+        let f: serde_json::Value = serde_json::from_str(line).expect("finding");
+        (
+            f["plugin"].as_str().unwrap_or_default().to_owned(),
+            f["rule_id"].as_str().unwrap_or_default().to_owned(),
+            f["event"]["line"].as_u64().unwrap_or_default(),
+        )
+    };
+    let mut served: Vec<_> = std::fs::read_to_string(dir.path().join("findings.jsonl"))
+        .expect("findings")
+        .lines()
+        .map(key)
+        .collect();
+    let mut rerun: Vec<_> = String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .map(key)
+        .collect();
+    served.sort();
+    rerun.sort();
+    assert!(!served.is_empty());
+    assert_eq!(
+        served, rerun,
+        "findings of the served run vs one run without reloads"
+    );
+}
+
+#[test]
+fn the_admin_api_refuses_a_public_bind_without_a_token_and_requests_without_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("packs")).expect("packs");
+    let config = "[serve]\npacks_dir = \"packs\"\n[serve.admin]\nlisten = \"0.0.0.0:0\"\n";
+    std::fs::write(dir.path().join("vigil.toml"), config).expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["serve", "--config", "vigil.toml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[serve.admin] listen = \"0.0.0.0:0\" is not a loopback address"),
+        "{stderr}"
+    );
+
+    // With a token, every request needs it.
+    std::fs::write(dir.path().join("token"), "s3cret-token\n").expect("token");
+    let config = "[serve]\npacks_dir = \"packs\"\n[serve.admin]\nlisten = \"127.0.0.1:0\"\n\
+                  token_file = \"token\"\n";
+    std::fs::write(dir.path().join("vigil.toml"), config).expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["serve", "--config", "vigil.toml"])
+        .current_dir(dir.path())
+        .env("VIGIL_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut admin = None;
+    for line in stderr.by_ref().map_while(Result::ok) {
+        if let Some(rest) = line.split("admin: http://").nth(1) {
+            admin = rest.split('/').next().map(str::to_owned);
+            break;
+        }
+    }
+    // Keep reading: the host logs to it while it runs.
+    std::thread::spawn(move || stderr.for_each(drop));
+    let admin = admin.expect("admin address logged");
+    let url = format!("http://{admin}/status");
+    match ureq::get(&url).call() {
+        Err(ureq::Error::Status(401, _)) => {}
+        other => panic!("without a token: {other:?}"),
+    }
+    match ureq::get(&url).set("authorization", "Bearer wrong").call() {
+        Err(ureq::Error::Status(401, _)) => {}
+        other => panic!("with a wrong token: {other:?}"),
+    }
+    let ok = ureq::get(&url)
+        .set("authorization", "Bearer s3cret-token")
+        .call()
+        .expect("with the token");
+    assert_eq!(ok.status(), 200);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().expect("exits").success());
+}
