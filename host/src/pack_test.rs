@@ -15,6 +15,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::load::manifest::TestCaseManifest;
 use crate::load::pack::PackSource;
 use crate::load::runtime::Runtime;
 use crate::pipeline::dispatch;
@@ -92,10 +93,19 @@ pub fn run_cases(runtime: &Runtime, source: &PackSource) -> Result<Vec<CaseResul
         (runtime.load_with_state_dir(source.clone(), scratch.path())).map_err(|e| e.to_string())?;
     let cases = generation.manifest.tests.clone();
     drop(generation);
-    Ok(cases
-        .iter()
+    Ok(run_listed(runtime, source, &cases))
+}
+
+/// Run `cases` of the pack at `source`, which is known to load (a reload
+/// has its new generation already), each on a fresh scratch generation.
+pub fn run_listed(
+    runtime: &Runtime,
+    source: &PackSource,
+    cases: &[TestCaseManifest],
+) -> Vec<CaseResult> {
+    (cases.iter())
         .map(|case| run_case(runtime, source, &case.name, &case.events, &case.expected))
-        .collect())
+        .collect()
 }
 
 fn run_case(

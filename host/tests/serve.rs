@@ -41,6 +41,11 @@ struct Service {
 
 impl Service {
     fn start(extra: &str) -> Service {
+        Service::spawn(Service::setup(extra))
+    }
+
+    /// A directory with the starter pack in `packs/` and a config serving it.
+    fn setup(extra: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
         copy_dir(starter_dir(), &dir.path().join("packs/starter"));
         let policy =
@@ -56,6 +61,11 @@ impl Service {
             config.replace("\nstate_dir = \"state\"\n", "\n")
         );
         std::fs::write(dir.path().join("vigil.toml"), config).expect("config");
+        dir
+    }
+
+    /// `vigil serve` in `dir` (made by [`Service::setup`]).
+    fn spawn(dir: tempfile::TempDir) -> Service {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args(["serve", "--config", "vigil.toml"])
             .current_dir(dir.path())
@@ -137,6 +147,19 @@ impl Service {
             .as_str()
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// Events the host has recorded, as its metrics say.
+    fn events_recorded(&self) -> u64 {
+        let text = ureq::get(&format!("{}/metrics", self.admin))
+            .call()
+            .expect("metrics")
+            .into_string()
+            .expect("text");
+        (text.lines())
+            .find_map(|l| l.strip_prefix("vigil_events_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// SIGTERM, then wait for a clean exit.
@@ -608,4 +631,141 @@ fn the_admin_api_refuses_a_public_bind_without_a_token_and_requests_without_it()
         .args(["-TERM", &child.id().to_string()])
         .status();
     assert!(child.wait().expect("exits").success());
+}
+
+#[test]
+fn kill_9_under_load_loses_nothing_acknowledged_and_the_restarted_host_goes_on() {
+    let mut service = Service::start("");
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| load(&service.ingest, 97, Duration::ZERO, stop.clone()))
+        .collect();
+    let started = Instant::now();
+    while service.events_recorded() < 3000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no events recorded"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    service.child.kill().expect("SIGKILL");
+    service.child.wait().expect("dies");
+    stop.store(true, Ordering::Relaxed);
+    let acked: u64 = clients.into_iter().map(|c| c.join().expect("client")).sum();
+    assert!(acked > 0);
+    let audit = service.path("state/audit");
+    let entries = records(&audit);
+    let recorded: u64 = (ingest_batches(&entries).iter())
+        .map(|(_, b)| b.end.line - b.start.line)
+        .sum();
+    assert!(
+        recorded >= acked,
+        "{acked} events acknowledged, {recorded} in the log after kill -9"
+    );
+
+    // The same state dir and log: the host starts, takes events, stops.
+    let service = Service::spawn(service.dir);
+    let events = std::fs::read(starter_dir().join("events.jsonl")).expect("events");
+    assert_eq!(post(&service.ingest, &events), Ok(1070));
+    let (dir, _) = service.stop();
+    let verify = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["audit", "verify", "--audit", "state/audit"])
+        .current_dir(dir.path())
+        .output()
+        .expect("verify runs");
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+#[test]
+fn a_revocation_under_load_denies_the_next_calls_and_says_how_fast() {
+    let service = Service::start("");
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = load(&service.ingest, 61, Duration::from_millis(20), stop.clone());
+    while service.events_recorded() < 500 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let asked = Instant::now();
+    let answer = ureq::post(&format!("{}/revoke", service.admin))
+        .send_string(
+            r#"{"plugin": "starter/brute-force", "capability": "state", "reason": "test"}"#,
+        )
+        .expect("revoke answers");
+    assert_eq!(answer.status(), 200);
+    // In force once the status lists it.
+    loop {
+        let status = service.status();
+        let plugins = status["packs"][0]["plugins"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let revoked = plugins.iter().any(|p| {
+            p["id"] == "brute-force" && !p["revoked"].as_array().is_none_or(Vec::is_empty)
+        });
+        if revoked {
+            break;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "not in force after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let in_force = asked.elapsed();
+    let recorded_then = service.events_recorded();
+    while service.events_recorded() < recorded_then + 1000 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (dir, _) = service.stop();
+    stop.store(true, Ordering::Relaxed);
+    client.join().expect("client");
+
+    let entries = records(&dir.path().join("state/audit"));
+    let change = (entries.iter())
+        .find(|e| matches!(&e.record, Record::Lifecycle(Lifecycle::GrantChange { by, .. }) if by == "admin API"))
+        .map(|e| e.seq)
+        .expect("the revocation is recorded, by the admin API");
+    // Brute-force's state calls after the record: at most the batches that
+    // were in flight still ran with the grant, every later one is denied.
+    let state_calls: Vec<(u64, bool)> = (entries.iter())
+        .filter(|e| e.seq > change)
+        .filter_map(|e| match &e.record {
+            Record::Invocation(i) if i.plugin == "brute-force" => Some((e.seq, i)),
+            _ => None,
+        })
+        .flat_map(|(seq, i)| {
+            (i.host_calls.iter())
+                .filter(|c| c.interface == "state")
+                .map(move |c| (seq, c.status == vigil::audit::record::CallStatus::Denied))
+        })
+        .collect();
+    let first_denied = state_calls
+        .iter()
+        .position(|(_, denied)| *denied)
+        .expect("a denied call");
+    assert!(
+        state_calls[first_denied..]
+            .iter()
+            .all(|(_, denied)| *denied),
+        "a state call was allowed after one was denied"
+    );
+    let allowed_invocations: BTreeSet<u64> = state_calls[..first_denied]
+        .iter()
+        .map(|(seq, _)| *seq)
+        .collect();
+    assert!(
+        allowed_invocations.len() <= 3,
+        "{} invocations after the record still used the grant",
+        allowed_invocations.len()
+    );
+    println!(
+        "revocation through POST /revoke in force (status) after {:.1} ms; \
+         {} brute-force calls recorded after it still had the grant (in flight)",
+        in_force.as_secs_f64() * 1e3,
+        allowed_invocations.len()
+    );
 }

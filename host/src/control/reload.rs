@@ -281,13 +281,11 @@ impl Reloader {
             );
         }
         if self.run_tests {
-            let failed = match pack_test::run_cases(&self.runtime, &source) {
-                Ok(results) => (results.iter())
-                    .filter(|r| !r.passed())
-                    .map(|r| format!("test case {r}"))
-                    .collect(),
-                Err(e) => vec![format!("test cases: {e}")],
-            };
+            let results = pack_test::run_listed(&self.runtime, &source, &generation.manifest.tests);
+            let failed: Vec<String> = (results.iter())
+                .filter(|r| !r.passed())
+                .map(|r| format!("test case {r}"))
+                .collect();
             if !failed.is_empty() {
                 return refuse(Some(name), failed);
             }
