@@ -98,13 +98,43 @@ pub fn run_cases(runtime: &Runtime, source: &PackSource) -> Result<Vec<CaseResul
 
 /// Run `cases` of the pack at `source`, which is known to load (a reload
 /// has its new generation already), each on a fresh scratch generation.
+/// Cases are independent, so they run on up to one thread per core (a
+/// reload waits for them: measured on the starter pack, its three cases
+/// took 110 ms of a 204 ms reload one after another).
 pub fn run_listed(
     runtime: &Runtime,
     source: &PackSource,
     cases: &[TestCaseManifest],
 ) -> Vec<CaseResult> {
-    (cases.iter())
-        .map(|case| run_case(runtime, source, &case.name, &case.events, &case.expected))
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<CaseResult>>> =
+        cases.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(cases.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(case) = cases.get(i) else { break };
+                    let result =
+                        run_case(runtime, source, &case.name, &case.events, &case.expected);
+                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                }
+            });
+        }
+    });
+    (results.into_iter())
+        .zip(cases)
+        .map(|(result, case)| {
+            let result = result.into_inner().unwrap_or_else(|e| e.into_inner());
+            // Every index below `cases.len()` was taken by a worker.
+            result.unwrap_or_else(|| CaseResult {
+                name: case.name.clone(),
+                missing: Vec::new(),
+                unexpected: Vec::new(),
+                error: Some("not run".into()),
+            })
+        })
         .collect()
 }
 
