@@ -9,101 +9,16 @@
 //!
 //! `cargo bench -p vigil --bench serve`
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+#[path = "../tests/support/service.rs"]
+mod service;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use service::Service;
+
 const STARTER: &str = vigil::artifacts::STARTER_PACK_DIR;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
-
-struct Service {
-    child: Child,
-    ingest: String,
-    admin: String,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path, run_pack_tests: bool) -> Service {
-    let policy =
-        std::fs::read_to_string(Path::new(STARTER).join("starter-policy.toml")).expect("policy");
-    let config = format!(
-        "state_dir = \"state\"\n{policy}\n[serve]\npacks_dir = \"packs\"\n\
-         run_pack_tests = {run_pack_tests}\n\
-         [serve.ingest]\nlisten = \"127.0.0.1:0\"\n[serve.admin]\nlisten = \"127.0.0.1:0\"\n\
-         [serve.output]\npath = \"findings.jsonl\"\n"
-    );
-    std::fs::write(dir.join("vigil.toml"), config).expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["serve", "--config", "vigil.toml"])
-        .current_dir(dir)
-        .env("VIGIL_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (found, addrs) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            for prefix in ["ingest: POST http://", "admin: http://"] {
-                if let Some(rest) = line.split(prefix).nth(1) {
-                    let addr = rest.split('/').next().unwrap_or_default().to_owned();
-                    let _ = found.send((prefix, addr));
-                }
-            }
-        }
-    });
-    let (mut ingest, mut admin) = (String::new(), String::new());
-    while ingest.is_empty() || admin.is_empty() {
-        let (prefix, addr) = addrs
-            .recv_timeout(Duration::from_secs(120))
-            .expect("serve starts");
-        if prefix.starts_with("ingest") {
-            ingest = format!("http://{addr}/ingest");
-        } else {
-            admin = format!("http://{addr}");
-        }
-    }
-    Service {
-        child,
-        ingest,
-        admin,
-    }
-}
-
-fn version(admin: &str) -> String {
-    let body = ureq::get(&format!("{admin}/status"))
-        .call()
-        .expect("status")
-        .into_string()
-        .expect("body");
-    let status: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    status["packs"][0]["version"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
 
 fn save(path: &Path, text: &str) {
     let tmp = path.with_extension("swp");
@@ -117,17 +32,15 @@ fn median(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
 }
 
 fn reload_latency(run_pack_tests: bool) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pack: PathBuf = dir.path().join("packs/starter");
-    copy_dir(Path::new(STARTER), &pack);
-    let service = start(dir.path(), run_pack_tests);
+    let service = Service::start(&format!("run_pack_tests = {run_pack_tests}"));
+    let pack = service.path("packs/starter");
     let manifest = std::fs::read_to_string(pack.join("pack.toml")).expect("manifest");
     let mut times = Vec::new();
     for i in 2..=12 {
         let new = manifest.replacen("version = \"0.1.0\"", &format!("version = \"0.{i}.0\""), 1);
         let changed = Instant::now();
         save(&pack.join("pack.toml"), &new);
-        while version(&service.admin) != format!("0.{i}.0") {
+        while service.current_version() != format!("0.{i}.0") {
             std::thread::sleep(Duration::from_millis(2));
             assert!(changed.elapsed() < Duration::from_secs(60), "no reload");
         }
@@ -145,6 +58,7 @@ fn reload_latency(run_pack_tests: bool) {
         min.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3,
     );
+    service.stop();
 }
 
 /// Events per second of `vigil run` over `events` (its own elapsed time:
@@ -222,8 +136,8 @@ fn ingest_throughput(
 }
 
 fn throughput() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(Path::new(STARTER), &dir.path().join("packs/starter"));
+    let service = Service::start("");
+    let dir = &service.dir;
     let events = std::fs::read_to_string(Path::new(STARTER).join("events.jsonl")).expect("events");
     let copies = 20;
     let all: Vec<String> = (0..copies)
@@ -231,7 +145,6 @@ fn throughput() {
         .collect();
     let file = dir.path().join("events.jsonl");
     std::fs::write(&file, all.join("\n") + "\n").expect("events file");
-    let service = start(dir.path(), true);
     let mut run = Vec::new();
     let mut served = Vec::new();
     // Alternate, so both see the same machine.
@@ -255,6 +168,7 @@ fn throughput() {
         served[2],
         100.0 * s / r
     );
+    service.stop();
 }
 
 fn main() {

@@ -1,200 +1,20 @@
 //! `vigil serve` as an operator runs it: the real binary, real sockets on
 //! loopback, a real packs directory changed under it.
 
+#[path = "support/service.rs"]
+mod service;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+use service::{Service, copy_dir, post, starter_dir, verify};
 use vigil::audit::query::{Entry, for_each};
 use vigil::audit::record::{BatchRecord, Lifecycle, Record};
-
-/// A copy of a directory tree.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
-
-fn starter_dir() -> &'static Path {
-    Path::new(vigil::artifacts::STARTER_PACK_DIR)
-}
-
-/// A running `vigil serve` over a packs directory holding the starter pack.
-struct Service {
-    dir: tempfile::TempDir,
-    child: Child,
-    ingest: String,
-    admin: String,
-    /// Every stderr line so far, for failure messages.
-    log: Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Service {
-    fn start(extra: &str) -> Service {
-        Service::spawn(Service::setup(extra))
-    }
-
-    /// A directory with the starter pack in `packs/` and a config serving it.
-    fn setup(extra: &str) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(starter_dir(), &dir.path().join("packs/starter"));
-        let policy =
-            std::fs::read_to_string(starter_dir().join("starter-policy.toml")).expect("policy");
-        let config = format!(
-            "{policy}\nstate_dir = \"state\"\n{extra}\n[serve]\npacks_dir = \"packs\"\n\
-             [serve.ingest]\nlisten = \"127.0.0.1:0\"\n[serve.admin]\nlisten = \"127.0.0.1:0\"\n\
-             [serve.output]\npath = \"findings.jsonl\"\n"
-        );
-        // `state_dir` must precede the tables; put it first.
-        let config = format!(
-            "state_dir = \"state\"\n{}",
-            config.replace("\nstate_dir = \"state\"\n", "\n")
-        );
-        std::fs::write(dir.path().join("vigil.toml"), config).expect("config");
-        dir
-    }
-
-    /// `vigil serve` in `dir` (made by [`Service::setup`]).
-    fn spawn(dir: tempfile::TempDir) -> Service {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["serve", "--config", "vigil.toml"])
-            .current_dir(dir.path())
-            .env("VIGIL_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("vigil serve starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (addrs, found) = mpsc::channel();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    for (prefix, what) in [
-                        ("ingest: POST http://", "ingest"),
-                        ("admin: http://", "admin"),
-                    ] {
-                        if let Some(rest) = line.split(prefix).nth(1) {
-                            let addr = rest.split('/').next().unwrap_or_default().to_owned();
-                            let _ = addrs.send((what, addr));
-                        }
-                    }
-                    log.lock().expect("log").push(line);
-                }
-            });
-        }
-        let mut ingest = None;
-        let mut admin = None;
-        while ingest.is_none() || admin.is_none() {
-            let (what, addr) = found
-                .recv_timeout(Duration::from_secs(120))
-                .unwrap_or_else(|_| panic!("vigil serve did not start: {:?}", log.lock()));
-            match what {
-                "ingest" => ingest = Some(addr),
-                _ => admin = Some(addr),
-            }
-        }
-        Service {
-            dir,
-            child,
-            ingest: format!("http://{}/ingest", ingest.expect("ingest")),
-            admin: format!("http://{}", admin.expect("admin")),
-            log,
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let body = ureq::get(&format!("{}/status", self.admin))
-            .call()
-            .expect("status answers")
-            .into_string()
-            .expect("status body");
-        serde_json::from_str(&body).expect("status is JSON")
-    }
-
-    /// The last reload of the starter pack's directory: (at, outcome).
-    fn last_reload(&self) -> Option<(String, String)> {
-        let status = self.status();
-        let reloads = status["reloads"].as_array()?;
-        let last = (reloads.iter()).find(|r| {
-            r["dir"]
-                .as_str()
-                .is_some_and(|d| d.ends_with("packs/starter"))
-        })?;
-        Some((
-            last["at"].as_str()?.to_owned(),
-            last["outcome"].as_str()?.to_owned(),
-        ))
-    }
-
-    fn current_version(&self) -> String {
-        self.status()["packs"][0]["version"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    /// Events the host has recorded, as its metrics say.
-    fn events_recorded(&self) -> u64 {
-        let text = ureq::get(&format!("{}/metrics", self.admin))
-            .call()
-            .expect("metrics")
-            .into_string()
-            .expect("text");
-        (text.lines())
-            .find_map(|l| l.strip_prefix("vigil_events_total "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    fn stop(mut self) -> (tempfile::TempDir, Vec<String>) {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(killed.success());
-        let status = self.child.wait().expect("waits");
-        // The stderr reader has the last lines once the pipe closes.
-        std::thread::sleep(Duration::from_millis(50));
-        let log = self.log.lock().expect("log").clone();
-        assert!(
-            status.success(),
-            "vigil serve exited with {status}: {log:#?}"
-        );
-        (self.dir, log)
-    }
-}
-
-/// POST `body`; the accepted line count on 200, else the status code.
-fn post(url: &str, body: &[u8]) -> Result<u64, u16> {
-    match ureq::post(url).send_bytes(body) {
-        Ok(response) => {
-            let v: serde_json::Value =
-                serde_json::from_str(&response.into_string().expect("body")).expect("JSON");
-            Ok(v["accepted"].as_u64().expect("accepted"))
-        }
-        Err(ureq::Error::Status(code, _)) => Err(code),
-        // Refused or reset: the host has stopped listening.
-        Err(_) => Err(0),
-    }
-}
 
 /// A client posting the starter events in bodies of `lines` lines, `pause`
 /// apart, until `stop`; returns the events acknowledged with 200.
@@ -293,16 +113,8 @@ fn ingest_acknowledges_only_what_the_log_holds_and_sigterm_loses_nothing_acknowl
         _ => None,
     });
     assert_eq!(stopped.as_deref(), Some("serve stopped: SIGTERM"));
-    let verify = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["audit", "verify", "--audit", "state/audit"])
-        .current_dir(dir.path())
-        .output()
-        .expect("verify runs");
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
+    let (verified, text) = verify(dir.path(), "state/audit");
+    assert!(verified, "{text}");
 }
 
 /// One way to replace the starter pack in the packs directory.
@@ -668,17 +480,8 @@ fn kill_9_under_load_loses_nothing_acknowledged_and_the_restarted_host_goes_on()
     let events = std::fs::read(starter_dir().join("events.jsonl")).expect("events");
     assert_eq!(post(&service.ingest, &events), Ok(1070));
     let (dir, _) = service.stop();
-    let verify = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["audit", "verify", "--audit", "state/audit"])
-        .current_dir(dir.path())
-        .output()
-        .expect("verify runs");
-    assert!(
-        verify.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    let (verified, text) = verify(dir.path(), "state/audit");
+    assert!(verified, "{text}");
 }
 
 #[test]
