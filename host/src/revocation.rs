@@ -89,9 +89,11 @@ pub const RECORDER_LOCK: &str = "grant-recorder.lock";
 /// them: the audit log does not import this module).
 pub use crate::audit::record::Revocation;
 
-/// Whether `spec` (`plugin-id` or `pack/plugin-id`) names `pack/plugin`.
-fn names(spec: &str, pack: &str, plugin: &str) -> bool {
+/// Whether `spec` (`plugin-id`, `pack/plugin-id`, or `pack/*` for every
+/// plugin of a pack) names `pack/plugin`.
+pub fn names(spec: &str, pack: &str, plugin: &str) -> bool {
     match spec.split_once('/') {
+        Some((p, "*")) => p == pack,
         Some((p, id)) => p == pack && id == plugin,
         None => spec == plugin,
     }
@@ -830,6 +832,16 @@ mod tests {
         })
         .expect("log reads");
         out
+    }
+
+    #[test]
+    fn a_pack_wildcard_names_every_plugin_of_that_pack_only() {
+        assert!(names("starter/*", "starter", "brute-force"));
+        assert!(names("starter/*", "starter", "ioc-match"));
+        assert!(!names("starter/*", "sigma", "brute-force"));
+        assert!(names("starter/ioc-match", "starter", "ioc-match"));
+        assert!(!names("starter/ioc-match", "starter", "brute-force"));
+        assert!(names("ioc-match", "any", "ioc-match"));
     }
 
     #[test]

@@ -88,7 +88,9 @@ pub enum Lifecycle {
     },
     /// A reload changed a pack's current generation: a new one replaced
     /// it (written after the new generation's `pack-load` and before any
-    /// call on it), a new pack was added, or a pack was removed.
+    /// call on it), a new pack was added, or a pack was removed. Batches
+    /// already in flight on the old generation may still be recorded
+    /// after it (their invocations name their generation).
     GenerationChange {
         /// Pack name.
         pack: String,

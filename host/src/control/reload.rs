@@ -44,7 +44,9 @@ pub enum Outcome {
         /// The generation now current.
         to: u64,
     },
-    /// The pack's directory is gone (or has no `pack.toml`): it no longer runs.
+    /// The pack's directory is gone: it no longer runs. (A directory that
+    /// is there without a `pack.toml`, mid-copy, is refused and the
+    /// running generation stays.)
     Removed {
         /// Pack name.
         pack: String,
@@ -91,7 +93,8 @@ pub struct DirStatus {
     pub outcome: &'static str,
     /// Why it was refused (empty otherwise).
     pub reasons: Vec<String>,
-    /// How long it took, file change to swap, milliseconds.
+    /// How long the reload took (after the watcher's settle time),
+    /// milliseconds.
     pub took_ms: u64,
 }
 
@@ -155,6 +158,10 @@ impl Reloader {
                 dirs.push(dir);
             }
         }
+        // Directories that are gone first: a pack moved to another
+        // directory stops running from the old one before it is loaded
+        // from the new one (otherwise its name is taken).
+        dirs.sort_by_key(|d| d.exists());
         (dirs.into_iter())
             .map(|dir| {
                 let outcome = self.reload_dir(&dir, trigger);
@@ -216,8 +223,8 @@ impl Reloader {
         trigger: &str,
     ) -> (Outcome, Option<String>) {
         let running = dirs.get(dir).cloned();
-        if !dir.join("pack.toml").is_file() {
-            // Gone, or not a pack (yet): what ran from it stops.
+        if !dir.exists() {
+            // Gone: what ran from it stops.
             let Some(name) = running else {
                 return (Outcome::Nothing, None);
             };
@@ -239,6 +246,10 @@ impl Reloader {
                 generation: last.number,
             };
             return (outcome, Some(name));
+        }
+        if running.is_none() && !dir.join("pack.toml").is_file() {
+            // Not a pack (yet): a directory being created or copied.
+            return (Outcome::Nothing, None);
         }
         let source = PackSource::Dir(dir.to_owned());
         let refuse = |pack: Option<String>, reasons: Vec<String>| {

@@ -10,7 +10,7 @@ use crate::audit::record::Revocation;
 use crate::capability::Capability;
 use crate::control::reload::DirStatus;
 use crate::load::pack::PackSet;
-use crate::revocation::Revocations;
+use crate::revocation::{self, Revocations};
 
 /// A host's state at one moment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,7 +118,7 @@ pub fn snapshot(
                         init: r.init.as_ref().map(|i| i.mode.name().to_owned()),
                         quarantine: loaded.and_then(|p| p.quarantine()).map(|q| q.describe()),
                         revoked: (in_force.iter())
-                            .filter(|v| v.plugin == r.id || v.plugin == format!("{pack}/{}", r.id))
+                            .filter(|v| revocation::names(&v.plugin, pack, &r.id))
                             .map(|v| {
                                 format!(
                                     "{} by {} at {}: {}",

@@ -401,7 +401,7 @@ impl Pipeline<'_> {
                             error,
                         });
                     }
-                    Ok(more) if !more && malformed.is_empty() => break Ok(()),
+                    Ok(false) => break Ok(()),
                     Ok(_) => {}
                 }
                 for m in &malformed {

@@ -126,9 +126,12 @@ impl<R: BufRead> BatchReader<R> {
         self.fill_while(batch, size, malformed, |_, _| true)
     }
 
-    /// [`BatchReader::fill`], asking `ready(reader, events so far)` before
+    /// [`BatchReader::fill`], asking `ready(reader, lines so far)` before
     /// each line and closing the batch when it says no (a live source's
-    /// linger, `source.rs`).
+    /// linger, `source.rs`). Lines count whether they were events,
+    /// malformed or blank: a live batch of only malformed lines closes on
+    /// its linger too, so what they acknowledge is never held back.
+    /// Returns whether any line was read.
     pub fn fill_while(
         &mut self,
         batch: &mut Batch,
@@ -139,9 +142,10 @@ impl<R: BufRead> BatchReader<R> {
         batch.clear();
         self.raw.clear();
         self.raw_spans.clear();
+        let mut lines = 0;
         while batch.len() < size
             && batch.wire().len() < MAX_BATCH_BYTES
-            && ready(&mut self.reader, batch.len())
+            && ready(&mut self.reader, lines)
         {
             self.line.clear();
             // Bounded read: a hostile multi-gigabyte line cannot exhaust memory.
@@ -153,6 +157,7 @@ impl<R: BufRead> BatchReader<R> {
             }
             self.line_no += 1;
             self.offset += n as u64;
+            lines += 1;
             if self.line.last() != Some(&b'\n') && self.line.len() > MAX_EVENT_BYTES {
                 let skipped = self.skip_rest_of_line()?;
                 self.offset += skipped as u64;
@@ -181,7 +186,7 @@ impl<R: BufRead> BatchReader<R> {
                 }),
             }
         }
-        Ok(!batch.is_empty())
+        Ok(lines > 0)
     }
 
     fn skip_rest_of_line(&mut self) -> io::Result<usize> {

@@ -12,6 +12,10 @@
 //! making it current. A batch that runs on the new generation was read
 //! after the swap, so it reaches the audit stage's inbox after the notice,
 //! and the log shows every generation's `pack-load` before its first call.
+//! The other way round is not a boundary: batches dispatched on the old
+//! generation before the swap (at most the pipeline's depth, two, plus the
+//! one being read) are recorded after the notice and still name the old
+//! generation in their invocation records.
 
 use std::sync::{Arc, Mutex};
 
@@ -73,9 +77,18 @@ impl NoticeBoard {
         board.pending.push(notice);
     }
 
-    /// A run starts taking notices through `deliver`.
+    /// A run starts taking notices through `deliver`. Notices still
+    /// waiting (posted after the host last wrote them) go first, under the
+    /// same lock, so none is overtaken by a batch of this run.
     pub(crate) fn attach(&self, deliver: Deliver) {
         let mut board = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = Vec::new();
+        for notice in std::mem::take(&mut board.pending) {
+            if let Err(notice) = deliver(Box::new(notice)) {
+                kept.push(*notice);
+            }
+        }
+        board.pending = kept;
         board.live = Some(deliver);
     }
 

@@ -38,7 +38,9 @@ pub trait EventSource {
     /// Clear `batch` and fill it with up to `size` events; malformed lines
     /// go to `malformed`. A live source closes the batch early once
     /// `linger` has passed since its first event with no line ready.
-    /// Returns `false` once the source is exhausted and nothing was read.
+    /// Returns `false` once the source is exhausted and nothing was read
+    /// (a batch of only blank or malformed lines is still a batch: its
+    /// position is recorded and acknowledged).
     fn fill(
         &mut self,
         batch: &mut Batch,
@@ -150,9 +152,9 @@ impl<R: BufRead> EventSource for Lines<R> {
             return self.reader.fill(batch, size, malformed);
         };
         let mut closes_at = None;
-        (self.reader).fill_while(batch, size, malformed, |reader, events| {
-            if events == 0 {
-                return true; // The first event is worth any wait.
+        (self.reader).fill_while(batch, size, malformed, |reader, lines| {
+            if lines == 0 {
+                return true; // The first line is worth any wait.
             }
             let until = *closes_at.get_or_insert_with(|| Instant::now() + linger);
             ready_by(reader, until)
@@ -353,6 +355,29 @@ mod tests {
         );
         assert_eq!(batch.frames().iter().map(|f| f.id).collect::<Vec<_>>(), [3]);
         assert_eq!(malformed.iter().map(|m| m.line).collect::<Vec<_>>(), [4]);
+        assert!(
+            !(source.fill(&mut batch, 256, Duration::from_millis(5), &mut malformed))
+                .expect("read")
+        );
+    }
+
+    #[test]
+    fn a_live_batch_of_only_malformed_lines_closes_after_its_linger_too() {
+        let (mut source, mut producer) = live_pair();
+        producer.write_all(b"not json\n\n").expect("write");
+        let mut batch = Batch::new();
+        let mut malformed = Vec::new();
+        // The producer stays open: before, this waited for an event.
+        let more =
+            (source.fill(&mut batch, 256, Duration::from_millis(5), &mut malformed)).expect("read");
+        assert!(
+            more,
+            "a batch of lines that are not events is still a batch"
+        );
+        assert!(batch.is_empty());
+        assert_eq!(malformed.iter().map(|m| m.line).collect::<Vec<_>>(), [1]);
+        assert_eq!(source.position().line, 2);
+        drop(producer);
         assert!(
             !(source.fill(&mut batch, 256, Duration::from_millis(5), &mut malformed))
                 .expect("read")

@@ -7,14 +7,19 @@
 //! batches close on size or after the linger time. A request waits for the
 //! acknowledgement of the stream position just past its body, which the
 //! audit stage gives as soon as the batch unit holding it is written
-//! (`pipeline::source::Acknowledge`); then it gets `200 {"accepted": N}`.
-//! An acknowledged event is therefore never lost: it is in the log, and a
-//! client that got no 2xx sends it again.
+//! (`pipeline::source::Acknowledge`); then it gets `200 {"accepted": N}`
+//! (N lines: events, and malformed lines the log records as such). An
+//! acknowledged event is in the log, written to the kernel: a killed host
+//! keeps it; `fdatasync` follows within `[audit] fsync_interval_ms`, so
+//! only a power loss or kernel crash in that window could lose it. A
+//! client that got no 2xx sends its events again.
 //!
 //! Bounded, never buffered without limit: a body larger than
-//! `max_body_bytes` gets 413; while accepted-but-unrecorded bytes would
-//! exceed `queue_bytes`, requests get `429` with `Retry-After: 1`; once the
-//! host is stopping, `503`.
+//! `max_body_bytes` gets 413; bodies are read at most `queue_bytes /
+//! max_body_bytes` at a time (others wait for their turn), and while
+//! accepted-but-unrecorded bytes would exceed `queue_bytes`, requests get
+//! `429` with `Retry-After: 1`; once the host is stopping, or if the
+//! pipeline stopped, `503`.
 
 use std::collections::VecDeque;
 use std::io;
@@ -27,13 +32,15 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use vigil_event::Batch;
 
 use crate::load::service::IngestConfig;
 use crate::pipeline::input::{MalformedLine, RawEvents};
 use crate::pipeline::position::Position;
 use crate::pipeline::source::{Acknowledge, Chunks, EventSource, Lines};
+
+use super::metrics::Metrics;
 
 /// The source's name in findings and the audit log.
 pub const SOURCE_NAME: &str = "http-ingest";
@@ -53,6 +60,11 @@ struct Shared {
     state: Mutex<Queue>,
     max_body_bytes: usize,
     queue_bytes: usize,
+    /// Bodies being read at once: with the queue, memory stays within
+    /// twice `queue_bytes` however many clients connect.
+    reading: Semaphore,
+    /// Where refusals are counted.
+    metrics: Option<Arc<Metrics>>,
 }
 
 #[derive(Debug, Default)]
@@ -86,12 +98,20 @@ pub enum Refusal {
 
 impl Ingest {
     /// An ingest endpoint and the pipeline source it feeds.
-    pub fn new(config: &IngestConfig) -> (Ingest, IngestSource) {
-        Ingest::with_limits(config.max_body_bytes(), config.queue_bytes())
+    pub fn new(config: &IngestConfig, metrics: Arc<Metrics>) -> (Ingest, IngestSource) {
+        Ingest::build(config.max_body_bytes(), config.queue_bytes(), Some(metrics))
     }
 
-    /// The same with explicit bounds.
+    /// The same with explicit bounds and no metrics.
     pub fn with_limits(max_body_bytes: usize, queue_bytes: usize) -> (Ingest, IngestSource) {
+        Ingest::build(max_body_bytes, queue_bytes, None)
+    }
+
+    fn build(
+        max_body_bytes: usize,
+        queue_bytes: usize,
+        metrics: Option<Arc<Metrics>>,
+    ) -> (Ingest, IngestSource) {
         let (send, receive) = mpsc::sync_channel(MAX_QUEUED_BODIES);
         let shared = Arc::new(Shared {
             state: Mutex::new(Queue {
@@ -100,6 +120,8 @@ impl Ingest {
             }),
             max_body_bytes,
             queue_bytes,
+            reading: Semaphore::new((queue_bytes / max_body_bytes.max(1)).max(1)),
+            metrics,
         });
         let source = IngestSource {
             lines: Lines::from_chunks(SOURCE_NAME, Chunks::from_channel(receive)),
@@ -121,22 +143,34 @@ impl Ingest {
     /// Accept `body` (its lines, newline-terminated); the receiver fires
     /// once the audit log holds all of it.
     pub fn accept(&self, mut body: Vec<u8>) -> Result<oneshot::Receiver<()>, Refusal> {
+        let refused = |refusal: Refusal| {
+            if let Some(metrics) = &self.shared.metrics {
+                metrics.ingest_refused(match refusal {
+                    Refusal::Full => "full",
+                    Refusal::Stopping => "stopping",
+                });
+            }
+            Err(refusal)
+        };
+        // The bound is on what the client sent: a body of exactly
+        // `queue_bytes` fits even when the host adds its final newline.
+        let sent = body.len();
         if body.last().is_some_and(|b| *b != b'\n') {
             body.push(b'\n');
         }
         let (done, receiver) = oneshot::channel();
         let mut queue = self.lock();
         let Some(chunks) = &queue.chunks else {
-            return Err(Refusal::Stopping);
+            return refused(Refusal::Stopping);
         };
-        if queue.queued + body.len() > self.shared.queue_bytes {
-            return Err(Refusal::Full);
+        if queue.queued + sent > self.shared.queue_bytes {
+            return refused(Refusal::Full);
         }
         let bytes = body.len();
         match chunks.try_send(Ok(body)) {
             Ok(()) => {}
-            Err(mpsc::TrySendError::Full(_)) => return Err(Refusal::Full),
-            Err(mpsc::TrySendError::Disconnected(_)) => return Err(Refusal::Stopping),
+            Err(mpsc::TrySendError::Full(_)) => return refused(Refusal::Full),
+            Err(mpsc::TrySendError::Disconnected(_)) => return refused(Refusal::Stopping),
         }
         queue.offset += bytes as u64;
         queue.queued += bytes;
@@ -150,19 +184,20 @@ impl Ingest {
         self.lock().chunks = None;
     }
 
-    /// The run is over: requests still waiting get `503` (their events
-    /// may not be in the log; the client sends them again).
+    /// The run is over: nothing more is accepted, and requests still
+    /// waiting get `503` (their events may not be in the log; the client
+    /// sends them again).
     pub fn abandon(&self) {
-        let mut queue = self.lock();
-        queue.waiting.clear();
-        queue.queued = 0;
+        abandon(&self.shared);
     }
 
     /// `POST /ingest`.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/ingest", post(ingest))
-            .layer(DefaultBodyLimit::max(self.shared.max_body_bytes))
+            // Enforced where the body is read (`to_bytes`), once the
+            // request has its turn to read one.
+            .layer(DefaultBodyLimit::disable())
             .with_state(self.clone())
     }
 
@@ -171,7 +206,25 @@ impl Ingest {
     }
 }
 
-async fn ingest(State(ingest): State<Ingest>, body: Bytes) -> Response {
+async fn ingest(State(ingest): State<Ingest>, body: axum::body::Body) -> Response {
+    // One body read at a time per `max_body_bytes` of queue.
+    let Ok(_reading) = ingest.shared.reading.acquire().await else {
+        return stopping();
+    };
+    let body: Bytes = match axum::body::to_bytes(body, ingest.shared.max_body_bytes).await {
+        Ok(body) => body,
+        Err(_) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "body over {} bytes (`[serve.ingest] max_body_bytes`), or cut short; \
+                     send smaller bodies\n",
+                    ingest.shared.max_body_bytes
+                ),
+            )
+                .into_response();
+        }
+    };
     let lines = body.iter().filter(|b| **b == b'\n').count()
         + usize::from(body.last().is_some_and(|b| *b != b'\n'));
     if lines == 0 {
@@ -181,7 +234,7 @@ async fn ingest(State(ingest): State<Ingest>, body: Bytes) -> Response {
         )
             .into_response();
     }
-    let receiver = match ingest.accept(body.to_vec()) {
+    let receiver = match ingest.accept(Vec::from(body)) {
         Ok(receiver) => receiver,
         Err(Refusal::Full) => {
             let mut response = (
@@ -245,21 +298,44 @@ impl EventSource for IngestSource {
     }
 
     fn acknowledger(&mut self) -> Box<dyn Acknowledge> {
-        let shared = self.shared.clone();
-        Box::new(move |through: Position| {
-            let mut queue = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            while queue
-                .waiting
-                .front()
-                .is_some_and(|w| w.end <= through.offset)
-            {
-                let waiter = queue.waiting.pop_front().expect("checked");
-                queue.queued = queue.queued.saturating_sub(waiter.bytes);
-                // The client may have gone; its events are recorded anyway.
-                let _ = waiter.done.send(());
-            }
+        Box::new(Acks {
+            shared: self.shared.clone(),
         })
     }
+}
+
+/// The audit stage's end: answers requests as their bodies are recorded.
+/// Dropped when the audit stage stops, normally or on an error: then
+/// nothing more is accepted and whoever still waits gets `503`, so a
+/// stopped pipeline never leaves a request (or a graceful stop) hanging.
+struct Acks {
+    shared: Arc<Shared>,
+}
+
+impl Acknowledge for Acks {
+    fn ack(&mut self, through: Position) {
+        let mut queue = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        while (queue.waiting.front()).is_some_and(|w| w.end <= through.offset) {
+            let waiter = queue.waiting.pop_front().expect("checked");
+            queue.queued = queue.queued.saturating_sub(waiter.bytes);
+            // The client may have gone; its events are recorded anyway.
+            let _ = waiter.done.send(());
+        }
+    }
+}
+
+impl Drop for Acks {
+    fn drop(&mut self) {
+        abandon(&self.shared);
+    }
+}
+
+/// Stop accepting and answer every waiting request `503`.
+fn abandon(shared: &Shared) {
+    let mut queue = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    queue.chunks = None;
+    queue.waiting.clear();
+    queue.queued = 0;
 }
 
 #[cfg(test)]
@@ -309,6 +385,34 @@ mod tests {
             ingest.accept(b"{}\n".to_vec()).err(),
             Some(Refusal::Stopping)
         );
+    }
+
+    #[test]
+    fn when_the_audit_stage_stops_waiting_requests_are_answered_and_no_more_accepted() {
+        let (ingest, mut source) = Ingest::with_limits(1024, 4096);
+        let mut waiting = ingest.accept(b"{\"a\":1}\n".to_vec()).expect("accepted");
+        let ack = source.acknowledger();
+        drop(ack);
+        assert!(
+            matches!(
+                waiting.try_recv(),
+                Err(oneshot::error::TryRecvError::Closed)
+            ),
+            "the request is told (503), not left waiting"
+        );
+        assert_eq!(
+            ingest.accept(b"{}\n".to_vec()).err(),
+            Some(Refusal::Stopping)
+        );
+        assert_eq!(ingest.waiting(), 0);
+    }
+
+    #[test]
+    fn a_body_of_exactly_the_queue_size_fits_without_its_final_newline() {
+        let (ingest, _source) = Ingest::with_limits(8, 8);
+        let _held = ingest
+            .accept(b"{\"a\":1}".to_vec())
+            .expect("8 bytes sent fit");
     }
 
     #[test]

@@ -160,6 +160,15 @@ pub fn serve(options: ServeOptions) -> Result<Served, ServeError> {
         });
         reload_all
     };
+    let network = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("vigil-net")
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let (stop_tx, stop_rx) = watch::channel(None::<String>);
+    // Signals first: a SIGTERM while the packs load still stops cleanly.
+    network.spawn(signals(stop_tx, reload_all.clone()));
     reload_all("start");
     let _watcher = {
         let (reloader, metrics) = (reloader.clone(), metrics.clone());
@@ -177,16 +186,9 @@ pub fn serve(options: ServeOptions) -> Result<Served, ServeError> {
     };
 
     let (ingest, mut source) = match &config.ingest {
-        Some(c) => Ingest::new(c),
+        Some(c) => Ingest::new(c, metrics.clone()),
         None => Ingest::with_limits(8 << 20, 64 << 20),
     };
-    let network = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("vigil-net")
-        .enable_all()
-        .build()
-        .map_err(ServeError::Runtime)?;
-    let (stop_tx, stop_rx) = watch::channel(None::<String>);
     let mut servers = Vec::new();
     if let Some(c) = &config.ingest {
         let listener = bind(&network, c.listen, "[serve.ingest]")?;
@@ -217,16 +219,23 @@ pub fn serve(options: ServeOptions) -> Result<Served, ServeError> {
         tracing::info!("admin: http://{addr}/status");
         servers.push(network.spawn(serve_router(listener, admin.router(), stop_rx.clone())));
     }
-    // Signals: the first SIGTERM or SIGINT stops; SIGHUP reloads.
-    network.spawn(signals(stop_tx, reload_all.clone()));
-    // Once every server has finished its requests, the stream closes and
-    // the pipeline drains.
+    // Once every server has finished its requests (or `DRAIN` is over:
+    // a client that never finishes its body cannot hold the stop), the
+    // stream closes and the pipeline drains.
     let closing = {
         let (ingest, mut stop_rx) = (ingest.clone(), stop_rx.clone());
         network.spawn(async move {
             let _ = stop_rx.wait_for(Option::is_some).await;
-            for server in servers {
-                let _ = server.await;
+            let drained = tokio::time::timeout(DRAIN, async {
+                for server in servers {
+                    let _ = server.await;
+                }
+            });
+            if drained.await.is_err() {
+                tracing::warn!(
+                    "requests still open after {} s; closing ingest without them",
+                    DRAIN.as_secs()
+                );
             }
             ingest.close();
         })
@@ -263,6 +272,9 @@ pub fn serve(options: ServeOptions) -> Result<Served, ServeError> {
         audit_dir,
     })
 }
+
+/// Longest a stop waits for open requests before closing ingest anyway.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn count(metrics: &Metrics, outcome: &Outcome) {
     if *outcome != Outcome::Nothing {
@@ -336,18 +348,26 @@ async fn signals(stop: watch::Sender<Option<String>>, reload: ReloadAll) {
         tracing::error!("cannot install signal handlers; stop the host with SIGKILL");
         return;
     };
+    let mut stopping = false;
     loop {
         let reason = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
             _ = hup.recv() => {
+                // Not awaited: a stop must not wait for a reload.
                 let reload = reload.clone();
-                let _ = tokio::task::spawn_blocking(move || reload("SIGHUP")).await;
+                tokio::task::spawn_blocking(move || reload("SIGHUP"));
                 continue;
             }
         };
+        if stopping {
+            // An operator who asks twice wants out now; what was
+            // acknowledged is in the log already.
+            tracing::warn!("{reason} again: exiting without draining");
+            std::process::exit(130);
+        }
+        stopping = true;
         tracing::info!("{reason}: stopping (finishing requests in flight, draining the pipeline)");
         let _ = stop.send(Some(reason.to_owned()));
-        return;
     }
 }

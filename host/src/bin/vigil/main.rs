@@ -103,7 +103,7 @@ enum Command {
     /// Revoke a capability of a plugin, in running hosts (within a second)
     /// and across restarts; the next call is refused with `access-denied`.
     Revoke {
-        /// Plugin id (in any pack) or `pack/plugin`.
+        /// Plugin id (in any pack), `pack/plugin`, or `pack/*` for every plugin of a pack.
         plugin: String,
         /// The capability to revoke (log, config, state, clock, http, files).
         /// Default: every capability.
@@ -117,7 +117,7 @@ enum Command {
     },
     /// Undo `vigil revoke` for a plugin (one capability, or all of its revocations).
     Restore {
-        /// Plugin id or `pack/plugin`, exactly as given to `vigil revoke`.
+        /// Plugin id, `pack/plugin` or `pack/*`, exactly as given to `vigil revoke`.
         plugin: String,
         /// Only this capability's revocation. Default: all of the plugin's.
         #[arg(long, value_parser = parse_capability)]
