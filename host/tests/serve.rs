@@ -439,6 +439,33 @@ fn the_admin_api_refuses_a_public_bind_without_a_token_and_requests_without_it()
         .call()
         .expect("with the token");
     assert_eq!(ok.status(), 200);
+    // `vigil status` reads the same [serve.admin] (here with the address
+    // the host bound) and sends the token.
+    let status_config = |token: &str| {
+        std::fs::write(dir.path().join("status-token"), token).expect("token");
+        let config = format!(
+            "[serve]\npacks_dir = \"packs\"\n[serve.admin]\nlisten = \"{admin}\"\n\
+             token_file = \"status-token\"\n"
+        );
+        std::fs::write(dir.path().join("status.toml"), config).expect("config");
+        Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["status", "--config", "status.toml"])
+            .current_dir(dir.path())
+            .output()
+            .expect("vigil status runs")
+    };
+    let shown = status_config("s3cret-token");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert!(text.starts_with("vigil 0.1.0 up since "), "{text}");
+    let refused = status_config("wrong");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
