@@ -599,3 +599,98 @@ fn a_revocation_under_load_denies_the_next_calls_and_says_how_fast() {
         allowed_invocations.len()
     );
 }
+
+/// A loopback webhook endpoint: answers `500` to the first `fail_first`
+/// requests (or to all with `u64::MAX`), then `200`; counts the finding
+/// lines of the requests it took.
+fn webhook_endpoint(fail_first: u64) -> (String, Arc<std::sync::atomic::AtomicU64>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = taken.clone();
+    std::thread::spawn(move || {
+        let mut requests = 0u64;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            requests += 1;
+            let status = if requests <= fail_first {
+                "500 Internal Server Error"
+            } else {
+                let lines = body.iter().filter(|b| **b == b'\n').count() as u64;
+                counted.fetch_add(lines, Ordering::Relaxed);
+                "200 OK"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, taken)
+}
+
+#[test]
+fn the_webhook_retries_until_taken_and_records_what_it_could_not_deliver() {
+    let events = std::fs::read(starter_dir().join("events.jsonl")).expect("events");
+    // A flaky endpoint: the first three requests fail; every finding
+    // arrives (at least once) after retries.
+    let (url, taken) = webhook_endpoint(3);
+    let service = Service::start(&format!("\n[serve.webhook]\nurl = \"{url}\"\nbatch = 10\n"));
+    assert_eq!(post(&service.ingest, &events), Ok(1070));
+    let waited = Instant::now();
+    while taken.load(Ordering::Relaxed) < 35 {
+        assert!(waited.elapsed() < Duration::from_secs(60), "not delivered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (dir, _) = service.stop();
+    let overflows = (records(&dir.path().join("state/audit")).into_iter())
+        .filter(|e| matches!(e.record, Record::Lifecycle(Lifecycle::SinkOverflow { .. })))
+        .count();
+    assert_eq!(overflows, 0, "everything was delivered");
+
+    // An endpoint that never takes anything and a queue of 5: every
+    // finding is counted and recorded as not delivered, none silently.
+    let (url, taken) = webhook_endpoint(u64::MAX);
+    let service = Service::start(&format!(
+        "\n[serve.webhook]\nurl = \"{url}\"\nmax_queue = 5\ndrain_ms = 300\n"
+    ));
+    assert_eq!(post(&service.ingest, &events), Ok(1070));
+    let (dir, _) = service.stop();
+    assert_eq!(taken.load(Ordering::Relaxed), 0);
+    let entries = records(&dir.path().join("state/audit"));
+    let dropped: u64 = (entries.iter())
+        .filter_map(|e| match &e.record {
+            Record::Lifecycle(Lifecycle::SinkOverflow { dropped, sink, .. }) => {
+                assert_eq!(sink, &url);
+                Some(*dropped)
+            }
+            _ => None,
+        })
+        .sum();
+    assert_eq!(dropped, 35, "35 findings, none delivered, each recorded");
+    let findings = std::fs::read_to_string(dir.path().join("findings.jsonl")).expect("file");
+    assert_eq!(
+        findings.lines().count(),
+        35,
+        "the file sink still has them all"
+    );
+}

@@ -199,6 +199,15 @@ pub fn describe(entry: &Entry) -> String {
                         }
                     )
                 }
+                Lifecycle::SinkOverflow {
+                    sink,
+                    dropped,
+                    total,
+                    reason,
+                } => write!(
+                    out,
+                    "sink overflow: {sink}: {dropped} findings not delivered ({total} in all): {reason}"
+                ),
                 Lifecycle::ReloadRefused {
                     source,
                     trigger,

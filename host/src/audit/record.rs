@@ -122,6 +122,19 @@ pub enum Lifecycle {
         /// Every problem found.
         reasons: Vec<String>,
     },
+    /// A sink could not take findings (a webhook's queue was full, or it
+    /// was still failing when the host stopped): how many, since the last
+    /// such record. The findings are in the log's invocation records.
+    SinkOverflow {
+        /// The sink (a webhook's URL).
+        sink: String,
+        /// Findings not delivered since the last record.
+        dropped: u64,
+        /// Findings not delivered since the host started.
+        total: u64,
+        /// Why.
+        reason: String,
+    },
     /// A capability of a plugin was revoked or restored: one record per
     /// `vigil revoke` or `vigil restore`, with that command's own reason,
     /// actor and time, written by the command itself or, when a host was

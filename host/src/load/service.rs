@@ -21,6 +21,13 @@
 //! path = "findings.jsonl"
 //! rotate_bytes = 104857600       # start a new file past this size (0: never)
 //! keep = 5                       # rotated files kept: findings.jsonl.1 (newest) .. .5
+//!
+//! [serve.webhook]                # findings also POSTed as JSON Lines (at least once)
+//! url = "https://siem.example/vigil"
+//! batch = 100                    # findings per request
+//! max_queue = 10000              # waiting findings; past it counted + recorded (`sink-overflow`)
+//! timeout_ms = 5000              # per request; failures retried from 100 ms doubling to 30 s
+//! drain_ms = 10000               # how long a stopping host keeps trying
 //! ```
 //!
 //! Relative paths are taken from the working directory, as `state_dir` is.
@@ -54,6 +61,50 @@ pub struct ServeConfig {
     /// Where findings go; absent: standard output.
     #[serde(default)]
     pub output: Option<OutputConfig>,
+    /// Findings also POSTed to a webhook; absent: none.
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// `[serve.webhook]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The endpoint (`http://` or `https://`); findings are POSTed as
+    /// JSON Lines.
+    pub url: String,
+    /// Findings per request (default 100).
+    #[serde(default)]
+    pub batch: Option<usize>,
+    /// Findings waiting for delivery (default 10000); past it a finding is
+    /// not queued, and that is counted and recorded.
+    #[serde(default)]
+    pub max_queue: Option<usize>,
+    /// One request's timeout, ms (default 5000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// How long a stopping host keeps trying, ms (default 10000).
+    #[serde(default)]
+    pub drain_ms: Option<u64>,
+}
+
+impl WebhookConfig {
+    /// Findings per request.
+    pub fn batch(&self) -> usize {
+        self.batch.unwrap_or(100).max(1)
+    }
+    /// Queue bound.
+    pub fn max_queue(&self) -> usize {
+        self.max_queue.unwrap_or(10_000).max(1)
+    }
+    /// Request timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.unwrap_or(5000).max(1))
+    }
+    /// Drain time on stop.
+    pub fn drain(&self) -> Duration {
+        Duration::from_millis(self.drain_ms.unwrap_or(10_000))
+    }
 }
 
 /// `[serve.ingest]`.
@@ -125,6 +176,14 @@ impl ServeConfig {
                         .into(),
                 );
             }
+        }
+        if let Some(webhook) = &self.webhook
+            && !(webhook.url.starts_with("http://") || webhook.url.starts_with("https://"))
+        {
+            return Err(format!(
+                "[serve.webhook] url = \"{}\" must start with http:// or https://",
+                webhook.url
+            ));
         }
         if let Some(admin) = &self.admin
             && admin.token_file.is_some()

@@ -380,6 +380,7 @@ impl Pipeline<'_> {
                         revocations,
                         enrichment,
                         observer,
+                        notices,
                         pool,
                         waiting: BTreeMap::new(),
                         next_token: 0,
@@ -489,6 +490,8 @@ struct Emitter<'r> {
     revocations: Arc<Revocations>,
     enrichment: &'r EnrichmentConfig,
     observer: Option<&'r dyn Observer>,
+    /// Notices sinks posted from this thread (`NoticeBoard::post_deferred`).
+    notices: Option<&'r NoticeBoard>,
     pool: Option<enrich::Pool>,
     /// Findings out for enrichment and not emitted yet, by token: each
     /// leaves by its `due` time, enriched or not.
@@ -549,6 +552,12 @@ impl Emitter<'_> {
             while let Ok(done) = enriched.try_recv() {
                 outstanding -= 1;
                 self.enriched(done)?;
+            }
+            // What a sink posted while this message was handled.
+            if let Some(board) = self.notices {
+                for notice in board.take_pending() {
+                    self.notice(notice)?;
+                }
             }
         }
         self.record_grant_changes()?;

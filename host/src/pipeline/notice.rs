@@ -77,6 +77,15 @@ impl NoticeBoard {
         board.pending.push(notice);
     }
 
+    /// Post `notice` from the audit stage's own thread (a sink it calls):
+    /// never through the inbox, which that thread alone drains (it could
+    /// wait on itself); the audit stage writes it after its current
+    /// message, or the host before the next run or at close.
+    pub fn post_deferred(&self, notice: Notice) {
+        let mut board = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        board.pending.push(notice);
+    }
+
     /// A run starts taking notices through `deliver`. Notices still
     /// waiting (posted after the host last wrote them) go first, under the
     /// same lock, so none is overtaken by a batch of this run.

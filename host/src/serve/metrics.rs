@@ -16,6 +16,7 @@
 //! | `vigil_audit_write_seconds` (histogram) | |
 //! | `vigil_reloads_total` | outcome (swapped, removed, refused) |
 //! | `vigil_ingest_refused_total` | reason (full, stopping) |
+//! | `vigil_webhook_dropped_total` | |
 //! | `vigil_ingest_queue_bytes`, `vigil_ingest_waiting_requests` (gauges) | |
 
 use std::collections::BTreeSet;
@@ -58,6 +59,7 @@ pub struct Metrics {
     audit_write: Histogram,
     reloads: Family<Labels, Counter>,
     ingest_refused: Family<Labels, Counter>,
+    webhook_dropped: Counter,
     ingest_queue_bytes: Gauge<i64, AtomicI64>,
     ingest_waiting: Gauge<i64, AtomicI64>,
     rules: Mutex<BTreeSet<(String, String, String)>>,
@@ -88,6 +90,7 @@ impl Metrics {
         let audit_write = Histogram::new(exponential_buckets(0.000_01, 2.0, 18));
         let reloads = Family::<Labels, Counter>::default();
         let ingest_refused = Family::<Labels, Counter>::default();
+        let webhook_dropped = Counter::default();
         let ingest_queue_bytes = Gauge::<i64, AtomicI64>::default();
         let ingest_waiting = Gauge::<i64, AtomicI64>::default();
         registry.register("vigil_events", "Events read and dispatched", events.clone());
@@ -124,6 +127,11 @@ impl Metrics {
             ingest_refused.clone(),
         );
         registry.register(
+            "vigil_webhook_dropped",
+            "Findings the webhook sink could not deliver (queue full, or failing at stop)",
+            webhook_dropped.clone(),
+        );
+        registry.register(
             "vigil_ingest_queue_bytes",
             "Bytes accepted by ingest and not yet in the audit log",
             ingest_queue_bytes.clone(),
@@ -144,6 +152,7 @@ impl Metrics {
             audit_write,
             reloads,
             ingest_refused,
+            webhook_dropped,
             ingest_queue_bytes,
             ingest_waiting,
             rules: Mutex::default(),
@@ -162,6 +171,11 @@ impl Metrics {
         (self.ingest_refused)
             .get_or_create(&labels(&[("reason", reason)]))
             .inc();
+    }
+
+    /// Count findings the webhook did not deliver.
+    pub fn webhook_dropped(&self, n: u64) {
+        self.webhook_dropped.inc_by(n);
     }
 
     /// The text exposition, with the ingest gauges as of now.

@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod ingest;
 pub mod metrics;
+pub mod webhook;
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -43,6 +44,7 @@ use crate::pipeline::sink::{FindingSink, JsonLines};
 use admin::{Admin, AdminError, GrantTarget, admin_token};
 use ingest::Ingest;
 use metrics::Metrics;
+use webhook::Webhook;
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +128,7 @@ pub fn serve(options: ServeOptions) -> Result<Served, ServeError> {
         Some(admin) => admin_token(admin)?,
         None => None,
     };
-    let mut sink = open_output(&config)?;
+    let primary = open_output(&config)?;
     let started_at = Timestamp::now();
     let audit_config = options.policy.audit.clone();
     let batch_size = options.policy.batch_size();
@@ -141,10 +143,19 @@ pub fn serve(options: ServeOptions) -> Result<Served, ServeError> {
     )?;
     let metrics = Arc::new(Metrics::new());
     host.observe(metrics.clone());
+    let notices = host.notice_board();
+    let webhook = match &config.webhook {
+        Some(c) => Some(
+            Webhook::start(c, notices.clone(), Some(metrics.clone()))
+                .map_err(ServeError::Runtime)?,
+        ),
+        None => None,
+    };
+    let mut sink = Outputs { primary, webhook };
     let reloader = Arc::new(Reloader::new(
         host.runtime().clone(),
         host.packs().clone(),
-        host.notice_board(),
+        notices,
         Default::default(),
         config.run_pack_tests(),
     ));
@@ -241,7 +252,7 @@ pub fn serve(options: ServeOptions) -> Result<Served, ServeError> {
         })
     };
     tracing::info!("serving packs from {}", config.packs_dir.display());
-    let run = host.run(&mut source, &mut *sink, None, batch_size);
+    let run = host.run(&mut source, &mut sink, None, batch_size);
     // Requests whose events did not make it into the log get 503.
     ingest.abandon();
     let reason = stop_rx
@@ -264,6 +275,11 @@ pub fn serve(options: ServeOptions) -> Result<Served, ServeError> {
             .map_or("-".into(), |o| o.path.clone()),
         source,
     })?;
+    // Its undelivered findings are recorded as the host closes.
+    if let Some(webhook) = sink.webhook.take() {
+        let sent = webhook.close();
+        tracing::info!("webhook: {sent} findings delivered");
+    }
     let audit_dir = host.audit_dir().to_owned();
     host.close(&format!("serve stopped: {reason}"))?;
     Ok(Served {
@@ -279,6 +295,30 @@ const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 fn count(metrics: &Metrics, outcome: &Outcome) {
     if *outcome != Outcome::Nothing {
         metrics.reloaded(outcome.name());
+    }
+}
+
+/// Where a served run's findings go: the file or stdout, and the webhook.
+struct Outputs {
+    primary: Box<dyn FindingSink>,
+    webhook: Option<Webhook>,
+}
+
+impl FindingSink for Outputs {
+    fn emit(&mut self, finding: &crate::finding::FindingRecord) -> io::Result<()> {
+        self.primary.emit(finding)?;
+        if let Some(webhook) = &mut self.webhook {
+            webhook.emit(finding)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.primary.flush()?;
+        if let Some(webhook) = &mut self.webhook {
+            webhook.flush()?;
+        }
+        Ok(())
     }
 }
 
